@@ -1,0 +1,236 @@
+"""The `infersim` command line: a thin layer over the typed API (catalogs, estimate, validate,
+calibrate). Bad input prints one line and exits with code 2."""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from infersim.errors import InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Simulate and plan LLM inference on GPUs, LPUs and wafer-scale engines.")
+# Wide enough for the tables when output is not a terminal (pipes, CI logs).
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, soft_wrap=True)
+DEFAULT_MEASUREMENTS = "../shared/calibration/measurements.csv"
+
+
+def fails_cleanly(fn):
+    """Turn InputError (and a missing file) into one line on stderr and exit code 2."""
+    @functools.wraps(fn)
+    def run(*a, **kw):
+        try:
+            return fn(*a, **kw)
+        except InputError as e:
+            err.print(f"error: {e}", markup=False, highlight=False)
+            raise typer.Exit(2) from None
+    return run
+
+
+def _emit_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=1, default=float) + "\n")
+
+
+def _catalog(hardware: list[Path] | None, overrides: list[str] | None):
+    from infersim.catalog.hardware import load_catalog
+    cat = load_catalog(tuple(hardware or ()))
+    return cat.with_overrides(overrides) if overrides else cat
+
+
+def _g(x: float) -> str:
+    return f"{x:,.3g}" if abs(x) < 1000 else f"{x:,.0f}"
+
+
+@app.command()
+@fails_cleanly
+def models(as_json: bool = typer.Option(False, "--json", help="machine-readable list")):
+    """List catalog models: family, total/active parameters, layers by kind."""
+    from infersim.catalog.models import list_models
+    rows = list_models()
+    if as_json:
+        _emit_json(rows)
+        return
+    t = Table(title="models (parameters computed from config.json; active excludes the input embedding)")
+    for c in ("name", "hf_id", "family", "total", "active", "layers (attn/mamba/moe/dense)"):
+        t.add_column(c)
+    for m in rows:
+        k = m["layer_kinds"]
+        t.add_row(m["name"], m["hf_id"], m["family"], f"{m['total_params'] / 1e9:.1f}B", f"{m['active_params'] / 1e9:.1f}B",
+                  f"{m['layers']} ({k['attention']}/{k['mamba']}/{k['moe']}/{k['dense_ffn']})")
+    out.print(t)
+
+
+def _q(q) -> str:
+    if q is None or q.value is None:
+        return "—"
+    tag = {"spec": "", "paper": "", "measurement": "", "estimate": " (est)", "assumption": " (assumed)"}[q.basis]
+    return f"{q.value:.3g}{tag}"
+
+
+@app.command()
+@fails_cleanly
+def chips(as_json: bool = typer.Option(False, "--json"),
+          hardware: Optional[list[Path]] = typer.Option(None, "--hardware", help="extra hardware YAML"),
+          set_: Optional[list[str]] = typer.Option(None, "--set", help="override NAME.FIELD=VALUE")):
+    """List chips with key specs, each marked spec / estimate / assumption, with sources in --json."""
+    cat = _catalog(hardware, set_)
+    if as_json:
+        _emit_json([c.model_dump() for c in cat.chips.values()])
+        return
+    t = Table(title="chips (dense peaks; '(est)' estimate, '(assumed)' assumption; sources: --json)")
+    for c in ("name", "kind", "family", "memory GB", "mem BW TB/s", "bf16 TF", "fp8 TF", "fp4 TF", "TDP W"):
+        t.add_column(c)
+    for c in cat.chips.values():
+        pf = c.peak_flops
+        t.add_row(c.name, c.kind, c.family, _q(c.mem_bytes).replace(str(c.mem_bytes.value), "") if False else
+                  (f"{c.mem_bytes.value / 1e9:.3g}" if c.mem_bytes.value else "—"),
+                  f"{c.mem_bw_bytes_per_s.value / 1e12:.3g}" if c.mem_bw_bytes_per_s.value else "—",
+                  *(f"{pf[k].value / 1e12:.4g}" + ("*" if pf[k].basis in ("estimate", "assumption") else "")
+                    if k in pf and pf[k].value else "—" for k in ("bf16", "fp8", "fp4")), _q(c.tdp_w))
+    out.print(t)
+    out.print("* estimate or assumption")
+
+
+@app.command()
+@fails_cleanly
+def systems(as_json: bool = typer.Option(False, "--json"),
+            hardware: Optional[list[Path]] = typer.Option(None, "--hardware"),
+            set_: Optional[list[str]] = typer.Option(None, "--set")):
+    """List named systems (racks, nodes): chips, links, hosts, power."""
+    cat = _catalog(hardware, set_)
+    if as_json:
+        _emit_json([s.model_dump() for s in cat.systems.values()])
+        return
+    t = Table(title="systems")
+    for c in ("name", "chips", "scale-up link (domain)", "scale-out link", "hosts", "power kW"):
+        t.add_column(c)
+    for s in cat.systems.values():
+        t.add_row(s.name, f"{s.n_chips} x {s.chip}", f"{s.scale_up_link or '—'} ({s.scale_up_domain})",
+                  s.scale_out_link or "—", f"{s.hosts.count} x {s.hosts.cpu}" if s.hosts else "—",
+                  _q(s.power_w).replace(str(s.power_w.value) if s.power_w else "", "") if False else
+                  (f"{s.power_w.value / 1e3:.4g}" + ("*" if s.power_w.basis in ("estimate", "assumption") else "")
+                   if s.power_w and s.power_w.value else "—"))
+    out.print(t)
+
+
+@app.command()
+@fails_cleanly
+def estimate(model: str = typer.Option(..., help="catalog name, HF repo id, or path to a config.json"),
+             system: str = typer.Option(..., help="chip (h100-sxm, groq-lpu-v1, ...) or system (gb200-nvl72, ...)"),
+             chips: Optional[int] = typer.Option(None, help="chips in total (default: the system's, or tp*pp*ep)"),
+             tp: Optional[int] = typer.Option(None), pp: int = typer.Option(1), ep: int = typer.Option(1),
+             replicas: Optional[int] = typer.Option(None, help="independent model copies"),
+             precision: Optional[str] = typer.Option(None, help="bf16, fp16, fp8, int8, fp4, mixed (default: bf16 on GPUs and wafers, mixed 8-bit on LPUs)"),
+             kv_precision: Optional[str] = typer.Option(None, help="KV-cache format (default: fp8 with 8-bit weights)"),
+             batch: int = typer.Option(1), input: int = typer.Option(1024, "--input", help="prompt tokens"),
+             output: int = typer.Option(128, "--output", help="generated tokens"),
+             hardware: Optional[list[Path]] = typer.Option(None, "--hardware", help="extra hardware YAML"),
+             set_: Optional[list[str]] = typer.Option(None, "--set", help="override NAME.FIELD=VALUE"),
+             calibration: Optional[str] = typer.Option(None, help="fit file, or 'none' for defaults"),
+             as_json: bool = typer.Option(False, "--json")):
+    """Predict prefill and decode of one static batch: times, tokens/s, bottleneck, memory per chip."""
+    from infersim.catalog.models import load_model
+    from infersim.costmodel.calibration import load_calibration
+    from infersim.estimate import estimate as run
+    e = run(load_model(model), system, batch=batch, input_len=input, output_len=output, chips=chips, tp=tp, pp=pp,
+            ep=ep, replicas=replicas, precision=precision, kv_precision=kv_precision,
+            catalog=_catalog(hardware, set_), calibration=load_calibration(calibration))
+    d = e.to_dict()
+    if as_json:
+        _emit_json(d)
+        return
+    par = e.parallel
+    out.print(f"[bold]{e.model}[/] on {e.system} ({e.chips} x {e.chip}), tp={par['tp']} pp={par['pp']} ep={par['ep']} "
+              f"replicas={par['replicas']}, {e.precision}; batch {e.batch} x ({e.input_len} in, {e.output_len} out)")
+    t = Table()
+    for c in ("phase", "time", "tokens/s (system)", "bottleneck", "compute", "memory", "interconnect", "overhead"):
+        t.add_column(c)
+    for name, ph in d["phases"].items():
+        tot = ph["time_s"]
+        t.add_row(name, f"{tot * 1e3:.3g} ms" + (" /step" if name == "decode" else ""), _g(ph["tokens_per_s"]),
+                  f"{ph['bottleneck']} {ph['bottleneck_share']:.0%}",
+                  *(f"{ph['breakdown'][k] / tot:.0%}" for k in ("compute", "memory", "interconnect", "overhead")))
+    out.print(t)
+    out.print(f"TTFT {e.ttft_s * 1e3:.3g} ms   TPOT {e.tpot_s * 1e3:.3g} ms   {_g(e.tok_s_per_user)} tok/s per user   "
+              f"{_g(e.output_tok_s)} output tok/s (system, whole batch lifecycle)")
+    mem = e.memory_per_chip
+    out.print("memory per chip (GB): " + ", ".join(f"{k.replace('_bytes', '')} {v / 1e9:.3g}" for k, v in mem.items())
+              + f"; max batch at this context: {e.max_batch_at_context}")
+    out.print(f"calibration: {e.calibration}")
+    for n in e.notes:
+        out.print(f"note: {n}")
+
+
+@app.command()
+@fails_cleanly
+def validate(measurements: Path = typer.Option(Path(DEFAULT_MEASUREMENTS), help="measurement CSV (calibration schema)"),
+             calibration: Optional[str] = typer.Option(None, help="fit file, or 'none' for defaults"),
+             hardware: Optional[list[Path]] = typer.Option(None, "--hardware"),
+             set_: Optional[list[str]] = typer.Option(None, "--set"),
+             as_json: bool = typer.Option(False, "--json")):
+    """Predict every published measurement we can; report errors per row, per group and per metric."""
+    from infersim.costmodel.calibration import load_calibration
+    from infersim.validation.report import validate as run
+    rep = run(measurements, _catalog(hardware, set_), load_calibration(calibration))
+    if as_json:
+        _emit_json(rep.to_dict())
+        return
+    t = Table(title=f"predicted vs measured ({len(rep.rows)} rows; held-out = cross-validated prediction)")
+    for c in ("id", "model", "chip", "scenario", "metric", "measured", "predicted", "error", "held-out err"):
+        t.add_column(c)
+    for r in rep.rows:
+        h = r.heldout_error
+        t.add_row(r.id, r.model, r.chip, r.scenario, r.metric, _g(r.measured), _g(r.predicted), f"{r.error:+.0%}",
+                  "—" if h is None else f"{h:+.0%}")
+    out.print(t)
+    if rep.skipped:
+        out.print(f"[bold]skipped {len(rep.skipped)} rows[/] (not predicted, with the reason):")
+        for s in rep.skipped:
+            out.print(f"  {s.id}: {s.reason}", markup=False, highlight=False)
+    g = Table(title="absolute error by group: in-sample (current fit) and held-out (cross-validated)")
+    for c in ("by", "group", "rows", "median", "mean", "held-out median", "held-out mean", "target"):
+        g.add_column(c)
+    for x in rep.groups():
+        hm = x["heldout_median_abs_err"]
+        flag = ""
+        if x["target"] is not None and hm is not None:
+            flag = " ok" if hm <= x["target"] else " MISSED"
+        g.add_row(x["by"], x["group"], str(x["n"]), f"{x['median_abs_err']:.1%}", f"{x['mean_abs_err']:.1%}",
+                  "—" if hm is None else f"{hm:.1%}", "—" if hm is None else f"{x['heldout_mean_abs_err']:.1%}",
+                  "" if x["target"] is None else f"≤{x['target']:.0%}{flag}")
+    out.print(g)
+    out.print(f"calibration: {rep.calibration}")
+
+
+@app.command()
+@fails_cleanly
+def calibrate(measurements: Path = typer.Option(Path(DEFAULT_MEASUREMENTS), help="measurement CSV"),
+              out_file: Path = typer.Option(Path(__file__).resolve().parent.parent / "calibration" / "fit.json", "--out",
+                                            help="where to write the fit (default: the packaged fit.json)"),
+              as_json: bool = typer.Option(False, "--json")):
+    """Fit per-family efficiency parameters to a measurement CSV, with K-fold cross-validation."""
+    from infersim.validation.fit import calibrate as run, write_fit
+    res = run(measurements)
+    write_fit(res, out_file)
+    if as_json:
+        _emit_json(res.fit_file)
+        return
+    t = Table(title=f"fitted parameters ({len(res.plans)} rows used, {len(res.skipped)} skipped) -> {out_file}")
+    t.add_column("family")
+    t.add_column("values")
+    t.add_column("rows")
+    for fam, v in res.fit_file["families"].items():
+        t.add_row(fam, ", ".join(f"{k}={x:.3g}" for k, x in v["values"].items()), str(len(v["rows"])))
+    out.print(t)
+    out.print("run `infersim validate` to see in-sample and held-out errors")
+
+
+def main() -> None:  # pragma: no cover - console entry point wrapper
+    app()

@@ -1,0 +1,114 @@
+"""Memory fit per chip: weights + KV cache / SSM state + activations + runtime reserve.
+
+GPU layouts: dense weights split tp x pp ways, routed experts tp x ep x pp ways; KV heads split
+by tp up to the number of KV heads (beyond that they replicate; MLA's latent cache replicates);
+sequences split over the ep attention-data-parallel groups. LPU/wafer: all weights and KV spread
+evenly over the replica's chips (SRAM), as a compiler places them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from infersim.catalog.models import AttentionSpec, MambaSpec, MoESpec
+from infersim.costmodel.work import SSM_STATE_BYTES
+from infersim.deployment import Deployment, weight_bytes_total
+
+# Activation working set per token in flight, in hidden-sized tensors (residual, norm output,
+# attention output, projections; the FFN intermediate is counted separately).
+ACT_HIDDEN_TENSORS = 4
+# Engines prefill long prompts in chunks; the activation peak is bounded by the largest step.
+# Assumption: TensorRT-LLM / vLLM max_num_tokens of 8192 per step (both engines' common setting).
+MAX_TOKENS_PER_STEP = 8192
+
+
+@dataclass
+class MemoryFit:
+    capacity: float
+    reserve: float
+    weights: np.ndarray | float
+    kv: np.ndarray | float
+    activations: np.ndarray | float
+
+    @property
+    def used(self):
+        return self.weights + self.kv + self.activations + self.reserve
+
+    @property
+    def free(self):
+        return self.capacity - self.used
+
+    def as_dict(self) -> dict[str, float]:
+        return {"capacity_bytes": float(self.capacity), "weights_bytes": float(np.max(self.weights)),
+                "kv_cache_bytes": float(np.max(self.kv)), "activations_bytes": float(np.max(self.activations)),
+                "reserve_bytes": float(self.reserve), "free_bytes": float(np.min(self.free))}
+
+
+def kv_bytes_per_seq(dep: Deployment, context) -> np.ndarray:
+    """KV-cache + SSM-state bytes one sequence of `context` tokens holds in the whole replica."""
+    ctx = np.asarray(context, dtype=float)
+    m = dep.model
+    total = 0.0 * ctx
+    for layer, n in m.layer_groups():
+        if isinstance(layer.mixer, AttentionSpec):
+            w = layer.mixer.window or layer.mixer.chunk
+            toks = np.minimum(ctx, w) if w else ctx
+            total = total + n * toks * layer.mixer.kv_cache_elems_per_token() * dep.plan.kv_bytes
+        elif isinstance(layer.mixer, MambaSpec):
+            total = total + n * layer.mixer.state_elems_per_seq() * SSM_STATE_BYTES
+    return total
+
+
+def _kv_split(dep: Deployment) -> float:
+    """How many ways one sequence's KV cache is split across a GPU replica's chips."""
+    attn = [l.mixer for l, _ in dep.model.layer_groups() if isinstance(l.mixer, AttentionSpec)]
+    if not attn:
+        return dep.par.tp * dep.par.pp
+    a = attn[0]
+    heads_split = 1 if a.kind == "mla" else min(dep.par.tp, a.n_kv_heads)
+    return heads_split * dep.par.pp
+
+
+def memory_fit(dep: Deployment, seqs, context, step_tokens) -> MemoryFit:
+    """Per-chip memory for `seqs` sequences of `context` tokens each, with `step_tokens` tokens
+    in the largest engine step (capped at MAX_TOKENS_PER_STEP)."""
+    chip, m, par, plan = dep.chip, dep.model, dep.par, dep.plan
+    cap = float(chip.mem_bytes.value)
+    reserve = cap * dep.eff.mem_reserve
+    seqs = np.asarray(seqs, dtype=float)
+    tokens = np.minimum(np.asarray(step_tokens, dtype=float), MAX_TOKENS_PER_STEP)
+    max_inter = max([getattr(l.ffn, "intermediate", 0) or getattr(l.ffn, "expert_intermediate", 0)
+                     for l, _ in m.layer_groups() if l.ffn is not None] or [0])
+    if dep.dataflow:
+        n = dep.chips_per_replica
+        weights = weight_bytes_total(m, plan) / n
+        kv = seqs * kv_bytes_per_seq(dep, context) / n
+        acts = tokens * (ACT_HIDDEN_TENSORS * m.hidden + 2 * max_inter) * plan.act_bytes / n
+        return MemoryFit(cap, reserve, weights, kv, acts)
+    routed = sum(n * l.ffn.expert_params(m.hidden) * l.ffn.n_routed
+                 for l, n in m.layer_groups() if isinstance(l.ffn, MoESpec))
+    embed = m.embedding_params + (0 if m.tie_embeddings else m.lm_head_params)
+    dense = m.total_params - routed - embed
+    weights = (dense * plan.weight_bytes / (par.tp * par.pp) + routed * plan.expert_weight_bytes / (par.tp * par.ep * par.pp)
+               + embed * plan.weight_bytes / par.tp)
+    kv = (seqs / par.ep) * kv_bytes_per_seq(dep, context) / _kv_split(dep)
+    acts = (tokens / par.ep) * (ACT_HIDDEN_TENSORS * m.hidden + 2 * max_inter / par.tp) * plan.act_bytes \
+        + (seqs / par.ep) * m.vocab * 4.0 / par.tp
+    return MemoryFit(cap, reserve, weights, kv, acts)
+
+
+def max_sequences(dep: Deployment, context, step_tokens) -> np.ndarray:
+    """Largest number of sequences of `context` tokens whose KV fits beside weights and activations."""
+    one = memory_fit(dep, 1.0, context, step_tokens)
+    per_seq = np.maximum(np.asarray(one.kv, dtype=float), 1e-9)
+    room = one.capacity - one.reserve - one.weights - np.asarray(one.activations, dtype=float)
+    return np.floor(np.maximum(room, 0.0) / per_seq)
+
+
+def min_chips_for_context(dep: Deployment, context: int, seqs: int = 1) -> int:
+    """Fewest chips of an SRAM layer pipeline (LPU / wafer) holding the weights plus `seqs`
+    sequences of `context` tokens of KV cache and state."""
+    usable = float(dep.chip.mem_bytes.value) * (1 - dep.eff.mem_reserve)
+    need = weight_bytes_total(dep.model, dep.plan) + seqs * float(kv_bytes_per_seq(dep, context))
+    return max(1, int(np.ceil(need / usable)))

@@ -1,0 +1,222 @@
+"""Per-layer operator work: FLOPs and bytes each chip must process in one engine step.
+
+Everything here is pure arithmetic on the model architecture; no hardware rates appear.
+All inputs may be numpy arrays (they broadcast), so one call evaluates a whole grid of
+batch sizes and context lengths.
+
+Conventions (per chip, per step):
+- `flops`: floating-point operations (a multiply-add is 2).
+- `bytes`: bytes the op must move through device memory: weights read once per step,
+  KV-cache / SSM-state reads and writes, and activation inputs/outputs.
+- `m`: rows of the matrix product (tokens) for GEMM ops — the shape that decides how close a
+  GEMM gets to peak; None for non-GEMM ops.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from infersim.catalog.models import AttentionSpec, DenseFFNSpec, LayerSpec, MambaSpec, ModelArch, MoESpec
+from infersim.costmodel.precision import PrecisionPlan
+
+# Mamba-2 SSD chunk length used by the chunked scan in prefill (NemotronH config `chunk_size`,
+# Mamba-2 default); the chunk length sets the intra-chunk attention-like work per token.
+MAMBA_SCAN_CHUNK = 128
+# SSM state is kept in fp32 (NemotronH `mamba_ssm_cache_dtype: float32`).
+SSM_STATE_BYTES = 4.0
+# Elementwise passes over the hidden state per layer: norm read+write, residual add read x2 +
+# write, i.e. about 6 hidden-sized activation tensors move per token per layer.
+ELEMENTWISE_PASSES = 6
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """How a replica splits its work: tp-way tensor parallel inside each of `ep` attention
+    data-parallel groups; routed experts are spread over all tp*ep chips; pp pipeline stages
+    each hold 1/pp of the layers (their cost is accounted per stage by the caller)."""
+
+    tp: int = 1
+    ep: int = 1
+    pp: int = 1
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One engine step of a replica (arrays broadcast).
+
+    seqs: sequences in the step (whole replica, all ep groups);
+    new: new tokens per sequence (1 for decode, the prompt or chunk length for prefill);
+    past: tokens already in the KV cache per sequence before this step;
+    span: for decode (new == 1) the number of consecutive steps being averaged: the step is
+          evaluated at the mean attended context over steps past+1 .. past+span."""
+
+    seqs: np.ndarray
+    new: np.ndarray
+    past: np.ndarray
+    span: np.ndarray | float = 1.0
+
+
+@dataclass
+class Op:
+    name: str
+    kind: str            # "gemm", "attention", "scan", "memory"
+    flops: np.ndarray
+    bytes: np.ndarray
+    m: np.ndarray | None
+    count: int           # identical layers this op stands for
+
+
+def attended_keys(past, q, window):
+    """Sum over queries at positions past+1 .. past+q of the keys each attends (causal):
+    sum(min(pos, window)). window None = full attention. Closed form, broadcasts."""
+    past = np.asarray(past, dtype=float)
+    q = np.asarray(q, dtype=float)
+    if window is None:
+        return q * past + q * (q + 1) / 2
+    a, b = past + 1, past + q
+    hi = np.minimum(b, window)                       # positions a..hi attend pos keys
+    tri = np.where(hi >= a, (a + hi) * (hi - a + 1) / 2, 0.0)
+    flat = np.maximum(0.0, b - np.maximum(a - 1, window)) * window
+    return tri + flat
+
+
+def _keys_per_seq(attn: AttentionSpec, b: Batch):
+    """(attention pairs per sequence, KV tokens read per sequence) for one step."""
+    window = attn.window or attn.chunk  # chunked local attention bounded by its chunk (upper bound)
+    new = np.asarray(b.new, dtype=float)
+    decode = new <= 1
+    span = np.maximum(np.asarray(b.span, dtype=float), 1.0)
+    pairs_decode = attended_keys(b.past, span, window) / span
+    pairs_prefill = attended_keys(b.past, new, window)
+    pairs = np.where(decode, pairs_decode, pairs_prefill)
+    total = np.asarray(b.past, dtype=float) + new
+    kv_read = np.where(decode, pairs_decode, np.minimum(total, window) if window else total)
+    return pairs, kv_read
+
+
+def _gemm(name, params, tokens, shard_div, wbytes, act_bytes, hidden, count):
+    """A weight GEMM of `params` weights applied to `tokens` rows, split over `shard_div` chips."""
+    flops = 2.0 * params * tokens / shard_div
+    # weights once, plus a hidden-sized activation read and written per token (the TP-sharded
+    # intermediate is smaller; this is the dominant activation traffic of a projection)
+    byt = params * wbytes / shard_div + tokens * 2 * hidden * act_bytes
+    return Op(name, "gemm", flops, byt, np.asarray(tokens, dtype=float), count)
+
+
+def attention_ops(attn: AttentionSpec, arch: ModelArch, b: Batch, sh: Sharding, pp: PrecisionPlan, count: int):
+    tokens = b.seqs * b.new / sh.ep
+    seqs = b.seqs / sh.ep
+    ops = [_gemm("attention.proj", attn.n_params(arch.hidden), tokens, sh.tp, pp.weight_bytes,
+                 pp.act_bytes, arch.hidden, count)]
+    pairs, kv_read = _keys_per_seq(attn, b)
+    if attn.kind == "mla":
+        # Decode uses the absorbed form (scores and values over the latent cache);
+        # prefill the expanded heads. Latent KV is not split by TP (each rank holds all of it).
+        qk = np.where(np.asarray(b.new) <= 1, attn.kv_lora_rank + attn.qk_rope_head_dim, attn.head_dim)
+        vd = np.where(np.asarray(b.new) <= 1, attn.kv_lora_rank, attn.v_head_dim)
+        heads_per_chip = attn.n_heads / sh.tp
+        kv_div = 1.0
+    else:
+        qk, vd = attn.head_dim, attn.v_head_dim
+        heads_per_chip = attn.n_heads / sh.tp
+        kv_div = min(sh.tp, attn.n_kv_heads)  # KV heads replicate when tp > kv heads
+    flops = 2.0 * heads_per_chip * (qk + vd) * pairs * seqs
+    kv_tok = attn.kv_cache_elems_per_token() * pp.kv_bytes / kv_div
+    byt = seqs * (kv_read + b.new) * kv_tok + tokens * heads_per_chip * (qk + vd) * pp.act_bytes * 2
+    ops.append(Op("attention.core", "attention", flops, byt, None, count))
+    return ops
+
+
+def mamba_ops(m: MambaSpec, arch: ModelArch, b: Batch, sh: Sharding, pp: PrecisionPlan, count: int):
+    tokens = b.seqs * b.new / sh.ep
+    seqs = b.seqs / sh.ep
+    ops = [_gemm("mamba.proj", m.n_params(arch.hidden), tokens, sh.tp, pp.weight_bytes, pp.act_bytes,
+                 arch.hidden, count)]
+    d_inner, state = m.d_inner, m.state_size
+    decode = np.asarray(b.new) <= 1
+    # decode: state update per token ~ 6 flops per state element; prefill: SSD chunked scan.
+    per_token = np.where(decode, 6.0 * d_inner * state,
+                         2.0 * MAMBA_SCAN_CHUNK * (m.n_groups * state + d_inner) + 4.0 * d_inner * state)
+    flops = per_token * tokens / sh.tp
+    state_bytes = m.state_elems_per_seq() * SSM_STATE_BYTES / sh.tp
+    byt = seqs * state_bytes * 2 + tokens * d_inner * 3 * pp.act_bytes / sh.tp
+    ops.append(Op("mamba.scan", "scan", flops, byt, None, count))
+    return ops
+
+
+def expected_distinct_experts(n_experts: int, top_k: int, tokens):
+    """Expected number of distinct experts touched when `tokens` tokens each pick top_k of
+    n_experts uniformly: E * (1 - (1 - k/E)^T). Real routers are skewed, which touches fewer."""
+    t = np.asarray(tokens, dtype=float)
+    return n_experts * (1.0 - (1.0 - top_k / n_experts) ** t)
+
+
+def ffn_ops(f: DenseFFNSpec | MoESpec, arch: ModelArch, b: Batch, sh: Sharding, pp: PrecisionPlan, count: int):
+    tokens = b.seqs * b.new / sh.ep
+    if isinstance(f, DenseFFNSpec):
+        return [_gemm("ffn.dense", f.n_params(arch.hidden), tokens, sh.tp, pp.weight_bytes, pp.act_bytes,
+                      arch.hidden, count)]
+    ops = []
+    routed_all = f.expert_params(arch.hidden) * f.n_routed
+    dense_part = f.n_params_total(arch.hidden) - routed_all  # router, shared experts, latent projections
+    if dense_part > 0:
+        ops.append(_gemm("moe.shared", dense_part, tokens, sh.tp, pp.weight_bytes, pp.act_bytes, arch.hidden, count))
+    t_all = b.seqs * b.new  # every token of the replica is routed to experts held across tp*ep chips
+    distinct = expected_distinct_experts(f.n_routed, f.top_k, t_all)
+    e_params = f.expert_params(arch.hidden)
+    chips = sh.tp * sh.ep
+    flops = 2.0 * e_params * f.top_k * t_all / chips
+    dim = f.latent_size or arch.hidden
+    byt = (distinct * e_params * pp.expert_weight_bytes + t_all * f.top_k * 4 * dim * pp.act_bytes) / chips
+    m_rows = t_all * f.top_k / np.maximum(distinct, 1e-9)
+    ops.append(Op("moe.experts", "gemm", flops, byt, m_rows, count))
+    return ops
+
+
+def layer_ops(layer: LayerSpec, arch: ModelArch, b: Batch, sh: Sharding, pp: PrecisionPlan, count: int) -> list[Op]:
+    ops: list[Op] = []
+    if isinstance(layer.mixer, AttentionSpec):
+        ops += attention_ops(layer.mixer, arch, b, sh, pp, count)
+    elif isinstance(layer.mixer, MambaSpec):
+        ops += mamba_ops(layer.mixer, arch, b, sh, pp, count)
+    if layer.ffn is not None:
+        ops += ffn_ops(layer.ffn, arch, b, sh, pp, count)
+    tokens = b.seqs * b.new / sh.ep
+    ops.append(Op("elementwise", "memory", 0.0 * tokens, tokens * arch.hidden * pp.act_bytes * ELEMENTWISE_PASSES,
+                  None, count))
+    return ops
+
+
+def model_ops(arch: ModelArch, b: Batch, sh: Sharding, pp: PrecisionPlan) -> list[Op]:
+    """All ops of one step of the whole model (every layer group once, with its count), plus the
+    embedding gather and the LM head (logits for the last new token of each sequence only)."""
+    ops: list[Op] = []
+    for layer, count in arch.layer_groups():
+        ops += layer_ops(layer, arch, b, sh, pp, count)
+    tokens = b.seqs * b.new / sh.ep
+    ops.append(Op("embedding", "memory", 0.0 * tokens, tokens * arch.hidden * pp.weight_bytes, None, 1))
+    ops.append(_gemm("lm_head", arch.vocab * arch.hidden, b.seqs / sh.ep, sh.tp, pp.weight_bytes, pp.act_bytes,
+                     arch.hidden, 1))
+    return ops
+
+
+def comm_volumes(arch: ModelArch, b: Batch, sh: Sharding, pp: PrecisionPlan) -> dict[str, np.ndarray]:
+    """Bytes each chip exchanges per step, by collective.
+
+    tp_allreduce: one all-reduce of the hidden state per mixer and per FFN block (Megatron TP);
+    ep_alltoall: MoE dispatch + combine of top-k token copies when experts span several chips;
+    pp_sendrecv: hidden states crossing each pipeline-stage boundary."""
+    tokens = b.seqs * b.new / sh.ep
+    hidden_bytes = tokens * arch.hidden * pp.act_bytes
+    n_blocks = sum(count * ((layer.mixer is not None) + (layer.ffn is not None)) for layer, count in arch.layer_groups())
+    n_moe = sum(count for layer, count in arch.layer_groups() if isinstance(layer.ffn, MoESpec))
+    top_k = max((layer.ffn.top_k for layer, _ in arch.layer_groups() if isinstance(layer.ffn, MoESpec)), default=0)
+    return {
+        "tp_allreduce_bytes": hidden_bytes * n_blocks if sh.tp > 1 else 0.0 * hidden_bytes,
+        "tp_allreduce_count": float(n_blocks if sh.tp > 1 else 0),
+        "ep_alltoall_bytes": 2 * hidden_bytes * top_k * n_moe * (sh.ep - 1) / sh.ep if sh.ep > 1 else 0.0 * hidden_bytes,
+        "ep_alltoall_count": float(2 * n_moe if sh.ep > 1 else 0),
+        "pp_bytes": hidden_bytes * (sh.pp - 1),
+        "pp_count": float(sh.pp - 1),
+    }

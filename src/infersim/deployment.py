@@ -1,0 +1,134 @@
+"""A deployment: a model on a system with a parallel layout and a precision — the validated input
+every cost-model and simulator call takes."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from infersim.catalog.hardware import ChipSpec, HardwareCatalog, LinkSpec, SystemSpec, load_catalog
+from infersim.catalog.models import ModelArch, MoESpec
+from infersim.costmodel.calibration import Calibration, Efficiency, load_calibration
+from infersim.costmodel.precision import DEFAULT_PRECISION, PrecisionPlan, plan_precision
+from infersim.errors import InputError
+
+
+@dataclass(frozen=True)
+class Parallelism:
+    """tp: tensor parallel; pp: pipeline stages; ep: expert parallel (also the attention
+    data-parallel degree; dense models treat it as data parallel); replicas: independent copies.
+    On LPUs and wafers a replica is one layer pipeline over all its chips (tp/pp/ep unused)."""
+
+    tp: int = 1
+    pp: int = 1
+    ep: int = 1
+    replicas: int = 1
+
+    @property
+    def chips_per_replica(self) -> int:
+        return self.tp * self.pp * self.ep
+
+
+@dataclass(frozen=True)
+class Deployment:
+    model: ModelArch
+    system: SystemSpec
+    chip: ChipSpec
+    par: Parallelism
+    plan: PrecisionPlan
+    eff: Efficiency
+    calibration_note: str
+    scale_up: LinkSpec | None
+    scale_out: LinkSpec | None
+    chips_per_replica: int
+
+    @property
+    def dataflow(self) -> bool:
+        """SRAM-resident, statically scheduled layer pipeline (LPU or wafer)."""
+        return self.chip.kind in ("lpu", "wafer")
+
+    @property
+    def n_chips(self) -> int:
+        return self.chips_per_replica * self.par.replicas
+
+    def link_for(self, group: int) -> LinkSpec | None:
+        """The slowest link a collective among `group` consecutive chips crosses."""
+        if group <= self.system.scale_up_domain and self.scale_up is not None:
+            return self.scale_up
+        return self.scale_out or self.scale_up
+
+
+def native_expert_format(model: ModelArch) -> str | None:
+    return "mxfp4" if model.quantization and "mxfp4" in model.quantization else None
+
+
+def weight_bytes_total(model: ModelArch, plan: PrecisionPlan) -> float:
+    """Bytes of all weights: routed experts at the expert format, everything else at the weight format."""
+    routed = sum(n * l.ffn.expert_params(model.hidden) * l.ffn.n_routed
+                 for l, n in model.layer_groups() if isinstance(l.ffn, MoESpec))
+    return (model.total_params - routed) * plan.weight_bytes + routed * plan.expert_weight_bytes
+
+
+def min_dataflow_chips(model: ModelArch, chip: ChipSpec, plan: PrecisionPlan, eff: Efficiency) -> int:
+    """Fewest SRAM chips whose usable SRAM holds all weights (before any KV cache)."""
+    usable = float(chip.mem_bytes.value) * (1 - eff.mem_reserve)
+    return max(1, int(-(-weight_bytes_total(model, plan) // usable)))
+
+
+def build_deployment(model: ModelArch, system_name: str, *, chips: int | None = None, tp: int | None = None,
+                     pp: int = 1, ep: int = 1, replicas: int | None = None, precision: str | None = None,
+                     kv_precision: str | None = None, catalog: HardwareCatalog | None = None,
+                     calibration: Calibration | None = None) -> Deployment:
+    """Resolve names and check the layout. Chips default to the named system's size, or to
+    tp x pp x ep x replicas for a bare chip; on LPUs/wafers to the fewest chips that hold the weights."""
+    catalog = catalog or load_catalog()
+    calibration = calibration or load_calibration()
+    for label, v in (("tp", tp), ("pp", pp), ("ep", ep), ("replicas", replicas), ("chips", chips)):
+        if v is not None and v < 1:
+            raise InputError(f"--{label} must be at least 1, got {v}")
+    probe = catalog.resolve_system(system_name, None)
+    chip = catalog.chip(probe.chip)
+    eff = calibration.for_chip(chip.kind, chip.family)
+    plan = plan_precision(precision or DEFAULT_PRECISION[chip.kind], chip.peak_flops, chip.name, native_expert_format(model), kv_precision)
+    is_named_system = probe.name.lower() == system_name.lower() or system_name.lower() in [a.lower() for a in probe.aliases]
+
+    if chip.kind in ("lpu", "wafer"):
+        reps = replicas or 1
+        if chips is None:
+            chips = probe.n_chips if is_named_system else min_dataflow_chips(model, chip, plan, eff) * reps
+        if chips % reps:
+            raise InputError(f"--chips {chips} is not divisible by --replicas {reps}")
+        per = chips // reps
+        par = Parallelism(tp=1, pp=1, ep=1, replicas=reps)
+    else:
+        if chips is None and tp is None:
+            tp = 1
+        if chips is None:
+            chips = probe.n_chips if is_named_system and replicas is None else tp * pp * ep * (replicas or 1)
+            if is_named_system and replicas is None and chips % (tp * pp * ep):
+                raise InputError(f"{probe.name} has {chips} chips, not a multiple of tp x pp x ep = {tp * pp * ep}; "
+                                 f"pick a layout that divides it or pass --chips")
+            replicas = chips // (tp * pp * ep)
+        elif tp is None:
+            reps = replicas or 1
+            if chips % (pp * ep * reps):
+                raise InputError(f"--chips {chips} is not divisible by pp x ep x replicas = {pp * ep * reps}")
+            tp = chips // (pp * ep * reps)
+            replicas = reps
+        else:
+            reps = replicas if replicas is not None else max(1, chips // (tp * pp * ep))
+            if tp * pp * ep * reps != chips:
+                raise InputError(f"conflicting parallelism: tp x pp x ep x replicas = {tp}x{pp}x{ep}x{reps} = "
+                                 f"{tp * pp * ep * reps} chips, but --chips is {chips}; make them agree")
+            replicas = reps
+        par = Parallelism(tp=tp, pp=pp, ep=ep, replicas=replicas)
+        per = par.chips_per_replica
+        if pp > model.n_layers:
+            raise InputError(f"--pp {pp} exceeds the {model.n_layers} layers of {model.name}")
+    system = catalog.resolve_system(system_name, chips) if (chips != probe.n_chips or not is_named_system) else probe
+    if chip.kind not in ("lpu", "wafer") and par.chips_per_replica > system.scale_up_domain and system.scale_out_link is None:
+        raise InputError(f"a replica of {par.chips_per_replica} chips spans more than one {system.scale_up_domain}-chip "
+                         f"scale-up domain of {system.name}, which has no scale-out link")
+    up = catalog.link(system.scale_up_link) if system.scale_up_link else None
+    out = catalog.link(system.scale_out_link) if system.scale_out_link else None
+    return Deployment(model=model, system=system, chip=chip, par=par, plan=plan, eff=eff,
+                      calibration_note=calibration.provenance(chip.kind, chip.family),
+                      scale_up=up, scale_out=out, chips_per_replica=per)

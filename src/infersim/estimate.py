@@ -1,0 +1,143 @@
+"""`estimate`: analytical prefill + decode of a static batch on a deployment (typed API under the CLI).
+
+A batch of `batch` requests of `input_len` prompt tokens is prefilled together, then decoded
+together for `output_len` tokens (the `fixed_batch` scenario). TTFT = prefill time; TPOT = mean
+decode step over contexts input_len+1 .. input_len+output_len-1 (closed form, see work.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from infersim.catalog.hardware import HardwareCatalog
+from infersim.catalog.models import ModelArch
+from infersim.costmodel.calibration import Calibration, efficiency_dict
+from infersim.costmodel.execution import CATEGORIES, Breakdown
+from infersim.costmodel.memory import max_sequences, memory_fit
+from infersim.costmodel.step import step_time
+from infersim.deployment import Deployment, build_deployment
+from infersim.errors import InputError
+
+GB = 1e9
+
+
+@dataclass
+class PhaseResult:
+    time_s: float
+    tokens_per_s: float
+    breakdown: dict[str, float]
+    bottleneck: str
+    bottleneck_share: float
+
+
+@dataclass
+class Estimate:
+    model: str
+    system: str
+    chip: str
+    chips: int
+    parallel: dict[str, int]
+    precision: str
+    batch: int
+    input_len: int
+    output_len: int
+    ttft_s: float
+    tpot_s: float
+    tok_s_per_user: float
+    output_tok_s: float
+    decode_tok_s: float
+    prefill: PhaseResult
+    decode: PhaseResult | None
+    memory_per_chip: dict[str, float]
+    max_batch_at_context: int
+    calibration: str
+    efficiency: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        phases = {"prefill": self.prefill.__dict__}
+        if self.decode:
+            phases["decode"] = self.decode.__dict__
+        return {
+            "model": self.model, "system": self.system, "chip": self.chip, "chips": self.chips,
+            "parallel": self.parallel, "precision": self.precision, "batch": self.batch,
+            "input_len": self.input_len, "output_len": self.output_len,
+            "ttft_s": self.ttft_s, "tpot_s": self.tpot_s, "tok_s_per_user": self.tok_s_per_user,
+            "output_tok_s": self.output_tok_s, "decode_tok_s": self.decode_tok_s,
+            "bottleneck": {k: v["bottleneck"] for k, v in phases.items()},
+            "phases": phases, "memory_per_chip": self.memory_per_chip,
+            "max_batch_at_context": self.max_batch_at_context,
+            "calibration": self.calibration, "efficiency": self.efficiency, "notes": self.notes,
+        }
+
+
+def _phase(b: Breakdown, tokens: float) -> PhaseResult:
+    parts = {c: float(np.asarray(getattr(b, c)).item()) for c in CATEGORIES}
+    total = sum(parts.values())
+    top = max(parts, key=parts.get)
+    return PhaseResult(time_s=total, tokens_per_s=tokens / total if total > 0 else float("inf"),
+                       breakdown=parts, bottleneck=top, bottleneck_share=parts[top] / total if total else 0.0)
+
+
+def latency_and_throughput(dep: Deployment, batch, input_len, output_len):
+    """Vectorised core: (ttft_s, tpot_s, output_tok_s) arrays for a static batch; broadcasts."""
+    batch = np.asarray(batch, dtype=float)
+    inp = np.asarray(input_len, dtype=float)
+    out = np.asarray(output_len, dtype=float)
+    ttft = step_time(dep, batch, inp, 0.0).total
+    steps = np.maximum(out - 1, 0)
+    tpot = step_time(dep, batch, 1.0, inp, np.maximum(steps, 1)).total
+    e2e = ttft + steps * tpot
+    return ttft, tpot, dep.par.replicas * batch * out / e2e
+
+
+def check_fit(dep: Deployment, batch: int, context: int, step_tokens: int):
+    fit = memory_fit(dep, batch, context, step_tokens)
+    free = float(np.min(fit.free))
+    if free < 0:
+        d = fit.as_dict()
+        where = "SRAM" if dep.dataflow else "memory"
+        hint = ("use more chips" if dep.dataflow else "raise --tp/--ep, add chips, lower --precision")
+        raise InputError(
+            f"{dep.model.name} does not fit on {dep.chip.name} x{dep.n_chips} at batch {batch}, context {context}: "
+            f"each chip needs {(fit.capacity - free) / GB:.1f} GB (weights {d['weights_bytes'] / GB:.1f}, "
+            f"KV/state {d['kv_cache_bytes'] / GB:.1f}, activations {d['activations_bytes'] / GB:.1f}, "
+            f"reserve {d['reserve_bytes'] / GB:.1f}) but has {fit.capacity / GB:.1f} GB of {where}, short by "
+            f"{-free / GB:.1f} GB; {hint} or reduce --batch")
+    return fit
+
+
+def estimate(model: ModelArch, system: str, *, batch: int = 1, input_len: int = 1024, output_len: int = 128,
+             chips: int | None = None, tp: int | None = None, pp: int = 1, ep: int = 1, replicas: int | None = None,
+             precision: str | None = None, kv_precision: str | None = None, catalog: HardwareCatalog | None = None,
+             calibration: Calibration | None = None) -> Estimate:
+    """Predict one static batch: per-phase time, tokens/s, bottleneck and per-chip memory."""
+    if batch < 1 or input_len < 1 or output_len < 1:
+        raise InputError("--batch, --input and --output must each be at least 1")
+    dep = build_deployment(model, system, chips=chips, tp=tp, pp=pp, ep=ep, replicas=replicas,
+                           precision=precision, kv_precision=kv_precision, catalog=catalog, calibration=calibration)
+    context = input_len + output_len
+    if context > model.max_context:
+        raise InputError(f"input + output = {context} tokens exceeds {model.name}'s context of {model.max_context}")
+    fit = check_fit(dep, batch, context, batch * input_len)
+    pre = step_time(dep, batch, input_len, 0)
+    steps = max(output_len - 1, 0)
+    dec = step_time(dep, batch, 1, input_len, max(steps, 1)) if steps else None
+    ttft = float(pre.total)
+    tpot = float(dec.total) if dec is not None else 0.0
+    e2e = ttft + steps * tpot
+    reps = dep.par.replicas
+    notes = []
+    if dep.dataflow:
+        notes.append(f"{dep.chip.kind} layer pipeline over {dep.chips_per_replica} chips "
+                     f"({dep.chips_per_replica / model.n_layers:.2f} chips per layer)")
+    return Estimate(
+        model=model.name, system=dep.system.name, chip=dep.chip.name, chips=dep.n_chips,
+        parallel={"tp": dep.par.tp, "pp": dep.par.pp, "ep": dep.par.ep, "replicas": reps},
+        precision=dep.plan.name, batch=batch, input_len=input_len, output_len=output_len,
+        ttft_s=ttft, tpot_s=tpot, tok_s_per_user=(1 / tpot if tpot else 0.0),
+        output_tok_s=reps * batch * output_len / e2e, decode_tok_s=(reps * batch / tpot if tpot else 0.0),
+        prefill=_phase(pre, reps * batch * input_len), decode=_phase(dec, reps * batch) if dec is not None else None,
+        memory_per_chip=fit.as_dict(), max_batch_at_context=int(max_sequences(dep, context, min(input_len, 8192))),
+        calibration=dep.calibration_note, efficiency=efficiency_dict(dep.eff), notes=notes)
