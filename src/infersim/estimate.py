@@ -14,7 +14,7 @@ from infersim.catalog.hardware import HardwareCatalog
 from infersim.catalog.models import ModelArch
 from infersim.costmodel.calibration import Calibration, efficiency_dict
 from infersim.costmodel.execution import CATEGORIES, Breakdown
-from infersim.costmodel.memory import max_sequences, memory_fit
+from infersim.costmodel.memory import max_sequences, memory_fit, min_chips_for_context
 from infersim.costmodel.step import step_time
 from infersim.deployment import Deployment, build_deployment
 from infersim.errors import InputError
@@ -98,7 +98,8 @@ def check_fit(dep: Deployment, batch: int, context: int, step_tokens: int):
     if free < 0:
         d = fit.as_dict()
         where = "SRAM" if dep.dataflow else "memory"
-        hint = ("use more chips" if dep.dataflow else "raise --tp/--ep, add chips, lower --precision")
+        hint = (f"use at least {min_chips_for_context(dep, context, batch) * dep.par.replicas} chips" if dep.dataflow
+                else "raise --tp/--ep, add chips, lower --precision")
         raise InputError(
             f"{dep.model.name} does not fit on {dep.chip.name} x{dep.n_chips} at batch {batch}, context {context}: "
             f"each chip needs {(fit.capacity - free) / GB:.1f} GB (weights {d['weights_bytes'] / GB:.1f}, "
@@ -118,6 +119,12 @@ def estimate(model: ModelArch, system: str, *, batch: int = 1, input_len: int = 
     dep = build_deployment(model, system, chips=chips, tp=tp, pp=pp, ep=ep, replicas=replicas,
                            precision=precision, kv_precision=kv_precision, catalog=catalog, calibration=calibration)
     context = input_len + output_len
+    named = dep.system.name == system.lower() or system.lower() in (a.lower() for a in dep.system.aliases)
+    if dep.dataflow and chips is None and not named:
+        # a bare LPU/wafer chip: as many chips as the weights plus this batch's KV cache need
+        dep = build_deployment(model, system, chips=min_chips_for_context(dep, context, batch) * dep.par.replicas,
+                               replicas=replicas, precision=precision, kv_precision=kv_precision, catalog=catalog,
+                               calibration=calibration)
     if context > model.max_context:
         raise InputError(f"input + output = {context} tokens exceeds {model.name}'s context of {model.max_context}")
     fit = check_fit(dep, batch, context, batch * input_len)
@@ -139,5 +146,5 @@ def estimate(model: ModelArch, system: str, *, batch: int = 1, input_len: int = 
         ttft_s=ttft, tpot_s=tpot, tok_s_per_user=(1 / tpot if tpot else 0.0),
         output_tok_s=reps * batch * output_len / e2e, decode_tok_s=(reps * batch / tpot if tpot else 0.0),
         prefill=_phase(pre, reps * batch * input_len), decode=_phase(dec, reps * batch) if dec is not None else None,
-        memory_per_chip=fit.as_dict(), max_batch_at_context=int(max_sequences(dep, context, min(input_len, 8192))),
+        memory_per_chip=fit.as_dict(), max_batch_at_context=max_sequences(dep, context, input_len),
         calibration=dep.calibration_note, efficiency=efficiency_dict(dep.eff), notes=notes)

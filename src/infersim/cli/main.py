@@ -20,6 +20,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 DEFAULT_MEASUREMENTS = "../shared/calibration/measurements.csv"
+POOR_ERROR = 0.5  # a row whose in-sample or held-out |error| exceeds this is flagged POOR
 
 
 def fails_cleanly(fn):
@@ -183,12 +184,14 @@ def validate(measurements: Path = typer.Option(Path(DEFAULT_MEASUREMENTS), help=
         _emit_json(rep.to_dict())
         return
     t = Table(title=f"predicted vs measured ({len(rep.rows)} rows; held-out = cross-validated prediction)")
-    for c in ("id", "model", "chip", "scenario", "metric", "measured", "predicted", "error", "held-out err"):
+    for c in ("id", "model", "chip", "scenario", "metric", "measured", "predicted", "error", "held-out err", "flag"):
         t.add_column(c)
     for r in rep.rows:
         h = r.heldout_error
+        worst = max(abs(r.error), abs(h) if h is not None else 0.0)
+        flag = "POOR (>50%)" if worst > POOR_ERROR else ("assumed inputs" if r.assumptions else "")
         t.add_row(r.id, r.model, r.chip, r.scenario, r.metric, _g(r.measured), _g(r.predicted), f"{r.error:+.0%}",
-                  "—" if h is None else f"{h:+.0%}")
+                  "—" if h is None else f"{h:+.0%}", flag)
     out.print(t)
     if rep.skipped:
         out.print(f"[bold]skipped {len(rep.skipped)} rows[/] (not predicted, with the reason):")

@@ -31,7 +31,9 @@ class Efficiency:
     blend_p: roofline smoothness — an op takes (t_compute^p + t_memory^p)^(1/p); p -> inf is
              the hard roofline max (statically scheduled dataflow chips overlap perfectly);
     kernel_s: fixed time per op per layer (launch / pipeline fill floor), seconds;
-    step_s: fixed time per engine step (scheduling, sampling, host sync), seconds;
+    step_s: fixed time per engine step (scheduling, launch of the step, host sync), seconds;
+    seq_s: host time per sequence per engine step (sampling, detokenisation, scheduler
+           bookkeeping), seconds — the part of the step overhead that grows with batch size;
     layer_s: fixed latency per layer on dataflow chips (LPU/wafer pipeline hop incl. sync), s;
     link_eff: achieved fraction of link bandwidth in collectives;
     mem_reserve: fraction of device memory unavailable to weights/KV (runtime, workspace)."""
@@ -41,6 +43,7 @@ class Efficiency:
     blend_p: float
     kernel_s: float
     step_s: float
+    seq_s: float
     layer_s: float
     link_eff: float
     mem_reserve: float
@@ -52,10 +55,13 @@ class Efficiency:
 FIELD_NAMES = tuple(f.name for f in fields(Efficiency))
 
 
-def _read(path: Path) -> dict:
+def _read(path: Path, required: bool = False) -> dict:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
+        if required:
+            raise InputError(f"calibration file {path} not found; give an existing fit file, or 'none' "
+                             f"for the uncalibrated defaults") from None
         return {}
     except json.JSONDecodeError as e:
         raise InputError(f"calibration file {path}: invalid JSON at line {e.lineno}: {e.msg}") from None
@@ -85,7 +91,7 @@ class Calibration:
         if family in fit:
             return f"fitted for {family} ({self.source})"
         if f"pooled-{kind}" in fit:
-            return f"pooled {kind} fit ({self.source}); no rows for {family}"
+            return f"pooled {kind} fit ({self.source}); too few rows to fit {family} on its own"
         return "defaults (no fit)"
 
 
@@ -95,7 +101,7 @@ def load_calibration(fit_path: str | None = None) -> Calibration:
     if not defaults:
         raise InputError(f"missing calibration defaults {DEFAULTS_FILE}; reinstall infersim")
     path = Path(fit_path) if fit_path else FIT_FILE
-    fitted = _read(path) if fit_path != "none" else {}
+    fitted = _read(path, required=fit_path is not None) if fit_path != "none" else {}
     return Calibration(defaults=defaults, fitted=fitted, source=str(path.name) if fitted else "none")
 
 

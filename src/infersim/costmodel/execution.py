@@ -67,8 +67,11 @@ def gpu_ops_time(ops: list[Op], chip: ChipSpec, plan: PrecisionPlan, eff: Effici
         rate = _op_rates(chip, plan, op) * eff.compute_eff
         tc = np.asarray(op.flops, dtype=float) / rate
         tm = np.asarray(op.bytes, dtype=float) / bw
-        t = (tc ** p + tm ** p) ** (1.0 / p)
-        wc = tc ** p / np.maximum(tc ** p + tm ** p, 1e-300)
+        # p-norm computed relative to the larger term so large p cannot underflow to 0
+        big = np.maximum(np.maximum(tc, tm), 1e-300)
+        rc, rm = (tc / big) ** p, (tm / big) ** p
+        t = big * (rc + rm) ** (1.0 / p)
+        wc = rc / (rc + rm)
         n = op.count * (layer_frac if op.name not in ("embedding", "lm_head") else 1.0)
         comp = comp + n * t * wc
         mem = mem + n * t * (1 - wc)

@@ -7,7 +7,7 @@ evenly over the replica's chips (SRAM), as a compiler places them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -98,17 +98,30 @@ def memory_fit(dep: Deployment, seqs, context, step_tokens) -> MemoryFit:
     return MemoryFit(cap, reserve, weights, kv, acts)
 
 
-def max_sequences(dep: Deployment, context, step_tokens) -> np.ndarray:
-    """Largest number of sequences of `context` tokens whose KV fits beside weights and activations."""
-    one = memory_fit(dep, 1.0, context, step_tokens)
-    per_seq = np.maximum(np.asarray(one.kv, dtype=float), 1e-9)
-    room = one.capacity - one.reserve - one.weights - np.asarray(one.activations, dtype=float)
-    return np.floor(np.maximum(room, 0.0) / per_seq)
+def max_sequences(dep: Deployment, context, prompt_tokens) -> int:
+    """Largest batch of sequences of `context` tokens that fits, with the same accounting as the
+    memory check (step tokens = batch x prompt_tokens, capped; a logits buffer per sequence)."""
+    def fits(b: int) -> bool:
+        return float(np.min(memory_fit(dep, b, context, b * float(np.max(prompt_tokens))).free)) >= 0
+    if not fits(1):
+        return 0
+    lo, hi = 1, 2
+    while fits(hi):
+        lo, hi = hi, hi * 2
+        if hi > 1 << 24:
+            return lo
+    while hi - lo > 1:  # invariant: fits(lo), not fits(hi)
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
 
 
 def min_chips_for_context(dep: Deployment, context: int, seqs: int = 1) -> int:
-    """Fewest chips of an SRAM layer pipeline (LPU / wafer) holding the weights plus `seqs`
-    sequences of `context` tokens of KV cache and state."""
+    """Fewest chips of an SRAM layer pipeline (LPU / wafer) holding the weights, `seqs`
+    sequences of `context` tokens of KV cache and state, and their prefill activations."""
     usable = float(dep.chip.mem_bytes.value) * (1 - dep.eff.mem_reserve)
     need = weight_bytes_total(dep.model, dep.plan) + seqs * float(kv_bytes_per_seq(dep, context))
-    return max(1, int(np.ceil(need / usable)))
+    n = max(1, int(np.ceil(need / usable)))
+    while float(np.min(memory_fit(replace(dep, chips_per_replica=n), seqs, context, seqs * context).free)) < 0:
+        n += 1  # activations are a small per-chip share: a few more chips at most
+    return n

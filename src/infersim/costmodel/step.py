@@ -44,7 +44,7 @@ def _gpu_step(dep: Deployment, seqs, new, past, span) -> Breakdown:
         p2p = collective_time(link, eff, 2, vol["pp_bytes"] / (par.pp - 1), 1.0, "p2p") * (par.pp - 1)
         total = total + Breakdown(0 * p2p, 0 * p2p, p2p, 0 * p2p)
     z = 0.0 * total.total
-    return total + Breakdown(z, z, z, z + eff.step_s)
+    return total + Breakdown(z, z, z, z + eff.step_s + eff.seq_s * seqs)
 
 
 def _dataflow_step(dep: Deployment, seqs, new, past, span) -> Breakdown:

@@ -5,7 +5,7 @@ Method: every usable row is predicted once for every point of a parameter grid (
 broadcasts over parameter arrays), giving a rows x grid matrix. A fit on any subset of rows is the
 grid point minimising the mean absolute log error over that subset — so K-fold cross-validation
 costs no more predictions. Families with fewer than MIN_FAMILY_ROWS training rows use their chip
-kind's pooled fit. Fitted per kind: GPU compute_eff, mem_eff, step_s; LPU/wafer layer_s.
+kind's pooled fit. Fitted per kind: GPU compute_eff, mem_eff, step_s, seq_s; LPU/wafer layer_s.
 """
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ from infersim.validation.scenarios import RowPlan, Skip, plan_row, predict
 
 GRIDS = {
     "gpu": {"compute_eff": np.linspace(0.2, 0.95, 16), "mem_eff": np.linspace(0.35, 0.95, 13),
-            "step_s": np.array([0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2])},
+            "step_s": np.array([0.0, 1e-4, 3e-4, 1e-3, 3e-3]),
+            "seq_s": np.array([0.0, 1e-6, 3e-6, 1e-5, 3e-5])},
     "lpu": {"layer_s": np.geomspace(1e-6, 2e-4, 40)},
     "wafer": {"layer_s": np.geomspace(2e-7, 5e-5, 40)},
 }

@@ -5,6 +5,7 @@ unknown (None), never zero."""
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,13 +45,15 @@ class Measurement:
 
 
 def _num(raw: str, kind, where: str, col: str, positive: bool = True):
-    raw = raw.strip()
+    raw = (raw or "").strip()
     if raw == "":
         return None
     try:
         v = kind(raw)
     except ValueError:
         raise InputError(f"{where}, column '{col}': '{raw}' is not {'an integer' if kind is int else 'a number'}") from None
+    if not math.isfinite(v):
+        raise InputError(f"{where}, column '{col}': {raw} is not a finite number")
     if positive and v <= 0:
         raise InputError(f"{where}, column '{col}': {raw} must be positive")
     return v
@@ -62,41 +65,53 @@ def read_measurements(path: str | Path) -> list[Measurement]:
         fh = path.open(newline="", encoding="utf-8")
     except OSError as e:
         raise InputError(f"cannot read measurements file {path}: {e.strerror}") from None
+    try:
+        with fh:
+            return _parse(csv.DictReader(fh), path)
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save the file as UTF-8") from None
+
+
+def _parse(reader: csv.DictReader, path: Path) -> list[Measurement]:
     rows: list[Measurement] = []
-    with fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InputError(f"{path}: missing column(s) {', '.join(missing)} in the header line")
-        seen: set[str] = set()
-        for r in reader:
-            line = reader.line_num
-            where = f"{path.name} line {line}"
-            if None in r:
-                raise InputError(f"{where}: more fields than the header has columns (quote fields holding commas)")
-            rid = (r["id"] or "").strip()
-            if not rid:
-                raise InputError(f"{where}, column 'id': empty")
-            if rid in seen:
-                raise InputError(f"{where}, column 'id': duplicate id {rid}")
-            seen.add(rid)
-            for col, allowed in (("scenario", SCENARIOS), ("metric", tuple(METRICS))):
-                if r[col] not in allowed:
-                    raise InputError(f"{where}, column '{col}': '{r[col]}' is not one of {', '.join(allowed)}")
-            prec = (r["precision"] or "").strip() or None
-            if prec is not None and prec not in PRECISIONS:
-                raise InputError(f"{where}, column 'precision': '{prec}' is not one of {', '.join(PRECISIONS)}")
-            value = _num(r["value"], float, where, "value")
-            if value is None:
-                raise InputError(f"{where}, column 'value': empty")
-            rows.append(Measurement(
-                id=rid, model=r["model"].strip(), chip=r["chip"].strip(),
-                n_chips=_num(r["n_chips"], int, where, "n_chips"), precision=prec, scenario=r["scenario"],
-                input_len=_num(r["input_len"], int, where, "input_len"),
-                output_len=_num(r["output_len"], int, where, "output_len"),
-                batch=_num(r["batch"], int, where, "batch"), concurrency=_num(r["concurrency"], int, where, "concurrency"),
-                request_rate=_num(r["request_rate"], float, where, "request_rate"),
-                spec_decode=(r["spec_decode"] or "unknown").strip(), metric=r["metric"], stat=r["stat"], value=value,
-                unit=r["unit"], software=r.get("software", "") or "", trust=r.get("trust", "") or "",
-                notes=r.get("notes", "") or "", line=line))
+    missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)} in the header line")
+    seen: set[str] = set()
+    for r in reader:
+        line = reader.line_num
+        where = f"{path.name} line {line}"
+        if None in r:
+            raise InputError(f"{where}: more fields than the header has columns (quote fields holding commas)")
+        short = [c for c in REQUIRED_COLUMNS if r.get(c) is None]
+        if short:
+            raise InputError(f"{where}: fewer fields than the header; column '{short[0]}' is missing")
+        rid = (r["id"] or "").strip()
+        if not rid:
+            raise InputError(f"{where}, column 'id': empty")
+        if rid in seen:
+            raise InputError(f"{where}, column 'id': duplicate id {rid}")
+        seen.add(rid)
+        for col, allowed in (("scenario", SCENARIOS), ("metric", tuple(METRICS))):
+            if r[col] not in allowed:
+                raise InputError(f"{where}, column '{col}': '{r[col]}' is not one of {', '.join(allowed)}")
+        prec = (r["precision"] or "").strip() or None
+        if prec is not None and prec not in PRECISIONS:
+            raise InputError(f"{where}, column 'precision': '{prec}' is not one of {', '.join(PRECISIONS)}")
+        if r["unit"] != METRICS[r["metric"]]:
+            raise InputError(f"{where}, column 'unit': '{r['unit']}' does not match metric {r['metric']} "
+                             f"(its unit is {METRICS[r['metric']]})")
+        value = _num(r["value"], float, where, "value")
+        if value is None:
+            raise InputError(f"{where}, column 'value': empty")
+        rows.append(Measurement(
+            id=rid, model=r["model"].strip(), chip=r["chip"].strip(),
+            n_chips=_num(r["n_chips"], int, where, "n_chips"), precision=prec, scenario=r["scenario"],
+            input_len=_num(r["input_len"], int, where, "input_len"),
+            output_len=_num(r["output_len"], int, where, "output_len"),
+            batch=_num(r["batch"], int, where, "batch"), concurrency=_num(r["concurrency"], int, where, "concurrency"),
+            request_rate=_num(r["request_rate"], float, where, "request_rate"),
+            spec_decode=(r["spec_decode"] or "unknown").strip(), metric=r["metric"], stat=r["stat"], value=value,
+            unit=r["unit"], software=r.get("software", "") or "", trust=r.get("trust", "") or "",
+            notes=r.get("notes", "") or "", line=line))
     return rows

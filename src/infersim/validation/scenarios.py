@@ -139,7 +139,7 @@ def plan_row(row: Measurement, catalog: HardwareCatalog, calibration: Calibratio
     except InputError as e:
         return Skip(row.id, str(e))
     ctx = inp + out
-    layouts = [d for d in layouts if max_sequences(d, ctx, min(inp, MAX_TOKENS_PER_STEP)) >= 1]
+    layouts = [d for d in layouts if max_sequences(d, ctx, inp) >= 1]
     if not layouts:
         return Skip(row.id, f"{model.name} does not fit on {n} x {chip.name} at {prec} with a {ctx}-token context")
     return RowPlan(row, model, layouts, inp, out, n, chip.kind, chip.family, assumptions)
@@ -189,7 +189,7 @@ def predict_layout(plan: RowPlan, dep: Deployment) -> tuple[np.ndarray, np.ndarr
         tpot = step_time(dep, b, 1, inp, max(out - 1, 1)).total
         thr = dep.par.replicas * b * out / (ttft + max(out - 1, 0) * tpot)
     else:
-        b_max = np.minimum(ENGINE_MAX_BATCH, max_sequences(dep, inp + out, min(inp, MAX_TOKENS_PER_STEP)))
+        b_max = np.minimum(ENGINE_MAX_BATCH, max_sequences(dep, inp + out, inp))
         load = r.request_rate if r.scenario == "server" else float(r.concurrency or 1)
         thr, ttft, tpot = _serving_point(dep, inp, out, b_max, r.scenario, load or 0.0)
     value = {

@@ -1,0 +1,345 @@
+"""Validation against published measurements: the strict CSV reader, `validate` (every row is either
+predicted or skipped with a reason, never silently dropped) and `calibrate` (held-out predictions
+for every usable row, fitted values inside the search grid, fit written only where asked)."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import pathlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from infersim.cli.main import app
+from infersim.costmodel.calibration import load_calibration
+from infersim.errors import InputError
+from infersim.validation import fit
+from infersim.validation.measurements import REQUIRED_COLUMNS, read_measurements
+from infersim.validation.report import validate
+
+runner = CliRunner()
+SHARED_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "calibration" / "measurements.csv"
+needs_shared = pytest.mark.skipif(not SHARED_CSV.exists(), reason=f"{SHARED_CSV} not present")
+
+COLUMNS = list(REQUIRED_COLUMNS) + ["software", "trust", "source", "notes"]
+L8B = "meta-llama/Llama-3.1-8B-Instruct"
+L70B = "meta-llama/Llama-3.3-70B-Instruct"
+
+
+def row(**kw) -> dict:
+    base = {"id": "M1", "model": L8B, "chip": "h100-sxm", "n_chips": "1", "precision": "bf16",
+            "scenario": "fixed_batch", "input_len": "128", "output_len": "128", "batch": "1", "spec_decode": "no",
+            "metric": "tpot_ms", "stat": "mean", "value": "10", "unit": "ms"}
+    base.update({k: str(v) for k, v in kw.items()})
+    return base
+
+
+def write_csv(path: Path, rows: list[dict], columns=COLUMNS) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------
+# Measurement reader
+# ------------------------------------------------------------------------------------------------
+
+
+def test_reads_a_good_file_and_keeps_empty_fields_unknown(tmp_path):
+    p = write_csv(tmp_path / "m.csv", [row(), row(id="M2", scenario="concurrency", batch="", concurrency="32",
+                                               metric="output_tok_s", value="1234.5", unit="tok/s")])
+    a, b = read_measurements(p)
+    assert (a.id, a.n_chips, a.input_len, a.batch, a.value) == ("M1", 1, 128, 1, 10.0)
+    assert a.line == 2 and b.line == 3
+    # an empty field means unknown, never zero
+    assert b.batch is None and b.request_rate is None and b.concurrency == 32
+
+
+@pytest.mark.parametrize("bad_line", [2, 3])
+def test_non_numeric_n_chips_names_file_line_and_column(tmp_path, bad_line):
+    rows = [row(id="M1"), row(id="M2")]
+    rows[bad_line - 2]["n_chips"] = "eight"
+    p = write_csv(tmp_path / "bad.csv", rows)
+    with pytest.raises(InputError) as ei:
+        read_measurements(p)
+    msg = str(ei.value)
+    assert "bad.csv" in msg and f"line {bad_line}" in msg and "column 'n_chips'" in msg and "eight" in msg
+
+
+def test_line_numbers_count_physical_lines_of_quoted_multiline_fields(tmp_path):
+    # row M1 spans lines 2-3 (a quoted newline in notes), so the bad row M2 is on line 4
+    p = write_csv(tmp_path / "multi.csv", [row(id="M1", notes="first line\nsecond line"),
+                                           row(id="M2", input_len="1k")])
+    with pytest.raises(InputError, match=r"line 4, column 'input_len'"):
+        read_measurements(p)
+
+
+@pytest.mark.parametrize("dropped", ["metric", "n_chips", "value"])
+def test_missing_column_is_named(tmp_path, dropped):
+    p = write_csv(tmp_path / "m.csv", [row()], columns=[c for c in COLUMNS if c != dropped])
+    with pytest.raises(InputError, match=f"missing column.*{dropped}"):
+        read_measurements(p)
+
+
+def test_empty_file_reports_missing_columns(tmp_path):
+    p = tmp_path / "empty.csv"
+    p.write_text("")
+    with pytest.raises(InputError, match="missing column"):
+        read_measurements(p)
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("scenario", "batch_mode", "column 'scenario'"),
+    ("metric", "tokens_per_joule", "column 'metric'"),
+    ("precision", "fp6", "column 'precision'"),
+    ("value", "0", "must be positive"),
+    ("value", "-3", "must be positive"),
+    ("value", "", "column 'value': empty"),
+    ("value", "fast", "column 'value'"),
+    ("batch", "2.5", "column 'batch'"),
+    ("request_rate", "-1", "column 'request_rate'"),
+    ("id", "", "column 'id': empty"),
+])
+def test_bad_field_is_rejected_with_line_and_column(tmp_path, field, value, needle):
+    p = write_csv(tmp_path / "m.csv", [row(id="M0"), row(**{field: value})])
+    with pytest.raises(InputError) as ei:
+        read_measurements(p)
+    assert needle in str(ei.value) and "line 3" in str(ei.value)
+
+
+def test_duplicate_id_is_rejected(tmp_path):
+    p = write_csv(tmp_path / "m.csv", [row(id="M7"), row(id="M8"), row(id="M7", value="11")])
+    with pytest.raises(InputError, match=r"line 4, column 'id': duplicate id M7"):
+        read_measurements(p)
+
+
+def test_extra_unquoted_comma_is_rejected(tmp_path):
+    p = tmp_path / "m.csv"
+    p.write_text(",".join(COLUMNS) + "\n" + ",".join(row().get(c, "") for c in COLUMNS) + ",stray,field\n")
+    with pytest.raises(InputError, match="more fields than the header"):
+        read_measurements(p)
+
+
+def test_missing_file_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="cannot read measurements file"):
+        read_measurements(tmp_path / "absent.csv")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_non_finite_value_is_rejected(tmp_path, value):
+    p = write_csv(tmp_path / "m.csv", [row(value=value)])
+    with pytest.raises(InputError, match="column 'value'"):
+        read_measurements(p)
+
+
+def test_unit_that_contradicts_the_metric_is_rejected(tmp_path):
+    p = write_csv(tmp_path / "m.csv", [row(metric="tpot_ms", unit="s", value="0.01")])
+    with pytest.raises(InputError, match="column 'unit'"):
+        read_measurements(p)
+
+
+def test_row_shorter_than_header_is_an_input_error(tmp_path):
+    p = tmp_path / "short.csv"
+    p.write_text(",".join(COLUMNS) + "\n" + ",".join(row().get(c, "") for c in COLUMNS[:14]) + "\n")
+    with pytest.raises(InputError, match="line 2"):
+        read_measurements(p)
+
+
+def test_non_utf8_file_is_an_input_error(tmp_path):
+    p = tmp_path / "latin1.csv"
+    p.write_bytes((",".join(COLUMNS) + "\n" + ",".join(row(notes="caf\xe9").get(c, "") for c in COLUMNS)
+                   + "\n").encode("latin-1"))
+    with pytest.raises(InputError):
+        read_measurements(p)
+
+
+# ------------------------------------------------------------------------------------------------
+# validate: every row predicted or skipped with a reason
+# ------------------------------------------------------------------------------------------------
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _check_conservation(rep: dict, csv_rows: list[dict]):
+    for r in rep["rows"]:
+        assert {"id", "chip", "metric", "measured", "predicted"} <= set(r)
+        assert math.isfinite(r["predicted"]) and r["predicted"] > 0
+    for s in rep["skipped"]:
+        assert set(s) >= {"id", "reason"} and s["reason"].strip()
+    seen = [r["id"] for r in rep["rows"]] + [s["id"] for s in rep["skipped"]]
+    assert sorted(seen) == sorted(r["id"] for r in csv_rows), "a row was dropped or reported twice"
+    by_id = {r["id"]: r for r in csv_rows}
+    for r in rep["rows"]:  # the measured value is the published one, untouched
+        assert r["measured"] == float(by_id[r["id"]]["value"])
+        assert r["chip"] == by_id[r["id"]]["chip"] and r["metric"] == by_id[r["id"]]["metric"]
+    return {s["id"]: s["reason"] for s in rep["skipped"]}
+
+
+@needs_shared
+def test_validate_json_accounts_for_every_published_row():
+    r = runner.invoke(app, ["validate", "--json", "--measurements", str(SHARED_CSV)])
+    assert r.exit_code == 0, (r.stderr, r.exception)
+    rep = json.loads(r.stdout)
+    rows = _csv_rows(SHARED_CSV)
+    skipped = _check_conservation(rep, rows)
+    assert rep["rows"], "no published row could be predicted"
+    spec = [x["id"] for x in rows if x["spec_decode"] == "yes"]
+    for rid in spec:
+        assert rid in skipped and "speculative decoding" in skipped[rid]
+
+
+def test_validate_synthetic_rows_are_predicted_or_skipped_with_reasons(tmp_path):
+    rows = [
+        row(id="A1"),
+        row(id="A2", spec_decode="yes"),
+        row(id="A3", model="acme/Nonexistent-1T"),
+        row(id="A4", chip="tpu-v9"),
+        row(id="A5", metric="total_tok_s", unit="tok/s", value="5000"),
+        row(id="A6", scenario="server", input_len="", batch="", request_rate="2", metric="output_tok_s",
+            unit="tok/s", value="500", notes="dataset=sharegpt"),
+        row(id="A7", precision="int4"),
+        row(id="A8", model="meta-llama/Llama-3.1-405B-Instruct", n_chips="1"),  # cannot fit one H100
+        row(id="A9", scenario="single_stream", metric="ttft_ms", batch=""),
+        row(id="A10", chip="groq-lpu-v1", n_chips="", precision="", model=L70B, scenario="single_stream",
+            input_len="", output_len="", batch="", metric="tok_s_per_user", unit="tok/s/user", value="250"),
+    ]
+    p = write_csv(tmp_path / "m.csv", rows)
+    rep = validate(p).to_dict()
+    skipped = _check_conservation(rep, _csv_rows(p))
+    assert "speculative decoding" in skipped["A2"]
+    assert "unknown model" in skipped["A3"]
+    assert "tpu-v9" in skipped["A4"]
+    assert "total_tok_s" in skipped["A5"]
+    assert "input length" in skipped["A6"]
+    assert "int4" in skipped["A7"]
+    assert "does not fit" in skipped["A8"]
+    predicted = {r["id"] for r in rep["rows"]}
+    assert {"A1", "A9", "A10"} <= predicted
+    # assumptions made for unpublished fields are reported with the row
+    a10 = next(r for r in rep["rows"] if r["id"] == "A10")
+    assert any("precision" in a for a in a10["assumptions"]) and any("input_len" in a for a in a10["assumptions"])
+
+
+def test_validate_predictions_respect_units_and_the_roofline(tmp_path):
+    """Llama-3.1-8B (8.03e9 bf16 weights = 16.06 GB) alone on an H100 (3.35 TB/s, 989 TFLOP/s bf16).
+    Any token needs >= 16.06e9 / 3.35e12 = 4.79 ms of weight streaming, so TPOT >= 4.79 ms,
+    a single user gets <= 208 tok/s, and TTFT of a 128-token prompt >= 4.79 ms too. The per-chip
+    throughput of a 1-chip system equals its total throughput."""
+    floor_ms = 8_030_261_248 * 2 / 3.35e12 * 1e3  # = 4.794 ms
+    rows = [row(id="U1", metric="tpot_ms"), row(id="U2", metric="tok_s_per_user", unit="tok/s/user"),
+            row(id="U3", metric="ttft_ms"), row(id="U4", metric="itl_ms"),
+            row(id="U5", metric="output_tok_s", unit="tok/s", batch="4"),
+            row(id="U6", metric="output_tok_s_per_chip", unit="tok/s/chip", batch="4")]
+    rep = validate(write_csv(tmp_path / "m.csv", rows))
+    pred = {r.id: r.predicted for r in rep.rows}
+    assert set(pred) == {"U1", "U2", "U3", "U4", "U5", "U6"}
+    assert pred["U1"] >= floor_ms and pred["U3"] >= floor_ms * 0.99  # prefill need not read the lm_head twice
+    assert pred["U2"] <= 1e3 / floor_ms
+    assert pred["U2"] == pytest.approx(1e3 / pred["U1"], rel=1e-9)   # tok/s per user is 1 / TPOT
+    assert pred["U4"] == pytest.approx(pred["U1"], rel=1e-9)          # static batch: ITL is TPOT
+    assert pred["U6"] == pytest.approx(pred["U5"] / 1, rel=1e-9)      # one chip
+
+
+# ------------------------------------------------------------------------------------------------
+# calibrate
+# ------------------------------------------------------------------------------------------------
+
+
+def _synthetic_rows() -> list[dict]:
+    """A small made-up data set: enough H100 rows to fit the hopper family on its own, a few LPU
+    and wafer rows (pooled fits). Values are plausible but invented; only structure is checked."""
+    rows = []
+    n_gpu = max(fit.MIN_FAMILY_ROWS, 6)
+    for i in range(n_gpu):
+        b = 2 ** i
+        rows.append(row(id=f"G{i}", batch=b, value=f"{8.0 * (1 + b / 64):.3f}"))
+    for i, inp in enumerate((512, 1024, 2048)):
+        rows.append(row(id=f"L{i}", model=L70B, chip="groq-lpu-v1", n_chips="576", precision="", scenario="single_stream",
+                        input_len=inp, output_len="256", batch="", metric="tok_s_per_user", unit="tok/s/user",
+                        value=str(250 - 10 * i)))
+    for i, out in enumerate((128, 512)):
+        rows.append(row(id=f"W{i}", chip="cerebras-wse3", n_chips="1", scenario="single_stream", input_len="1000",
+                        output_len=out, batch="", metric="tok_s_per_user", unit="tok/s/user", value=str(1800 + 100 * i)))
+    rows.append(row(id="S1", spec_decode="yes"))
+    return rows
+
+
+def _kind_of_family(res) -> dict:
+    kinds = {p.family: p.group for p in res.plans}
+    return lambda fam: fam.split("-", 1)[1] if fam.startswith("pooled-") else kinds[fam]
+
+
+def _check_fit(res):
+    planned = {p.row.id for p in res.plans}
+    assert set(res.heldout) == planned, "a planned row has no held-out prediction"
+    assert all(math.isfinite(v) and v > 0 for v in res.heldout.values())
+    kind_of = _kind_of_family(res)
+    for fam, entry in res.fit_file["families"].items():
+        grid = fit.GRIDS[kind_of(fam)]
+        assert set(entry["values"]) == set(grid)
+        for name, v in entry["values"].items():
+            assert float(np.min(grid[name])) <= v <= float(np.max(grid[name])), (fam, name, v)
+        assert set(entry["rows"]) <= planned
+
+
+def test_calibrate_synthetic_subset(tmp_path, monkeypatch):
+    written = []
+    real_write = pathlib.Path.write_text
+
+    def spy(self, *a, **kw):
+        written.append(Path(self).resolve())
+        return real_write(self, *a, **kw)
+
+    monkeypatch.setattr(pathlib.Path, "write_text", spy)
+    p = write_csv(tmp_path / "m.csv", _synthetic_rows())
+    res = fit.calibrate(p)
+    assert {s.id for s in res.skipped} == {"S1"}
+    _check_fit(res)
+    fams = res.fit_file["families"]
+    assert {"pooled-gpu", "pooled-lpu", "pooled-wafer", "hopper"} <= set(fams)
+    assert len(fams["hopper"]["rows"]) == max(fit.MIN_FAMILY_ROWS, 6)
+
+    out = tmp_path / "fit.json"
+    fit.write_fit(res, out)
+    assert written and all(w == out.resolve() for w in written), "calibrate wrote outside the requested file"
+    assert json.loads(out.read_text()) == json.loads(json.dumps(res.fit_file))
+    # the written fit is what a later estimate picks up for that family
+    cal = load_calibration(str(out))
+    eff = cal.for_chip("gpu", "hopper")
+    for name, v in fams["hopper"]["values"].items():
+        assert getattr(eff, name) == v
+    assert "hopper" in cal.provenance("gpu", "hopper")
+    # a GPU family without rows falls back to the pooled GPU fit
+    assert cal.for_chip("gpu", "cdna3").compute_eff == fams["pooled-gpu"]["values"]["compute_eff"]
+
+
+def test_calibrate_cli_writes_only_to_out(tmp_path, monkeypatch):
+    written = []
+    real_write = pathlib.Path.write_text
+    monkeypatch.setattr(pathlib.Path, "write_text",
+                        lambda self, *a, **kw: (written.append(Path(self).resolve()), real_write(self, *a, **kw))[1])
+    p = write_csv(tmp_path / "m.csv", _synthetic_rows())
+    out = tmp_path / "sub.json"
+    r = runner.invoke(app, ["calibrate", "--measurements", str(p), "--out", str(out), "--json"])
+    assert r.exit_code == 0, (r.stderr, r.exception)
+    assert written == [out.resolve()]
+    assert json.loads(r.stdout)["families"] == json.loads(out.read_text())["families"]
+
+
+@needs_shared
+def test_calibrate_on_published_rows_cross_validates_every_usable_row():
+    res = fit.calibrate(SHARED_CSV)
+    _check_fit(res)
+    rows = _csv_rows(SHARED_CSV)
+    assert len(res.plans) + len(res.skipped) == len(rows)
+    # a held-out prediction comes from a fit that did not see the row, so it is a genuine forecast
+    assert len(res.heldout) == len(res.plans) > 0
