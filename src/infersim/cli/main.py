@@ -209,7 +209,13 @@ def validate(measurements: Path = typer.Option(Path(DEFAULT_MEASUREMENTS), help=
                   "—" if hm is None else f"{hm:.1%}", "—" if hm is None else f"{x['heldout_mean_abs_err']:.1%}",
                   "" if x["target"] is None else f"≤{x['target']:.0%}{flag}")
     out.print(g)
-    out.print(f"calibration: {rep.calibration}")
+    out.print(f"calibration: {rep.calibration}; {len(rep.rows)} rows predicted, {len(rep.skipped)} skipped (listed above)")
+    for x in rep.groups():
+        if x["by"] == "kind":
+            hm = x["heldout_median_abs_err"]
+            verdict = "" if hm is None else ("meets" if hm <= x["target"] else "MISSES")
+            out.print(f"summary {x['group']:5s}: {x['n']:3d} rows, median |error| {x['median_abs_err']:.1%} in-sample, "
+                      f"{'—' if hm is None else f'{hm:.1%}'} held-out ({verdict} the {x['target']:.0%} target)")
 
 
 @app.command()
