@@ -1,0 +1,76 @@
+"""Synthetic open-loop workloads with seeded, deterministic arrivals.
+
+* `poisson(rate_per_s, n, input_len, output_len, seed)`: exponential inter-arrival gaps, mean 1/rate.
+* `gamma_arrivals(rate_per_s, cv, n, input_len, output_len, seed)`: gamma inter-arrival gaps with mean
+  1/rate and coefficient of variation `cv` (shape 1/cv^2); cv = 1 is Poisson, cv > 1 is bursty.
+
+Lengths: an int (every request has that length) or an array of n positive integers used as-is.
+The first request arrives at t = 0.0; the arrival of request i is the sum of the first i gaps.
+Same arguments and seed give the same `Requests` (numpy `default_rng(seed)`).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from infersim.errors import InputError
+from infersim.workload.traces import Requests
+
+
+def _lengths(name: str, value, n: int) -> np.ndarray:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if value < 1:
+            raise InputError(f"{name} {value} must be a positive integer; give a token count >= 1")
+        return np.full(n, int(value), dtype=np.int64)
+    arr = np.asarray(value)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise InputError(f"{name} must be an int or an array of n={n} lengths (got shape {arr.shape}); "
+                         "pass one length per request")
+    if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+        raise InputError(f"{name} must hold whole numbers; round the lengths to integers")
+    if np.any(arr < 1):
+        raise InputError(f"{name} has a length < 1 at index {int(np.argmax(arr < 1))}; every length must be >= 1")
+    return arr.astype(np.int64)
+
+
+def _check(rate_per_s: float, n: int) -> None:
+    if not (isinstance(rate_per_s, (int, float)) and math.isfinite(rate_per_s) and rate_per_s > 0):
+        raise InputError(f"rate_per_s {rate_per_s!r} must be a positive number; give requests per second > 0")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise InputError(f"n {n!r} must be a positive integer; give the number of requests")
+
+
+def _build(gaps: np.ndarray, n: int, input_len, output_len, source: str, assumptions: tuple[str, ...]) -> Requests:
+    arrival = np.concatenate(([0.0], np.cumsum(gaps[: n - 1]))).astype(np.float64)
+    return Requests(arrival_s=arrival, input_tokens=_lengths("input_len", input_len, n),
+                    output_tokens=_lengths("output_len", output_len, n), session_id=None,
+                    prefix_hash_ids=None, source=source, assumptions=assumptions)
+
+
+def _len_desc(v) -> str:
+    return str(int(v)) if isinstance(v, (int, np.integer)) else "array"
+
+
+def poisson(rate_per_s: float, n: int, input_len, output_len, seed: int) -> Requests:
+    """n requests with Poisson arrivals at `rate_per_s` (exponential gaps)."""
+    _check(rate_per_s, n)
+    rng = np.random.default_rng(seed)
+    gaps = rng.exponential(1.0 / rate_per_s, size=max(n - 1, 0))
+    src = f"poisson(rate={rate_per_s:g}/s, n={n}, in={_len_desc(input_len)}, out={_len_desc(output_len)}, seed={seed})"
+    return _build(gaps, n, input_len, output_len, src,
+                  ("synthetic: Poisson arrivals, no sessions, no prefix sharing",))
+
+
+def gamma_arrivals(rate_per_s: float, cv: float, n: int, input_len, output_len, seed: int) -> Requests:
+    """n requests with gamma inter-arrival gaps: mean 1/rate, coefficient of variation `cv`."""
+    _check(rate_per_s, n)
+    if not (isinstance(cv, (int, float)) and math.isfinite(cv) and cv > 0):
+        raise InputError(f"cv {cv!r} must be a positive number; use 1 for Poisson, > 1 for bursty arrivals")
+    shape = 1.0 / (cv * cv)
+    rng = np.random.default_rng(seed)
+    gaps = rng.gamma(shape, 1.0 / (rate_per_s * shape), size=max(n - 1, 0))
+    src = (f"gamma(rate={rate_per_s:g}/s, cv={cv:g}, n={n}, in={_len_desc(input_len)}, "
+           f"out={_len_desc(output_len)}, seed={seed})")
+    return _build(gaps, n, input_len, output_len, src,
+                  (f"synthetic: gamma inter-arrivals (shape {shape:g}), no sessions, no prefix sharing",))
