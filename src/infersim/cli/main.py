@@ -68,11 +68,11 @@ def models(as_json: bool = typer.Option(False, "--json", help="machine-readable 
     out.print(t)
 
 
-def _q(q) -> str:
+def _scaled(q, unit: float) -> str:
+    """A catalog Quantity in `unit`s, starred when it is an estimate or an assumption."""
     if q is None or q.value is None:
         return "—"
-    tag = {"spec": "", "paper": "", "measurement": "", "estimate": " (est)", "assumption": " (assumed)"}[q.basis]
-    return f"{q.value:.3g}{tag}"
+    return f"{q.value / unit:.4g}" + ("*" if q.basis in ("estimate", "assumption") else "")
 
 
 @app.command()
@@ -85,18 +85,15 @@ def chips(as_json: bool = typer.Option(False, "--json"),
     if as_json:
         _emit_json([c.model_dump() for c in cat.chips.values()])
         return
-    t = Table(title="chips (dense peaks; '(est)' estimate, '(assumed)' assumption; sources: --json)")
+    t = Table(title="chips (dense peaks; sources and ranges: --json)")
     for c in ("name", "kind", "family", "memory GB", "mem BW TB/s", "bf16 TF", "fp8 TF", "fp4 TF", "TDP W"):
         t.add_column(c)
     for c in cat.chips.values():
         pf = c.peak_flops
-        t.add_row(c.name, c.kind, c.family, _q(c.mem_bytes).replace(str(c.mem_bytes.value), "") if False else
-                  (f"{c.mem_bytes.value / 1e9:.3g}" if c.mem_bytes.value else "—"),
-                  f"{c.mem_bw_bytes_per_s.value / 1e12:.3g}" if c.mem_bw_bytes_per_s.value else "—",
-                  *(f"{pf[k].value / 1e12:.4g}" + ("*" if pf[k].basis in ("estimate", "assumption") else "")
-                    if k in pf and pf[k].value else "—" for k in ("bf16", "fp8", "fp4")), _q(c.tdp_w))
+        t.add_row(c.name, c.kind, c.family, _scaled(c.mem_bytes, 1e9), _scaled(c.mem_bw_bytes_per_s, 1e12),
+                  *(_scaled(pf.get(k), 1e12) for k in ("bf16", "fp8", "fp4")), _scaled(c.tdp_w, 1))
     out.print(t)
-    out.print("* estimate or assumption")
+    out.print("* estimate or assumption (see `infersim chips --json` for its source and range)")
 
 
 @app.command()
@@ -115,9 +112,7 @@ def systems(as_json: bool = typer.Option(False, "--json"),
     for s in cat.systems.values():
         t.add_row(s.name, f"{s.n_chips} x {s.chip}", f"{s.scale_up_link or '—'} ({s.scale_up_domain})",
                   s.scale_out_link or "—", f"{s.hosts.count} x {s.hosts.cpu}" if s.hosts else "—",
-                  _q(s.power_w).replace(str(s.power_w.value) if s.power_w else "", "") if False else
-                  (f"{s.power_w.value / 1e3:.4g}" + ("*" if s.power_w.basis in ("estimate", "assumption") else "")
-                   if s.power_w and s.power_w.value else "—"))
+                  _scaled(s.power_w, 1e3))
     out.print(t)
 
 
