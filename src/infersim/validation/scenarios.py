@@ -39,6 +39,11 @@ API_DEFAULT_OUTPUT = 500
 UNDISCLOSED_PRECISION = {"lpu": "mixed", "wafer": "bf16", "gpu": "fp8"}
 LATENCY_METRICS = ("ttft_ms", "tpot_ms", "itl_ms", "tok_s_per_user")
 FIXED_POINT_ITERATIONS = 25
+# Numerical guards, not fitted: an offered load at or above capacity has no steady state, so
+# utilisation is capped at MAX_UTILISATION (the queueing wait stays finite) and the decode share
+# of engine time is floored at MIN_DECODE_SHARE. Rows that hit them are overloaded by the model.
+MAX_UTILISATION = 0.95
+MIN_DECODE_SHARE = 0.05
 
 
 @dataclass
@@ -161,11 +166,11 @@ def _serving_point(dep: Deployment, inp: int, out: int, b_max, scenario: str, lo
         return reps * out * cap, t_pre1, t_dec(b_max)
     if scenario == "server":
         lam = load / reps
-        rho = np.minimum(lam / cap, 0.95)
+        rho = np.minimum(lam / cap, MAX_UTILISATION)
         b = np.ones_like(np.asarray(cap, dtype=float))
         for _ in range(FIXED_POINT_ITERATIONS):
             td = t_dec(b)
-            tpot = td / np.maximum(1 - lam * t_pre, 0.05)
+            tpot = td / np.maximum(1 - lam * t_pre, MIN_DECODE_SHARE)
             ttft = t_pre1 * (1 + rho / (2 * (1 - rho))) + td / 2
             b = 0.5 * b + 0.5 * np.clip(lam * (ttft + (out - 1) * tpot), 1, b_max)
         return reps * out * np.minimum(lam, cap), ttft, tpot
@@ -174,7 +179,7 @@ def _serving_point(dep: Deployment, inp: int, out: int, b_max, scenario: str, lo
     x = b / (t_pre1 + out * t_dec(b))
     for _ in range(FIXED_POINT_ITERATIONS):
         td = t_dec(b)
-        tpot = td / np.maximum(1 - x * t_pre, 0.05)
+        tpot = td / np.maximum(1 - x * t_pre, MIN_DECODE_SHARE)
         ttft = t_pre1 + td / 2
         x = 0.5 * x + 0.5 * b / (ttft + (out - 1) * tpot)
     return reps * out * x, ttft, tpot
