@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from infersim.errors import InputError
-from infersim.workload import Requests, gamma_arrivals, poisson, read_trace
+from infersim.workload import (ClosedLoop, Requests, closed_loop, gamma_arrivals, poisson, read_trace,
+                               sampled_lengths)
 
 TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
 
@@ -270,3 +271,131 @@ def test_synthetic_errors():
                 lambda: poisson(1, 10, 1, np.ones(3), 0), lambda: gamma_arrivals(1, 0, 10, 1, 1, 0)):
         with pytest.raises(InputError):
             bad()
+
+
+# ----------------------------------------------------------------------------- prefix-block ids
+
+def _session_rows(fmt: str) -> list[dict]:
+    """Two sessions, prompts growing turn by turn; session b interleaved with a and arriving earlier."""
+    turns = [("a", 0.0, 1100), ("b", 0.0, 600), ("a", 5.0, 1600), ("b", 1.0, 1030), ("a", 9.0, 2100)]
+    rows = []
+    for i, (sess, t, n) in enumerate(turns):
+        if fmt == "semianalysis":
+            rows.append({"session_id": sess, "turn_index": i, "request_arrival_delta_s": t,
+                         "input_tokens": n, "output_tokens": 7})
+        elif fmt == "exgentic":
+            rows.append({"session_id": sess, "span_index": i, "start_time_s": 1000.0 + t,
+                         "input_tokens": n, "output_tokens": 7, "is_error": False})
+        else:
+            rows.append({"session_id": sess, "round_index": i, "input_tokens_total": n, "output_tokens": 7,
+                         "timing_events": [{"event_type": "x", "timestamp": f"2026-06-01T05:40:{10 + t:06.3f}Z"}]})
+    return rows
+
+
+def _ids_by_request(r: Requests) -> dict[tuple[int, int], tuple[int, ...]]:
+    """(session, input tokens) -> prefix ids, so checks do not depend on the order after sorting."""
+    return {(int(s), int(n)): h for s, n, h in zip(r.session_id, r.input_tokens, r.prefix_hash_ids)}
+
+
+@pytest.mark.parametrize("fmt", ["semianalysis", "exgentic", "tracelab"])
+def test_session_prefix_ids_shared_within_session(tmp_path, fmt):
+    r = read_trace(_jsonl(tmp_path, f"{fmt}.jsonl", _session_rows(fmt)))
+    _check_invariants(r)
+    assert r.prefix_block_tokens == 512
+    assert [len(h) for h in r.prefix_hash_ids] == (r.input_tokens // 512).tolist()
+    ids = _ids_by_request(r)
+    a1, a2, a3 = ids[(0, 1100)], ids[(0, 1600)], ids[(0, 2100)]
+    b1, b2 = ids[(1, 600)], ids[(1, 1030)]
+    assert (len(a1), len(a2), len(a3), len(b1), len(b2)) == (2, 3, 4, 1, 2)
+    # each turn starts with every full block of the previous turn of its session
+    assert a2[:2] == a1 and a3[:3] == a2 and b2[:1] == b1
+    # blocks beyond the previous turn are new, and nothing is shared across sessions
+    assert a2[2] not in a1 and a3[3] not in a2
+    assert not set(a3) & set(b2)
+    assert any("turn k shares every full 512-token block of turn k-1's prompt" in a for a in r.assumptions)
+
+
+@pytest.mark.parametrize("fmt", ["semianalysis", "exgentic", "tracelab"])
+def test_session_prefix_ids_follow_sort_and_max_requests(tmp_path, fmt):
+    p = _jsonl(tmp_path, f"{fmt}.jsonl", _session_rows(fmt))
+    full = read_trace(p)
+    few = read_trace(p, max_requests=3)
+    assert len(few.prefix_hash_ids) == len(few) == 3
+    assert few.prefix_hash_ids == full.prefix_hash_ids[:3]
+    # sorted by arrival: a@0 (1100), b@0 (600), b@1 (1030) -- ids still match each row's own session and length
+    assert few.input_tokens.tolist() == [1100, 600, 1030]
+    assert [len(h) for h in few.prefix_hash_ids] == [2, 1, 2]
+    assert few.prefix_hash_ids[2][:1] == few.prefix_hash_ids[1]
+    assert not set(few.prefix_hash_ids[0]) & set(few.prefix_hash_ids[2])
+
+
+def test_shared_session_traces_prefix_ids():
+    r = read_trace(_shared("exgentic_swebench_claude_code_shard12.jsonl"))
+    assert [len(h) for h in r.prefix_hash_ids] == (r.input_tokens // 512).tolist()
+    owner: dict[int, int] = {}
+    for s, h in zip(r.session_id.tolist(), r.prefix_hash_ids):
+        for x in h:
+            assert owner.setdefault(x, s) == s  # an id never appears in two sessions
+
+
+def test_session_prefix_ids_overflow_is_error(tmp_path):
+    rows = [{"session_id": "a", "request_arrival_delta_s": 0, "input_tokens": 2 ** 20 * 512 + 512, "output_tokens": 1}]
+    with pytest.raises(InputError, match=r"s.jsonl:1.*input_tokens.*more than"):
+        read_trace(_jsonl(tmp_path, "s.jsonl", rows))
+    rows[0]["input_tokens"] = 2 ** 20 * 512  # exactly 2**20 blocks is allowed
+    assert len(read_trace(_jsonl(tmp_path, "s.jsonl", rows)).prefix_hash_ids[0]) == 2 ** 20
+
+
+def test_mooncake_ids_unchanged_and_no_ids_elsewhere(tmp_path):
+    mc = read_trace(_jsonl(tmp_path, "m.jsonl", [
+        {"timestamp": 0, "input_length": 100, "output_length": 5, "hash_ids": [46, 7, 5]},  # ids kept even if n < 512*len
+        {"timestamp": 1, "input_length": 2000, "output_length": 5, "hash_ids": [46]},
+    ]))
+    assert mc.prefix_hash_ids == [(46, 7, 5), (46,)]
+    assert mc.prefix_block_tokens == 512 and mc.session_id is None
+    az = read_trace(_write(tmp_path, "az.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:01,1024,5\n"))
+    assert az.prefix_hash_ids is None
+    assert poisson(1.0, 5, 2048, 5, seed=0).prefix_hash_ids is None
+
+
+# ----------------------------------------------------------------------------- lengths, closed loop
+
+@pytest.mark.parametrize("dist", ["exponential", "uniform"])
+@pytest.mark.parametrize("mean", [1, 7, 300])
+def test_sampled_lengths_mean_and_seed(dist, mean):
+    x = sampled_lengths(mean, 20000, seed=3, dist=dist)
+    assert x.dtype == np.int64 and x.shape == (20000,)
+    assert x.min() >= 1
+    assert x.mean() == pytest.approx(mean, rel=0.03)
+    np.testing.assert_array_equal(x, sampled_lengths(mean, 20000, seed=3, dist=dist))
+    if mean > 1:
+        assert not np.array_equal(x, sampled_lengths(mean, 20000, seed=4, dist=dist))
+    if dist == "uniform":
+        assert x.max() <= 2 * mean - 1
+    r = poisson(1.0, 20000, x, 1, seed=0)  # usable as a generator length
+    np.testing.assert_array_equal(r.input_tokens, x)
+
+
+def test_sampled_lengths_fixed_and_errors():
+    assert sampled_lengths(128, 10, seed=0) == 128
+    assert poisson(1.0, 3, sampled_lengths(64, 3, seed=0), 1, seed=0).input_tokens.tolist() == [64, 64, 64]
+    for bad in (lambda: sampled_lengths(0, 10, 0), lambda: sampled_lengths(5, 0, 0),
+                lambda: sampled_lengths(5, 10, 0, dist="normal"), lambda: sampled_lengths(2.5, 10, 0)):
+        with pytest.raises(InputError):
+            bad()
+
+
+def test_closed_loop():
+    cl = closed_loop(4, 10, 256, np.arange(1, 11))
+    assert isinstance(cl, ClosedLoop) and cl.concurrency == 4
+    _check_invariants(cl.requests)
+    assert len(cl.requests) == 10 and np.all(cl.requests.arrival_s == 0.0)
+    assert cl.requests.output_tokens.tolist() == list(range(1, 11))
+    for bad in (0, -1, True, 2.0):
+        with pytest.raises(InputError, match="concurrency") as e:
+            closed_loop(bad, 10, 256, 16)
+        assert "\n" not in str(e.value)
+    with pytest.raises(InputError, match="concurrency"):
+        ClosedLoop(0, cl.requests)
+    with pytest.raises(InputError):
+        closed_loop(2, 10, 0, 16)

@@ -1,8 +1,13 @@
-"""Synthetic open-loop workloads with seeded, deterministic arrivals.
+"""Synthetic workloads: seeded open-loop arrivals, a closed-loop description, and length sampling.
 
 * `poisson(rate_per_s, n, input_len, output_len, seed)`: exponential inter-arrival gaps, mean 1/rate.
 * `gamma_arrivals(rate_per_s, cv, n, input_len, output_len, seed)`: gamma inter-arrival gaps with mean
   1/rate and coefficient of variation `cv` (shape 1/cv^2); cv = 1 is Poisson, cv > 1 is bursty.
+* `closed_loop(concurrency, n, input_len, output_len)`: a `ClosedLoop` of `concurrency` users with
+  think time 0 over n requests (arrival times all 0.0 and ignored).
+* `sampled_lengths(mean, n, seed, dist)`: token lengths to pass as `input_len` / `output_len`:
+  "fixed" (the int `mean`), "exponential" (geometric on 1, 2, ..., mean `mean`) or "uniform"
+  (integers uniform on [1, 2*mean - 1], mean `mean`).
 
 Lengths: an int (every request has that length) or an array of n positive integers used as-is.
 The first request arrives at t = 0.0; the arrival of request i is the sum of the first i gaps.
@@ -11,6 +16,7 @@ Same arguments and seed give the same `Requests` (numpy `default_rng(seed)`).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,11 +40,15 @@ def _lengths(name: str, value, n: int) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+def _check_n(n: int) -> None:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise InputError(f"n {n!r} must be a positive integer; give the number of requests")
+
+
 def _check(rate_per_s: float, n: int) -> None:
     if not (isinstance(rate_per_s, (int, float)) and math.isfinite(rate_per_s) and rate_per_s > 0):
         raise InputError(f"rate_per_s {rate_per_s!r} must be a positive number; give requests per second > 0")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise InputError(f"n {n!r} must be a positive integer; give the number of requests")
+    _check_n(n)
 
 
 def _build(gaps: np.ndarray, n: int, input_len, output_len, source: str, assumptions: tuple[str, ...]) -> Requests:
@@ -74,3 +84,68 @@ def gamma_arrivals(rate_per_s: float, cv: float, n: int, input_len, output_len, 
            f"out={_len_desc(output_len)}, seed={seed})")
     return _build(gaps, n, input_len, output_len, src,
                   (f"synthetic: gamma inter-arrivals (shape {shape:g}), no sessions, no prefix sharing",))
+
+
+_LENGTH_DISTS = ("fixed", "exponential", "uniform")
+
+
+def sampled_lengths(mean: int, n: int, seed: int, dist: str = "fixed") -> int | np.ndarray:
+    """Token lengths with mean `mean`, to pass as `input_len` / `output_len` of the generators.
+
+    "fixed": returns the int `mean` itself (every request that length). "exponential": n int64 draws
+    from a geometric distribution on 1, 2, ... with p = 1/mean (the discrete exponential; mean exactly
+    `mean`, `mean` = 1 gives all 1). "uniform": n int64 draws uniform on [1, 2*mean - 1] (mean `mean`).
+    Seeded with numpy `default_rng(seed)`; same arguments give the same lengths.
+    """
+    if isinstance(mean, bool) or not isinstance(mean, (int, np.integer)) or mean < 1:
+        raise InputError(f"mean {mean!r} must be a positive integer; give a mean token count >= 1")
+    _check_n(n)
+    if dist not in _LENGTH_DISTS:
+        raise InputError(f"dist {dist!r} is unknown; use one of {', '.join(_LENGTH_DISTS)}")
+    mean = int(mean)
+    if dist == "fixed":
+        return mean
+    rng = np.random.default_rng(seed)
+    if dist == "exponential":
+        return rng.geometric(1.0 / mean, size=int(n)).astype(np.int64)
+    return rng.integers(1, 2 * mean, size=int(n), dtype=np.int64)  # high is exclusive: [1, 2*mean - 1]
+
+
+@dataclass(frozen=True)
+class ClosedLoop:
+    """A closed-loop workload: `concurrency` users replay `requests` with think time 0.
+
+    Each user sends its next request the moment its previous one completes (think time 0, as benchmark
+    clients such as vLLM's benchmark_serving with --max-concurrency do), so at most `concurrency`
+    requests are in flight. Requests are taken in the order of `requests` (the first `concurrency`
+    start at t = 0, then each completion releases the next one); their `arrival_s` is ignored.
+    """
+
+    concurrency: int
+    requests: Requests
+
+    def __post_init__(self) -> None:
+        c = self.concurrency
+        if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 1:
+            raise InputError(f"concurrency {c!r} must be a positive integer; give the number of users >= 1")
+        if not isinstance(self.requests, Requests):
+            raise InputError(f"requests must be a Requests workload (got {type(self.requests).__name__}); "
+                             "build one with read_trace or a generator")
+
+
+def closed_loop(concurrency: int, n: int, input_len, output_len, seed: int = 0) -> ClosedLoop:
+    """`concurrency` users, think time 0, over n requests (lengths an int or an array, as in `poisson`).
+
+    Nothing is drawn at random here: `seed` is only recorded in the source, for symmetry with the
+    other generators; use `sampled_lengths(..., seed)` for random lengths. Arrival times are all 0.0.
+    """
+    _check_n(n)
+    src = (f"closed_loop(concurrency={concurrency}, n={n}, in={_len_desc(input_len)}, "
+           f"out={_len_desc(output_len)}, seed={seed})")
+    reqs = Requests(arrival_s=np.zeros(int(n), dtype=np.float64),
+                    input_tokens=_lengths("input_len", input_len, int(n)),
+                    output_tokens=_lengths("output_len", output_len, int(n)), session_id=None,
+                    prefix_hash_ids=None, source=src,
+                    assumptions=(f"synthetic: closed loop, {concurrency} user(s), think time 0; arrival_s all 0.0 "
+                                 "(ignored, requests taken in order), no sessions, no prefix sharing",))
+    return ClosedLoop(concurrency=concurrency, requests=reqs)

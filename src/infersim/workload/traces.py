@@ -6,6 +6,19 @@ input and output token counts (> 0), and, where the trace has them, session ids 
 hash ids. Whatever is assumed for a field the trace lacks, and every row dropped, is recorded in
 `Requests.assumptions`.
 
+Prefix-block ids (`prefix_hash_ids`, one id per full `prefix_block_tokens` = 512-token block of the
+prompt, equal ids = a reusable prefix KV block) are kept from Mooncake's `hash_ids` and **synthesized**
+for the session formats (semianalysis, exgentic, tracelab), whose traces carry no per-block hashes:
+a session's prompt extends its previous turn's prompt (append-only context, as agent loops do), so
+turn k shares every full 512-token block of turn k-1's prompt. A request of session s (numbered
+0, 1, ...) with input n gets the ids of its floor(n/512) full blocks, block j having id
+s * 2**20 + j (`SESSION_BLOCK_STRIDE`): unique per (s, j), shared by every turn of session s that
+reaches block j, never shared across sessions (no common system prompt is assumed). A session
+with more than 2**20 blocks (5.4e8 tokens) is an `InputError`; the shared traces peak at 1,655.
+Where a turn's prompt is shorter than the previous one (context compaction: 149 of 4,978 turn pairs
+in the semianalysis sample, 80 of 2,100 in exgentic) the scheme still calls its leading blocks
+shared, which overstates reuse there. Azure, BurstGPT (and synthetic workloads) have no prefix ids.
+
 Formats (see /work/shared/traces/README.md for provenance):
 
 * **azure** (Azure LLM inference trace 2023, `.csv`, columns `TIMESTAMP,ContextTokens,GeneratedTokens`):
@@ -24,21 +37,22 @@ Formats (see /work/shared/traces/README.md for provenance):
   times are seconds since the start of each session; there is no global clock, so **every session is
   assumed to start at t = 0** (all sessions replayed concurrently, open loop). Session ids are numbered
   0, 1, ... in order of first appearance. Rows with 0 input or output tokens are dropped and counted.
-  Per-block hashes were dropped upstream, so no prefix ids (the prompt grows turn by turn; sharing is implicit).
+  Per-block hashes (64-token blocks) were dropped upstream; prefix ids are synthesized as above.
 * **exgentic** (agent-llm-traces `.jsonl`, keys `session_id,start_time_s,input_tokens,output_tokens,is_error`):
   `start_time_s` is Unix epoch seconds, but the shard's sessions are spread over 4.9 days with long idle
   gaps, so **every session is assumed to start at t = 0** (times relative to the session's first call).
-  Rows with `is_error` true or a 0 token count are dropped and counted.
+  Rows with `is_error` true or a 0 token count are dropped and counted. Prefix ids synthesized as above.
 * **tracelab** (round_trace `.jsonl`, keys `session_id,input_tokens_total,output_tokens,timing_events`):
   the arrival of a round is its earliest `timing_events` ISO timestamp (the user message or tool result
   that triggered it); **every session is assumed to start at t = 0** (the example sessions are months
   apart). Output = `output_tokens`, assumed to already include `reasoning_output_tokens` (OpenAI usage
-  convention). `prefix_tokens` is not used. Rows with 0 tokens are dropped and counted.
+  convention). `prefix_tokens` is not used (prefix ids are synthesized as above). Rows with 0 tokens
+  are dropped and counted.
 
 Order: azure, burstgpt and mooncake must be sorted by time in file order; the session formats must be
 sorted within each session. A timestamp that goes backwards is an `InputError`. The result is then
-stably sorted by arrival. `rate_scale` > 1 compresses time (arrivals / rate_scale); `max_requests`
-keeps the first N requests by arrival.
+stably sorted by arrival (session ids and prefix ids move with their request). `rate_scale` > 1
+compresses time (arrivals / rate_scale); `max_requests` keeps the first N requests by arrival.
 """
 from __future__ import annotations
 
@@ -54,17 +68,31 @@ import numpy as np
 from infersim.errors import InputError
 
 
+PREFIX_BLOCK_TOKENS = 512  # Mooncake's hash_ids block size, reused for synthesized session ids
+SESSION_BLOCK_STRIDE = 2 ** 20  # synthesized id of block j of session s = s * stride + j (j < stride)
+_SESSION_ASSUMPTION = ("a session's prompt extends its previous turn's prompt (append-only context, as agent "
+                       "loops do), so turn k shares every full 512-token block of turn k-1's prompt")
+
+
 @dataclass(frozen=True)
 class Requests:
-    """Columnar request workload, sorted by arrival."""
+    """Columnar request workload, sorted by arrival.
+
+    `prefix_hash_ids[i]` lists the prefix-block ids of request i's prompt, one per full block of
+    `prefix_block_tokens` tokens, in prompt order; two requests with equal leading ids share that
+    prefix (a prefix cache can reuse those KV blocks). It is None when the workload has no prefix
+    information (Azure, BurstGPT, synthetic). `prefix_block_tokens` is the number of prompt tokens
+    each id stands for (512 for Mooncake's `hash_ids` and the ids synthesized for session traces).
+    """
 
     arrival_s: np.ndarray  # float64 seconds from the first request (first = 0.0)
     input_tokens: np.ndarray  # int64 > 0
     output_tokens: np.ndarray  # int64 > 0
     session_id: np.ndarray | None  # int64, or None when the trace has no sessions
-    prefix_hash_ids: list[tuple[int, ...]] | None  # Mooncake prefix-block hash ids; None otherwise
+    prefix_hash_ids: list[tuple[int, ...]] | None  # prefix-block ids per request (Mooncake or synthesized); None otherwise
     source: str  # file name or generator description
     assumptions: tuple[str, ...]  # what was assumed for fields the trace lacks
+    prefix_block_tokens: int = PREFIX_BLOCK_TOKENS  # prompt tokens per prefix-block id
 
     def __len__(self) -> int:
         return int(self.arrival_s.shape[0])
@@ -257,6 +285,7 @@ def _read_jsonl(path: Path):
     sess_index: dict[str, int] = {}
     sess_first: list[float] = []
     sess_prev: list[float] = []
+    sess_blocks: list[list[int]] = []  # per session: synthesized block ids 0.. so far (int objects shared by its turns)
     dropped_zero = dropped_err = 0
     prev: float | None = None
     with path.open(encoding="utf-8") as fh:
@@ -321,15 +350,26 @@ def _read_jsonl(path: Path):
                 sid = sess_index[key] = len(sess_first)
                 sess_first.append(t)
                 sess_prev.append(t)
+                sess_blocks.append([])
             _check_order(path, lineno, tcol, sess_prev[sid], t, f" within session {key}")
             sess_prev[sid] = t
             if a == 0 or b == 0:
                 dropped_zero += 1
                 continue
+            nblocks = a // PREFIX_BLOCK_TOKENS
+            blocks = sess_blocks[sid]
+            if nblocks > len(blocks):
+                if nblocks > SESSION_BLOCK_STRIDE:
+                    raise _err(path, lineno, icol, f"session {key} prompt has {nblocks} blocks of {PREFIX_BLOCK_TOKENS} "
+                               f"tokens, more than the {SESSION_BLOCK_STRIDE} that synthesized prefix ids allow",
+                               f"keep prompts shorter than {(SESSION_BLOCK_STRIDE + 1) * PREFIX_BLOCK_TOKENS} tokens")
+                base = sid * SESSION_BLOCK_STRIDE
+                blocks.extend(range(base + len(blocks), base + nblocks))
             ts.append(t - sess_first[sid])
             inp.append(a)
             out.append(b)
             sess.append(sid)
+            hashes.append(tuple(blocks[:nblocks]))
     if fmt is None:
         raise _err(path, None, None, "empty trace (no JSON lines)", "give a non-empty trace file")
     if fmt == "mooncake":
@@ -342,16 +382,20 @@ def _read_jsonl(path: Path):
     assumptions = [common]
     if fmt == "semianalysis":
         assumptions.append("semianalysis: request_arrival_delta_s = seconds since session start; "
-                           "per-block hashes absent upstream, so no prefix ids")
+                           "per-block hashes absent upstream")
     elif fmt == "exgentic":
-        assumptions.append("exgentic: arrival = start_time_s - session's first start_time_s; no prefix ids")
+        assumptions.append("exgentic: arrival = start_time_s - session's first start_time_s")
         assumptions.append(f"exgentic: dropped {dropped_err} row(s) with is_error true")
     else:
         assumptions.append("tracelab: arrival = earliest timing_events timestamp of the round; input = input_tokens_total; "
-                           "output = output_tokens (assumed to include reasoning_output_tokens); no prefix ids")
+                           "output = output_tokens (assumed to include reasoning_output_tokens); prefix_tokens not used")
+    assumptions.append(f"{fmt}: {_SESSION_ASSUMPTION}")
+    assumptions.append(f"{fmt}: prefix ids synthesized: request of session s with input n gets ids "
+                       f"s*{SESSION_BLOCK_STRIDE}+j for its floor(n/{PREFIX_BLOCK_TOKENS}) full blocks j; "
+                       "no prefix shared across sessions")
     assumptions.append(f"{fmt}: dropped {dropped_zero} row(s) with 0 input or output tokens")
     assumptions.append(f"{fmt}: session ids numbered 0.. in order of first appearance ({len(sess_first)} sessions)")
-    return ts, inp, out, sess, None, assumptions
+    return ts, inp, out, sess, hashes, assumptions
 
 
 # ----------------------------------------------------------------------------- entry point
