@@ -58,45 +58,81 @@ def _op_rates(chip: ChipSpec, plan: PrecisionPlan, op: Op) -> float:
     return peak(chip, plan.attention_peak if op.kind in ("attention", "scan") else plan.gemm_peak)
 
 
+def op_arrays(ops: list[Op], chip: ChipSpec, plan: PrecisionPlan, layer_frac: float = 1.0):
+    """Stack ops for the vectorised execution models: (flops, bytes) with the op axis last, plus
+    per-op peak rates (FLOP/s) and layer counts (scaled by layer_frac for a pipeline stage)."""
+    flops = np.stack(np.broadcast_arrays(*[np.asarray(o.flops, dtype=float) for o in ops]), axis=-1)
+    byts = np.stack(np.broadcast_arrays(*[np.asarray(o.bytes, dtype=float) for o in ops]), axis=-1)
+    return flops, byts, op_rates(ops, chip, plan), op_counts(ops, layer_frac)
+
+
+def op_rates(ops: list[Op], chip: ChipSpec, plan: PrecisionPlan) -> np.ndarray:
+    return np.array([_op_rates(chip, plan, op) for op in ops], dtype=float)
+
+
+def op_counts(ops: list[Op], layer_frac: float = 1.0) -> np.ndarray:
+    return np.array([op.count * (layer_frac if op.name not in ("embedding", "lm_head") else 1.0) for op in ops],
+                    dtype=float)
+
+
+def _last(v):
+    """An efficiency parameter (scalar, or an array over parameter sets) against the op axis."""
+    return np.asarray(v, dtype=float)[..., None]
+
+
 def gpu_ops_time(ops: list[Op], chip: ChipSpec, plan: PrecisionPlan, eff: Efficiency, layer_frac: float = 1.0) -> Breakdown:
     """Sum of smoothed-roofline op times on one GPU. layer_frac scales layer counts (pipeline stage)."""
-    bw = float(chip.mem_bw_bytes_per_s.value) * eff.mem_eff
-    p = eff.blend_p
-    comp = mem = over = 0.0
-    for op in ops:
-        rate = _op_rates(chip, plan, op) * eff.compute_eff
-        tc = np.asarray(op.flops, dtype=float) / rate
-        tm = np.asarray(op.bytes, dtype=float) / bw
-        # p-norm computed relative to the larger term so large p cannot underflow to 0
-        big = np.maximum(np.maximum(tc, tm), 1e-300)
-        rc, rm = (tc / big) ** p, (tm / big) ** p
-        t = big * (rc + rm) ** (1.0 / p)
-        wc = rc / (rc + rm)
-        n = op.count * (layer_frac if op.name not in ("embedding", "lm_head") else 1.0)
-        comp = comp + n * t * wc
-        mem = mem + n * t * (1 - wc)
-        over = over + n * eff.kernel_s
+    return gpu_table_time(*op_arrays(ops, chip, plan, layer_frac), chip, eff)
+
+
+def roofline_op_times(flops, byts, rate, bw, p):
+    """Per-op smoothed-roofline time (t_c^p + t_m^p)^(1/p) with t_c = flops / rate and
+    t_m = bytes / bw, and the compute share of it. The p-norm is computed relative to the larger
+    term so a large p cannot underflow to 0."""
+    tc = flops / rate
+    tm = byts / bw
+    big = np.maximum(np.maximum(tc, tm), 1e-300)
+    rc, rm = (tc / big) ** p, (tm / big) ** p
+    return big * (rc + rm) ** (1.0 / p), rc / (rc + rm)
+
+
+def gpu_table_time(flops, byts, rates, counts, chip: ChipSpec, eff: Efficiency) -> Breakdown:
+    """Smoothed roofline over stacked ops (op axis last): kernels run one after another (sum over
+    ops) and each pays eff.kernel_s."""
+    bw = float(chip.mem_bw_bytes_per_s.value) * _last(eff.mem_eff)
+    t, wc = roofline_op_times(flops, byts, rates * _last(eff.compute_eff), bw, _last(eff.blend_p))
+    t = counts * t
+    comp = np.sum(t * wc, axis=-1)
+    mem = np.sum(t, axis=-1) - comp
     z = 0.0 * (comp + mem)
-    return Breakdown(comp + z, mem + z, z, over + z)
+    return Breakdown(comp + z, mem + z, z, z + float(np.sum(counts)) * np.asarray(eff.kernel_s, dtype=float))
+
+
+def dataflow_op_times(flops, byts, rate, bw):
+    """(compute time, SRAM streaming time) per op; a dataflow chip overlaps them perfectly, so an
+    op takes the larger of the two."""
+    return flops / rate, byts / bw
 
 
 def dataflow_ops_time(ops: list[Op], chip: ChipSpec, plan: PrecisionPlan, eff: Efficiency,
                       chips_per_layer: float, n_layers: int) -> Breakdown:
-    """Per-token latency through an SRAM-resident layer pipeline (LPU / wafer).
+    """Per-token latency through an SRAM-resident layer pipeline (LPU / wafer)."""
+    flops, byts, rates, counts = op_arrays(ops, chip, plan)
+    return dataflow_table_time(flops, byts, rates, counts, chip, eff, chips_per_layer, n_layers)
 
-    Each layer runs on `chips_per_layer` chips (fractional when a chip holds several layers);
+
+def dataflow_table_time(flops, byts, rates, counts, chip: ChipSpec, eff: Efficiency,
+                        chips_per_layer: float, n_layers: int) -> Breakdown:
+    """Each layer runs on `chips_per_layer` chips (fractional when a chip holds several layers);
     within a layer compute and SRAM streaming overlap (hard roofline max); layers run in sequence
     for a token; each layer adds eff.layer_s of fixed pipeline latency."""
-    bw = float(chip.mem_bw_bytes_per_s.value) * eff.mem_eff * chips_per_layer
-    comp = mem = 0.0
-    for op in ops:
-        rate = _op_rates(chip, plan, op) * eff.compute_eff * chips_per_layer
-        tc = np.asarray(op.flops, dtype=float) / rate
-        tm = np.asarray(op.bytes, dtype=float) / bw
-        comp = comp + op.count * np.where(tc >= tm, tc, 0.0)
-        mem = mem + op.count * np.where(tc >= tm, 0.0, tm)
+    bw = float(chip.mem_bw_bytes_per_s.value) * _last(eff.mem_eff) * chips_per_layer
+    tc, tm = dataflow_op_times(flops, byts, rates * _last(eff.compute_eff) * chips_per_layer, bw)
+    compute_bound = tc >= tm
+    comp = np.sum(counts * np.where(compute_bound, tc, 0.0), axis=-1)
+    mem = np.sum(counts * np.where(compute_bound, 0.0, tm), axis=-1)
     z = 0.0 * (comp + mem)
-    return Breakdown(comp + z, mem + z, z, z + eff.layer_s * n_layers)
+    return Breakdown(comp + z, mem + z, z, z + np.asarray(eff.layer_s, dtype=float) * n_layers)
 
 
 def collective_time(link: LinkSpec, eff: Efficiency, group: int, bytes_per_chip, count: float, kind: str):

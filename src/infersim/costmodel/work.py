@@ -81,18 +81,123 @@ def attended_keys(past, q, window):
     return tri + flat
 
 
-def _keys_per_seq(attn: AttentionSpec, b: Batch):
-    """(attention pairs per sequence, KV tokens read per sequence) for one step."""
-    window = attn.window or attn.chunk  # chunked local attention bounded by its chunk (upper bound)
+def attention_window(attn: AttentionSpec) -> int | None:
+    """Keys a query can see at most: the sliding window, or the chunk of chunked local attention
+    (an upper bound for Llama 4's chunks); None = full attention."""
+    return attn.window or attn.chunk
+
+
+def _keys_per_seq(window, past, new, span=1.0):
+    """(attention pairs, KV tokens read) for one sequence adding `new` tokens after `past` cached
+    ones (arrays broadcast). Decode (new <= 1) averages the attended keys over `span` consecutive
+    steps past+1 .. past+span; prefill reads the whole (windowed) cache once."""
+    new = np.asarray(new, dtype=float)
+    past = np.asarray(past, dtype=float)
+    decode = new <= 1
+    span = np.maximum(np.asarray(span, dtype=float), 1.0)
+    pairs_decode = attended_keys(past, span, window) / span
+    pairs_prefill = attended_keys(past, new, window)
+    total = past + new
+    kv_read = np.where(decode, pairs_decode, np.minimum(total, window) if window else total)
+    return np.where(decode, pairs_decode, 0.0), np.where(decode, 0.0, pairs_prefill), kv_read
+
+
+@dataclass(frozen=True)
+class AttnSums:
+    """Attention work of one step summed over its sequences, for one window size:
+    query-key pairs of decode tokens and of prefill tokens (MLA uses different head dimensions
+    for the two), and KV-cache tokens read."""
+
+    pairs_decode: np.ndarray
+    pairs_prefill: np.ndarray
+    kv_read: np.ndarray
+
+
+@dataclass(frozen=True)
+class StepShape:
+    """Everything the per-op work of one engine step depends on, summed over the step's sequences
+    (arrays broadcast: one entry per step or per grid point). A step may mix decode sequences
+    (one new token each) with prefill chunks, as continuous batching with chunked prefill does.
+
+    seqs: sequences in the step; decode_tokens / prefill_tokens: new tokens of decode sequences /
+    of prefill chunks; attn: AttnSums per attention window (key None = full attention)."""
+
+    seqs: np.ndarray
+    decode_tokens: np.ndarray
+    prefill_tokens: np.ndarray
+    attn: dict
+
+    @property
+    def tokens(self):
+        return self.decode_tokens + self.prefill_tokens
+
+    def distinct_experts(self, n_experts: int, top_k: int):
+        return expected_distinct_experts(n_experts, top_k, self.tokens)
+
+    def scaled(self, k) -> "StepShape":
+        """The same step split into 1/k micro-batches (every sum scales; distinct experts are
+        recomputed from the smaller token count)."""
+        return StepShape(self.seqs * k, self.decode_tokens * k, self.prefill_tokens * k,
+                         {w: AttnSums(a.pairs_decode * k, a.pairs_prefill * k, a.kv_read * k) for w, a in self.attn.items()})
+
+
+def model_windows(arch: ModelArch) -> tuple:
+    """The distinct attention windows of a model (None = full attention)."""
+    return tuple(dict.fromkeys(attention_window(l.mixer) for l, _ in arch.layer_groups()
+                               if isinstance(l.mixer, AttentionSpec)))
+
+
+def batch_shape(b: Batch, windows) -> StepShape:
+    """Shape of a uniform batch: `seqs` sequences each adding `new` tokens after `past`."""
+    seqs = np.asarray(b.seqs, dtype=float)
     new = np.asarray(b.new, dtype=float)
     decode = new <= 1
-    span = np.maximum(np.asarray(b.span, dtype=float), 1.0)
-    pairs_decode = attended_keys(b.past, span, window) / span
-    pairs_prefill = attended_keys(b.past, new, window)
-    pairs = np.where(decode, pairs_decode, pairs_prefill)
-    total = np.asarray(b.past, dtype=float) + new
-    kv_read = np.where(decode, pairs_decode, np.minimum(total, window) if window else total)
-    return pairs, kv_read
+    tokens = seqs * new
+    attn = {}
+    for w in windows:
+        pd, pf, kv = _keys_per_seq(w, b.past, new, b.span)
+        attn[w] = AttnSums(seqs * pd, seqs * pf, seqs * kv)
+    z = 0.0 * tokens
+    return StepShape(seqs + z, np.where(decode, tokens, 0.0), np.where(decode, 0.0, tokens), attn)
+
+
+def sequences_shape(past, new, windows) -> StepShape:
+    """Shape of one mixed step from per-sequence arrays: sequence i adds new[i] tokens after
+    past[i] cached ones (decode when new[i] == 1)."""
+    past = np.asarray(past, dtype=float)
+    new = np.asarray(new, dtype=float)
+    decode = new <= 1
+    attn = {}
+    for w in windows:
+        pd, pf, kv = _keys_per_seq(w, past, new)
+        attn[w] = AttnSums(pd.sum(), pf.sum(), kv.sum())
+    decode_tokens = new[decode].sum()
+    return StepShape(np.float64(new.size), decode_tokens, new.sum() - decode_tokens, attn)
+
+
+def decode_run_shape(past_sorted, steps, windows) -> StepShape:
+    """Shapes of `steps` consecutive pure-decode steps of the same sequences (closed form, no loop
+    over sequences): in step k (0-based) sequence i attends past_sorted[i] + k + 1 keys, capped by
+    the window. `past_sorted` must be ascending. Equals sequences_shape(past + k, 1, windows)."""
+    p = np.asarray(past_sorted, dtype=float)
+    k = np.arange(steps, dtype=float)
+    s = float(p.size)
+    prefix = np.concatenate(([0.0], np.cumsum(p)))
+    attn = {}
+    for w in windows:
+        if w is None:
+            keys = prefix[-1] + s * (k + 1)
+        else:
+            # sequences with past + k + 1 < w attend all their keys, the rest exactly w
+            n_below = np.searchsorted(p, w - 1 - k, side="left")
+            keys = prefix[n_below] + n_below * (k + 1) + (s - n_below) * w
+        attn[w] = AttnSums(keys, 0.0 * keys, keys)
+    ones = np.ones_like(k)
+    return StepShape(s * ones, s * ones, 0.0 * ones, attn)
+
+
+def _as_shape(b, windows) -> StepShape:
+    return b if isinstance(b, StepShape) else batch_shape(b, windows)
 
 
 def _gemm(name, params, tokens, shard_div, wbytes, act_bytes, hidden, count):
@@ -104,41 +209,42 @@ def _gemm(name, params, tokens, shard_div, wbytes, act_bytes, hidden, count):
     return Op(name, "gemm", flops, byt, np.asarray(tokens, dtype=float), count)
 
 
-def attention_ops(attn: AttentionSpec, arch: ModelArch, b: Batch, sh: Sharding, pp: PrecisionPlan, count: int):
-    tokens = b.seqs * b.new / sh.ep
-    seqs = b.seqs / sh.ep
+def attention_ops(attn: AttentionSpec, arch: ModelArch, b: StepShape | Batch, sh: Sharding, pp: PrecisionPlan,
+                  count: int):
+    w = attention_window(attn)
+    b = _as_shape(b, (w,))
+    tokens = b.tokens / sh.ep
     ops = [_gemm("attention.proj", attn.n_params(arch.hidden), tokens, sh.tp, pp.weight_bytes,
                  pp.act_bytes, arch.hidden, count)]
-    pairs, kv_read = _keys_per_seq(attn, b)
+    sums = b.attn[w]
     if attn.kind == "mla":
         # Decode uses the absorbed form (scores and values over the latent cache);
         # prefill the expanded heads. Latent KV is not split by TP (each rank holds all of it).
-        qk = np.where(np.asarray(b.new) <= 1, attn.kv_lora_rank + attn.qk_rope_head_dim, attn.head_dim)
-        vd = np.where(np.asarray(b.new) <= 1, attn.kv_lora_rank, attn.v_head_dim)
-        heads_per_chip = attn.n_heads / sh.tp
+        dims_decode = attn.kv_lora_rank + attn.qk_rope_head_dim + attn.kv_lora_rank
+        dims_prefill = attn.head_dim + attn.v_head_dim
         kv_div = 1.0
     else:
-        qk, vd = attn.head_dim, attn.v_head_dim
-        heads_per_chip = attn.n_heads / sh.tp
+        dims_decode = dims_prefill = attn.head_dim + attn.v_head_dim
         kv_div = min(sh.tp, attn.n_kv_heads)  # KV heads replicate when tp > kv heads
-    flops = 2.0 * heads_per_chip * (qk + vd) * pairs * seqs
+    heads_per_chip = attn.n_heads / sh.tp
+    flops = 2.0 * heads_per_chip * (dims_decode * sums.pairs_decode + dims_prefill * sums.pairs_prefill) / sh.ep
     kv_tok = attn.kv_cache_elems_per_token() * pp.kv_bytes / kv_div
-    byt = seqs * (kv_read + b.new) * kv_tok + tokens * heads_per_chip * (qk + vd) * pp.act_bytes * 2
+    q_dims = (b.decode_tokens * dims_decode + b.prefill_tokens * dims_prefill) / sh.ep
+    byt = (sums.kv_read + b.tokens) / sh.ep * kv_tok + heads_per_chip * q_dims * pp.act_bytes * 2
     ops.append(Op("attention.core", "attention", flops, byt, None, count))
     return ops
 
 
-def mamba_ops(m: MambaSpec, arch: ModelArch, b: Batch, sh: Sharding, pp: PrecisionPlan, count: int):
-    tokens = b.seqs * b.new / sh.ep
+def mamba_ops(m: MambaSpec, arch: ModelArch, b: StepShape, sh: Sharding, pp: PrecisionPlan, count: int):
+    tokens = b.tokens / sh.ep
     seqs = b.seqs / sh.ep
     ops = [_gemm("mamba.proj", m.n_params(arch.hidden), tokens, sh.tp, pp.weight_bytes, pp.act_bytes,
                  arch.hidden, count)]
     d_inner, state = m.d_inner, m.state_size
-    decode = np.asarray(b.new) <= 1
     # decode: state update per token ~ 6 flops per state element; prefill: SSD chunked scan.
-    per_token = np.where(decode, 6.0 * d_inner * state,
-                         2.0 * MAMBA_SCAN_CHUNK * (m.n_groups * state + d_inner) + 4.0 * d_inner * state)
-    flops = per_token * tokens / sh.tp
+    per_decode_token = 6.0 * d_inner * state
+    per_prefill_token = 2.0 * MAMBA_SCAN_CHUNK * (m.n_groups * state + d_inner) + 4.0 * d_inner * state
+    flops = (per_decode_token * b.decode_tokens + per_prefill_token * b.prefill_tokens) / sh.ep / sh.tp
     state_bytes = m.state_elems_per_seq() * SSM_STATE_BYTES / sh.tp
     byt = seqs * state_bytes * 2 + tokens * d_inner * 3 * pp.act_bytes / sh.tp
     ops.append(Op("mamba.scan", "scan", flops, byt, None, count))
@@ -152,8 +258,8 @@ def expected_distinct_experts(n_experts: int, top_k: int, tokens):
     return n_experts * (1.0 - (1.0 - top_k / n_experts) ** t)
 
 
-def ffn_ops(f: DenseFFNSpec | MoESpec, arch: ModelArch, b: Batch, sh: Sharding, pp: PrecisionPlan, count: int):
-    tokens = b.seqs * b.new / sh.ep
+def ffn_ops(f: DenseFFNSpec | MoESpec, arch: ModelArch, b: StepShape, sh: Sharding, pp: PrecisionPlan, count: int):
+    tokens = b.tokens / sh.ep
     if isinstance(f, DenseFFNSpec):
         return [_gemm("ffn.dense", f.n_params(arch.hidden), tokens, sh.tp, pp.weight_bytes, pp.act_bytes,
                       arch.hidden, count)]
@@ -162,8 +268,8 @@ def ffn_ops(f: DenseFFNSpec | MoESpec, arch: ModelArch, b: Batch, sh: Sharding, 
     dense_part = f.n_params_total(arch.hidden) - routed_all  # router, shared experts, latent projections
     if dense_part > 0:
         ops.append(_gemm("moe.shared", dense_part, tokens, sh.tp, pp.weight_bytes, pp.act_bytes, arch.hidden, count))
-    t_all = b.seqs * b.new  # every token of the replica is routed to experts held across tp*ep chips
-    distinct = expected_distinct_experts(f.n_routed, f.top_k, t_all)
+    t_all = b.tokens  # every token of the replica is routed to experts held across tp*ep chips
+    distinct = b.distinct_experts(f.n_routed, f.top_k)
     e_params = f.expert_params(arch.hidden)
     chips = sh.tp * sh.ep
     flops = 2.0 * e_params * f.top_k * t_all / chips
@@ -174,7 +280,7 @@ def ffn_ops(f: DenseFFNSpec | MoESpec, arch: ModelArch, b: Batch, sh: Sharding, 
     return ops
 
 
-def layer_ops(layer: LayerSpec, arch: ModelArch, b: Batch, sh: Sharding, pp: PrecisionPlan, count: int) -> list[Op]:
+def layer_ops(layer: LayerSpec, arch: ModelArch, b: StepShape, sh: Sharding, pp: PrecisionPlan, count: int) -> list[Op]:
     ops: list[Op] = []
     if isinstance(layer.mixer, AttentionSpec):
         ops += attention_ops(layer.mixer, arch, b, sh, pp, count)
@@ -182,32 +288,33 @@ def layer_ops(layer: LayerSpec, arch: ModelArch, b: Batch, sh: Sharding, pp: Pre
         ops += mamba_ops(layer.mixer, arch, b, sh, pp, count)
     if layer.ffn is not None:
         ops += ffn_ops(layer.ffn, arch, b, sh, pp, count)
-    tokens = b.seqs * b.new / sh.ep
+    tokens = b.tokens / sh.ep
     ops.append(Op("elementwise", "memory", 0.0 * tokens, tokens * arch.hidden * pp.act_bytes * ELEMENTWISE_PASSES,
                   None, count))
     return ops
 
 
-def model_ops(arch: ModelArch, b: Batch, sh: Sharding, pp: PrecisionPlan) -> list[Op]:
+def model_ops(arch: ModelArch, b: StepShape | Batch, sh: Sharding, pp: PrecisionPlan) -> list[Op]:
     """All ops of one step of the whole model (every layer group once, with its count), plus the
     embedding gather and the LM head (logits for the last new token of each sequence only)."""
+    b = _as_shape(b, model_windows(arch))
     ops: list[Op] = []
     for layer, count in arch.layer_groups():
         ops += layer_ops(layer, arch, b, sh, pp, count)
-    tokens = b.seqs * b.new / sh.ep
+    tokens = b.tokens / sh.ep
     ops.append(Op("embedding", "memory", 0.0 * tokens, tokens * arch.hidden * pp.weight_bytes, None, 1))
     ops.append(_gemm("lm_head", arch.vocab * arch.hidden, b.seqs / sh.ep, sh.tp, pp.weight_bytes, pp.act_bytes,
                      arch.hidden, 1))
     return ops
 
 
-def comm_volumes(arch: ModelArch, b: Batch, sh: Sharding, pp: PrecisionPlan) -> dict[str, np.ndarray]:
+def comm_volumes(arch: ModelArch, b: StepShape, sh: Sharding, pp: PrecisionPlan) -> dict[str, np.ndarray]:
     """Bytes each chip exchanges per step, by collective.
 
     tp_allreduce: one all-reduce of the hidden state per mixer and per FFN block (Megatron TP);
     ep_alltoall: MoE dispatch + combine of top-k token copies when experts span several chips;
     pp_sendrecv: hidden states crossing each pipeline-stage boundary."""
-    tokens = b.seqs * b.new / sh.ep
+    tokens = b.tokens / sh.ep
     hidden_bytes = tokens * arch.hidden * pp.act_bytes
     n_blocks = sum(count * ((layer.mixer is not None) + (layer.ffn is not None)) for layer, count in arch.layer_groups())
     n_moe = sum(count for layer, count in arch.layer_groups() if isinstance(layer.ffn, MoESpec))
