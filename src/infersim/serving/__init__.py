@@ -1,0 +1,1 @@
+"""Serving simulator: request-level discrete-event simulation of LLM serving."""
