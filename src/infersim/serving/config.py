@@ -1,0 +1,71 @@
+"""Engine settings of a simulated replica and the KV-cache capacity they leave.
+
+Defaults follow vLLM v1 (max_num_seqs 256, max_num_batched_tokens 8192, block size 16, chunked
+prefill and prefix caching on); every one is a user-overridable assumption.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from infersim.costmodel.memory import MAX_TOKENS_PER_STEP, kv_bytes_per_seq, memory_fit
+from infersim.deployment import Deployment
+from infersim.errors import InputError
+from infersim.serving.kvcache import KVCache
+
+ROUTERS = ("round-robin", "least-outstanding", "prefix-affinity")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """max_batch: sequences per step (vLLM max_num_seqs); max_tokens_per_step: token budget of a
+    step, decode tokens + prefill chunks (max_num_batched_tokens); chunk_tokens: largest prefill
+    chunk of one request (None = the whole budget); block_tokens: KV block size in tokens;
+    prefix_caching: reuse cached prompt blocks; fast_path: advance runs of pure-decode steps in
+    closed form (exactly equal to stepping; off only for the equivalence test);
+    max_run_steps: longest closed-form run (bounds array sizes)."""
+
+    max_batch: int = 256
+    max_tokens_per_step: int = MAX_TOKENS_PER_STEP
+    chunk_tokens: int | None = None
+    block_tokens: int = 16
+    prefix_caching: bool = True
+    fast_path: bool = True
+    max_run_steps: int = 4096
+
+    def __post_init__(self):
+        for name in ("max_batch", "max_tokens_per_step", "block_tokens", "max_run_steps"):
+            if getattr(self, name) < 1:
+                raise InputError(f"engine setting {name} must be at least 1, got {getattr(self, name)}")
+        if self.chunk_tokens is not None and self.chunk_tokens < 1:
+            raise InputError(f"--chunk-tokens must be at least 1, got {self.chunk_tokens}")
+
+    @property
+    def chunk(self) -> int:
+        return min(self.chunk_tokens or self.max_tokens_per_step, self.max_tokens_per_step)
+
+
+def kv_cache_for(dep: Deployment, cfg: EngineConfig, max_context: int, prefix_block_tokens: int) -> KVCache:
+    """The KV cache one replica of `dep` has room for under `cfg`, with a block table covering
+    sequences up to `max_context` tokens."""
+    b = cfg.block_tokens
+    probe_ctx = 4096
+    # Free memory per chip with no KV at all but a full batch's logits buffers and the largest step.
+    fit = memory_fit(dep, cfg.max_batch, 0, cfg.max_tokens_per_step)
+    free_per_chip = float(np.min(fit.free + fit.kv))
+    if free_per_chip <= 0:
+        raise InputError(f"{dep.model.name} leaves no room for a KV cache on {dep.chip.name} x{dep.chips_per_replica} "
+                         f"per replica ({-free_per_chip / 1e9:.1f} GB short per chip with a batch of {cfg.max_batch}); "
+                         "use more chips per replica (--tp/--ep), a lower --precision, or a smaller --max-batch")
+    # KV bytes one chip holds per byte of a sequence's (replica-wide) KV, from the memory fit itself.
+    one = memory_fit(dep, 1, probe_ctx, 0)
+    per_chip_share = float(np.max(one.kv)) / float(kv_bytes_per_seq(dep, probe_ctx))
+    capacity_bytes = free_per_chip / per_chip_share
+    full = float(kv_bytes_per_seq(dep, b)) if dep.model.kv_cache_elems_per_token == 0 else \
+        b * dep.model.kv_cache_elems_per_token * dep.plan.kv_bytes
+    block_bytes = max(full, 1.0)
+    n_blocks = int(capacity_bytes // block_bytes)
+    tokens = np.arange(-(-max_context // b) + 1, dtype=float) * b
+    table = np.ceil(kv_bytes_per_seq(dep, tokens) / block_bytes - 1e-9).astype(np.int64)
+    return KVCache(n_blocks, b, table, prefix_block_tokens, cfg.prefix_caching)

@@ -1,0 +1,211 @@
+"""The discrete-event loop: events, the router and prefill/decode hand-offs across replicas.
+
+Events leave a heap in (time, sequence) order, so ties are deterministic (first pushed, first
+handled). One class per event:
+- `Arrival`: a request reaches the router, which picks a replica (of the prefill pool when
+  disaggregated) and queues it there.
+- `StepStart`: a replica composes its next step. Starting is an event of its own, pushed behind
+  anything already due at the same time, so requests arriving at the instant a step ends (a
+  closed-loop client's next request, a burst of same-timestamp arrivals) join that step.
+- `StepEnd`: a replica's step (or closed-form run of decode steps) ends; tokens are emitted.
+- `KVArrival`: a disaggregated request's KV cache has crossed the link to its decode replica.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from infersim.serving.metrics import LatencyHistogram
+
+ITL_FLUSH = 8192  # buffered inter-token samples before folding them into the histogram
+
+
+class RequestState:
+    """Per-request mutable state as plain lists (fast scalar access in the scheduler)."""
+
+    def __init__(self, n: int):
+        nan = math.nan
+        self.inp = [0] * n
+        self.out = [0] * n
+        self.arrival = [nan] * n
+        self.ids: list[tuple] = [()] * n
+        self.past = [0] * n
+        self.gen = [0] * n
+        self.held = [0] * n
+        self.pinned: list[tuple] = [()] * n
+        self.first = [nan] * n
+        self.done = [nan] * n
+        self.replica_of = [-1] * n
+        self.prefill_replica = [-1] * n
+        self.cached = [0] * n
+        self.preemptions = [0] * n
+
+
+class Arrival:
+    __slots__ = ("rid",)
+
+    def __init__(self, rid: int):
+        self.rid = rid
+
+    def handle(self, sim: "Simulation", t: float) -> None:
+        sim.route(self.rid, t)
+
+
+class StepStart:
+    __slots__ = ("replica",)
+
+    def __init__(self, replica):
+        self.replica = replica
+
+    def handle(self, sim: "Simulation", t: float) -> None:
+        self.replica.start(t)
+
+
+class StepEnd:
+    __slots__ = ("replica", "version")
+
+    def __init__(self, replica, version: int):
+        self.replica, self.version = replica, version
+
+    def handle(self, sim: "Simulation", t: float) -> None:
+        self.replica.step_end(t, self.version)
+
+
+class KVArrival:
+    __slots__ = ("rid", "replica")
+
+    def __init__(self, rid: int, replica):
+        self.rid, self.replica = rid, replica
+
+    def handle(self, sim: "Simulation", t: float) -> None:
+        self.replica.enqueue(self.rid, t)
+
+
+@dataclass
+class Transfer:
+    """KV-cache hand-off from the prefill pool to the decode pool over one link: `seconds(rid)`
+    is the transfer time of a request's cache; transfers into one decode replica queue FIFO."""
+
+    seconds: object  # callable rid -> seconds
+    link_name: str
+
+
+class Simulation:
+    def __init__(self, state: RequestState, pools: list[list], router: str, transfer: Transfer | None,
+                 closed_loop: int | None, progress=None, debug: bool = False):
+        self.state = state
+        self.pools = pools               # [replicas] aggregated, or [prefill replicas, decode replicas]
+        self.router = router
+        self.transfer = transfer
+        self.closed_loop = closed_loop
+        self.progress = progress
+        self.debug = debug  # check the cheap invariants after every step (tests; slower)
+        self._heap: list = []
+        self._seq = itertools.count()
+        self.now = 0.0
+        self._rr = [0, 0]  # round-robin position per pool
+        self._next_rid = 0
+        self.completed = 0
+        self.itl = LatencyHistogram()
+        self._itl_d: list[np.ndarray] = []
+        self._itl_w: list[np.ndarray] = []
+        self._itl_n = 0
+        self.link_free = {}
+        self.link_busy_s = 0.0
+        self.transfers = 0
+        self.events = 0
+
+    # -- event plumbing ------------------------------------------------------------------------
+    def push(self, t: float, event) -> None:
+        heapq.heappush(self._heap, (t, next(self._seq), event))
+
+    def schedule_start(self, replica, t: float) -> None:
+        self.push(t, StepStart(replica))
+
+    def schedule_step_end(self, replica, t: float) -> None:
+        self.push(t, StepEnd(replica, replica.version))
+
+    def run(self, n_requests: int) -> float:
+        n_open = n_requests if self.closed_loop is None else min(self.closed_loop, n_requests)
+        for rid in range(n_open):
+            self.push(self.state.arrival[rid], Arrival(rid))
+        self._next_rid = n_open
+        heap = self._heap
+        pop = heapq.heappop
+        while heap:
+            t, _, ev = pop(heap)
+            if t < self.now:
+                raise AssertionError(f"clock went backwards: {t} < {self.now}")
+            self.now = t
+            self.events += 1
+            ev.handle(self, t)
+        self._flush_itl()
+        return self.now
+
+    # -- routing -------------------------------------------------------------------------------
+    def _pick(self, pool_index: int, rid: int):
+        pool = self.pools[pool_index]
+        if len(pool) == 1:
+            return pool[0]
+        if self.router == "round-robin":
+            r = pool[self._rr[pool_index] % len(pool)]
+            self._rr[pool_index] += 1
+            return r
+        if self.router == "prefix-affinity" and self.state.ids[rid]:
+            ids = self.state.ids[rid]
+            best = max(pool, key=lambda r: (r.kv.matched_tokens(ids), -r.outstanding, -r.index))
+            if best.kv.matched_tokens(ids) > 0:
+                return best
+        return min(pool, key=lambda r: (r.outstanding, r.index))
+
+    def route(self, rid: int, t: float) -> None:
+        st = self.state
+        replica = self._pick(0, rid)
+        replica.outstanding += st.inp[rid] + (st.out[rid] if replica.role == "both" else 0)
+        if replica.role == "prefill":
+            st.prefill_replica[rid] = replica.index
+        replica.enqueue(rid, t)
+
+    def hand_off(self, rid: int, src, t: float) -> None:
+        """Prefill finished on a prefill replica: move the KV cache to a decode replica."""
+        st = self.state
+        src.outstanding -= st.inp[rid]
+        dst = self._pick(1, rid)
+        dst.outstanding += st.out[rid]
+        start = max(t, self.link_free.get(dst.index, 0.0))
+        dur = self.transfer.seconds(rid)
+        self.link_free[dst.index] = start + dur
+        self.link_busy_s += dur
+        self.transfers += 1
+        st.past[rid] = st.inp[rid]  # the transferred cache; decoding resumes with the sampled token
+        self.push(start + dur, KVArrival(rid, dst))
+
+    def complete(self, rid: int, replica, t: float) -> None:
+        st = self.state
+        st.done[rid] = t
+        replica.outstanding -= st.out[rid] + (st.inp[rid] if replica.role == "both" else 0)
+        self.completed += 1
+        if self.progress is not None and (self.completed & 1023) == 0:
+            self.progress(self.completed)
+        if self.closed_loop is not None and self._next_rid < len(st.inp):
+            nxt = self._next_rid
+            self._next_rid += 1
+            st.arrival[nxt] = t
+            self.push(t, Arrival(nxt))
+
+    # -- inter-token latencies -----------------------------------------------------------------
+    def record_itl(self, durations: np.ndarray, weight: int) -> None:
+        self._itl_d.append(durations)
+        self._itl_w.append(np.full(durations.shape, float(weight)))
+        self._itl_n += durations.size
+        if self._itl_n >= ITL_FLUSH:
+            self._flush_itl()
+
+    def _flush_itl(self) -> None:
+        if self._itl_d:
+            self.itl.add(np.concatenate(self._itl_d), np.concatenate(self._itl_w))
+            self._itl_d, self._itl_w, self._itl_n = [], [], 0

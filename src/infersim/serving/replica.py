@@ -1,0 +1,299 @@
+"""One serving replica: a continuous-batching scheduler over a paged KV cache (vLLM v1 style).
+
+Each engine step (`_compose`):
+1. Running requests first, in admission order: a decoding request adds 1 token, a prefilling one
+   its next chunk (min of what is left, the step's remaining token budget and the chunk size).
+   Each needs KV blocks for its new context; when the cache is full the most recently admitted
+   running request is preempted (blocks freed, recomputed from scratch later: vLLM's default
+   recompute policy), possibly the requester itself.
+2. Then, unless something was preempted, waiting requests in arrival order (FIFO, head-of-line)
+   while the batch has room (max_batch), budget is left and their first chunk's blocks fit. A
+   request's cached prompt prefix (prefix cache) is not prefilled again.
+The step's time comes from the cost model for the exact composition (`StepCost`).
+
+Token accounting per request: `past` tokens are in the KV cache, `gen` tokens were generated.
+Every step brings a request to past = input + gen and samples one token. A fresh request first
+prefills its prompt (in chunks); after a preemption it recomputes prompt plus the tokens it already
+produced. Afterwards each decode step feeds the last sampled token (one new token: while decoding
+past = input + gen - 1) and samples the next.
+
+Fast path: when a step holds only decoding requests and nothing can join before a completion
+(no waiting request admissible, no prefill in flight), the following steps differ only in
+context lengths. The replica then plans a run of K steps in one go, K = steps until the first
+completion (bounded by the KV blocks left and max_run_steps), timing all K steps with one
+vectorised cost-model call. An arrival during a run cuts it at the next step boundary, so the
+result equals stepping one iteration at a time (tested).
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from infersim.costmodel.step import StepCost
+from infersim.costmodel.work import decode_run_shape, sequences_shape
+from infersim.serving.config import EngineConfig
+from infersim.serving.kvcache import KVCache
+
+
+class Replica:
+    def __init__(self, index: int, role: str, cost: StepCost, kv: KVCache, cfg: EngineConfig, sim):
+        self.index = index
+        self.role = role  # "both" (aggregated), "prefill" or "decode" (disaggregated pools)
+        self.cost = cost
+        self.windows = cost.windows
+        self.kv = kv
+        self.cfg = cfg
+        self.sim = sim
+        self.st = sim.state
+        self.waiting: deque[int] = deque()
+        self.running: list[int] = []
+        self.busy = False        # a step or run is in flight
+        self.start_pending = False
+        self.version = 0         # invalidates a StepEnd event when a run is cut short
+        self.outstanding = 0     # tokens of assigned, unfinished requests (router signal)
+        # the step or run in flight
+        self._t0 = 0.0
+        self._ends: np.ndarray | None = None
+        self._rids: list[int] = []
+        self._news: list[int] = []
+        self._run = False
+        # statistics
+        self.busy_s = 0.0
+        self.steps = 0
+        self.kv_block_seconds = 0.0
+        self.kv_peak = 0
+        self.preemptions = 0
+
+    # -- arrivals ------------------------------------------------------------------------------
+    def enqueue(self, rid: int, t: float) -> None:
+        self.waiting.append(rid)
+        if not self.busy:
+            self.request_start(t)
+        elif self._run and self._ends is not None and len(self._ends) > 1:
+            self._cut(t)
+
+    def request_start(self, t: float) -> None:
+        if not self.start_pending:
+            self.start_pending = True
+            self.sim.schedule_start(self, t)
+
+    def _cut(self, t: float) -> None:
+        """End the run at the first step boundary at or after t (the step in flight finishes)."""
+        k = int(np.searchsorted(self._ends, t, side="left")) + 1
+        if k < len(self._ends):
+            self._ends = self._ends[:k]
+            self.version += 1
+            self.sim.schedule_step_end(self, float(self._ends[-1]))
+
+    # -- steps ---------------------------------------------------------------------------------
+    def start(self, t: float) -> None:
+        self.start_pending = False
+        if self.busy:
+            return
+        rids, news, n_prefill, preempted, admission_blocked = self._compose()
+        if not rids:
+            return  # idle until the next arrival
+        st = self.st
+        if (self.cfg.fast_path and n_prefill == 0 and not preempted and (admission_blocked or not self.waiting)):
+            steps = min(min(st.out[r] - st.gen[r] for r in rids), self.cfg.max_run_steps)
+            steps = self._block_safe_steps(rids, steps)
+        else:
+            steps = 1
+        if steps > 1:
+            past = np.sort(np.fromiter((st.past[r] for r in rids), dtype=float, count=len(rids)))
+            times = self.cost.total(decode_run_shape(past, steps, self.windows))
+        else:
+            past = np.fromiter((st.past[r] for r in rids), dtype=float, count=len(rids))
+            times = np.atleast_1d(self.cost.total(sequences_shape(past, np.asarray(news, dtype=float),
+                                                                  self.windows)))
+        self._t0 = t
+        self._ends = np.cumsum(np.concatenate(([t], times)))[1:]
+        self._rids, self._news, self._run = rids, news, steps > 1
+        self.busy = True
+        self.sim.schedule_step_end(self, float(self._ends[-1]))
+
+    def _block_safe_steps(self, rids: list[int], steps: int) -> int:
+        """Largest k <= steps such that every step of a k-step decode run finds its KV blocks."""
+        st, kv = self.st, self.kv
+        if steps <= 1:
+            return steps
+        past = np.fromiter((st.past[r] for r in rids), dtype=np.int64, count=len(rids))
+        held = sum(st.held[r] for r in rids)
+
+        def fits(k: int) -> bool:  # step k-1 (0-based) needs blocks for past + k tokens
+            return int(np.sum(kv.blocks_for_array(past + k))) - held <= kv.free
+        if fits(steps):
+            return steps
+        lo, hi = 1, steps  # fits(1) holds: step 0's blocks are already allocated
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+        return lo
+
+    def step_end(self, t: float, version: int) -> None:
+        if version != self.version:
+            return  # this run was cut; a later event carries its new end
+        ends, rids, news = self._ends, self._rids, self._news
+        k = len(ends)
+        st, kv = self.st, self.kv
+        self.busy_s += ends[-1] - self._t0
+        self.steps += k
+        durations = ends.copy()
+        durations[1:] -= ends[:-1]
+        durations[0] -= self._t0
+        used_before = kv.used
+        n_decode = 0
+        finished: list[int] = []
+        handoff: list[int] = []
+        if self._run:
+            n_decode = len(rids)
+            for rid in rids:
+                st.past[rid] += k
+                st.gen[rid] += k
+                grow = kv.blocks_for(st.past[rid]) - st.held[rid]
+                if grow > 0:
+                    kv.allocate(grow)
+                    st.held[rid] += grow
+                if st.gen[rid] >= st.out[rid]:
+                    finished.append(rid)
+        else:
+            for rid, n in zip(rids, news):
+                target = st.inp[rid] + st.gen[rid]
+                decoding = st.gen[rid] > 0 and target - st.past[rid] == 1
+                st.past[rid] += n
+                if st.past[rid] < target:
+                    continue  # more prefill chunks to go
+                st.gen[rid] += 1  # the step reached the target: it samples a token
+                if decoding:
+                    n_decode += 1
+                elif st.first[rid] != st.first[rid]:  # NaN: this is the request's first token
+                    st.first[rid] = t
+                if self.role == "prefill" and st.gen[rid] < st.out[rid]:
+                    handoff.append(rid)
+                elif st.gen[rid] >= st.out[rid]:
+                    finished.append(rid)
+        if n_decode:
+            self.sim.record_itl(durations, n_decode)
+        self.kv_block_seconds += 0.5 * (used_before + kv.used) * (ends[-1] - self._t0)
+        self.kv_peak = max(self.kv_peak, kv.used)
+        for rid in finished:
+            self._leave(rid)
+            self.sim.complete(rid, self, t)
+        for rid in handoff:
+            self._leave(rid)
+            self.sim.hand_off(rid, self, t)
+        if self.sim.debug:
+            self.check()
+        self.busy = False
+        self._ends = None
+        self.request_start(t)
+
+    def check(self) -> None:
+        """Debug-mode invariants of this replica (see docs: simulator invariants)."""
+        st, kv = self.st, self.kv
+        owned = sum(st.held[r] - len(st.pinned[r]) * kv.blocks_per_id for r in self.running)
+        kv.check(owned)
+        for r in self.running:
+            if st.held[r] < kv.blocks_for(st.past[r]) and not st.pinned[r]:
+                raise AssertionError(f"request {r} holds {st.held[r]} blocks for {st.past[r]} cached tokens")
+            if not 0 <= st.gen[r] <= st.out[r] or st.past[r] > st.inp[r] + st.gen[r]:
+                raise AssertionError(f"request {r} token counts out of range: past {st.past[r]}, gen {st.gen[r]}")
+        if len(self.running) > self.cfg.max_batch:
+            raise AssertionError(f"{len(self.running)} running requests exceed max_batch {self.cfg.max_batch}")
+
+    def _leave(self, rid: int) -> None:
+        """Free a request's blocks and keep its prompt blocks as cached prefixes."""
+        st, kv = self.st, self.kv
+        self._free_blocks(rid)
+        ids = st.ids[rid]
+        if ids:
+            kv.insert(ids[: st.inp[rid] // kv.prefix_block_tokens])
+
+    def _free_blocks(self, rid: int) -> None:
+        st, kv = self.st, self.kv
+        self.running.remove(rid)
+        pinned = st.pinned[rid]
+        kv.release(st.held[rid] - len(pinned) * kv.blocks_per_id)
+        kv.unpin(pinned)
+        st.held[rid] = 0
+        st.pinned[rid] = ()
+
+    def _preempt(self, rid: int) -> None:
+        st = self.st
+        self._free_blocks(rid)
+        st.past[rid] = 0
+        st.preemptions[rid] += 1
+        self.preemptions += 1
+        self.waiting.appendleft(rid)
+
+    def _compose(self):
+        """This step's (request ids, new tokens), number of prefill entries, whether anything was
+        preempted, and whether a waiting request was left out for lack of room."""
+        st, kv, cfg = self.st, self.kv, self.cfg
+        budget = cfg.max_tokens_per_step
+        chunk = cfg.chunk
+        rids: list[int] = []
+        news: list[int] = []
+        n_prefill = 0
+        preempted = False
+        running = self.running
+        i = 0
+        while i < len(running):
+            rid = running[i]
+            left = st.inp[rid] + st.gen[rid] - st.past[rid]  # >= 1 for every running request
+            n = min(left, budget, chunk)
+            if n <= 0:
+                i += 1
+                continue
+            need = kv.blocks_for(st.past[rid] + n) - st.held[rid]
+            while need > kv.free:
+                victim = running[-1]
+                self._preempt(victim)
+                preempted = True
+                if victim == rid:
+                    break
+            else:
+                if need > 0:
+                    kv.allocate(need)
+                    st.held[rid] += need
+                rids.append(rid)
+                news.append(n)
+                n_prefill += not (st.gen[rid] > 0 and left == 1)
+                budget -= n
+                i += 1
+        blocked = False
+        if not preempted:
+            while self.waiting:
+                if len(running) >= cfg.max_batch or budget <= 0:
+                    blocked = True
+                    break
+                rid = self.waiting[0]
+                pinned: tuple = ()
+                target = st.inp[rid] + st.gen[rid]
+                if st.past[rid] == 0 and st.ids[rid]:
+                    pinned = tuple(kv.match(st.ids[rid], target - 1))
+                    st.past[rid] = len(pinned) * kv.prefix_block_tokens
+                left = target - st.past[rid]
+                n = min(left, budget, chunk)
+                pinned_blocks = len(pinned) * kv.blocks_per_id
+                need = max(0, kv.blocks_for(st.past[rid] + n) - pinned_blocks)
+                if need > kv.free:
+                    kv.unpin(pinned)
+                    if pinned:
+                        st.past[rid] = 0
+                    blocked = True
+                    break
+                self.waiting.popleft()
+                kv.allocate(need)
+                st.held[rid] = need + pinned_blocks
+                st.pinned[rid] = pinned
+                st.cached[rid] += len(pinned) * kv.prefix_block_tokens
+                if st.replica_of[rid] < 0 or self.role != "prefill":
+                    st.replica_of[rid] = self.index
+                running.append(rid)
+                rids.append(rid)
+                news.append(n)
+                n_prefill += not (st.gen[rid] > 0 and left == 1)
+                budget -= n
+        return rids, news, n_prefill, preempted, blocked
