@@ -15,6 +15,7 @@ from infersim.errors import InputError
 from infersim.serving.kvcache import KVCache
 
 ROUTERS = ("round-robin", "least-outstanding", "prefix-affinity")
+ADMISSION = ("eager", "reserve")
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,10 @@ class EngineConfig:
     """max_batch: sequences per step (vLLM max_num_seqs); max_tokens_per_step: token budget of a
     step, decode tokens + prefill chunks (max_num_batched_tokens); chunk_tokens: largest prefill
     chunk of one request (None = the whole budget); block_tokens: KV block size in tokens;
-    prefix_caching: reuse cached prompt blocks; fast_path: advance runs of pure-decode steps in
+    prefix_caching: reuse cached prompt blocks; admission: "eager" admits a request when its first
+    chunk's blocks fit and preempts when decodes run out of blocks (vLLM), "reserve" admits only
+    when blocks for its whole context (input + output) fit, so nothing is ever preempted
+    (TensorRT-LLM's default GUARANTEED_NO_EVICT capacity scheduler); fast_path: advance runs of pure-decode steps in
     closed form (exactly equal to stepping; off only for the equivalence test);
     max_run_steps: longest closed-form run (bounds array sizes)."""
 
@@ -31,6 +35,7 @@ class EngineConfig:
     chunk_tokens: int | None = None
     block_tokens: int = 16
     prefix_caching: bool = True
+    admission: str = "eager"
     fast_path: bool = True
     max_run_steps: int = 4096
 
@@ -38,6 +43,8 @@ class EngineConfig:
         for name in ("max_batch", "max_tokens_per_step", "block_tokens", "max_run_steps"):
             if getattr(self, name) < 1:
                 raise InputError(f"engine setting {name} must be at least 1, got {getattr(self, name)}")
+        if self.admission not in ADMISSION:
+            raise InputError(f"unknown admission policy '{self.admission}'; choose one of {', '.join(ADMISSION)}")
         if self.chunk_tokens is not None and self.chunk_tokens < 1:
             raise InputError(f"--chunk-tokens must be at least 1, got {self.chunk_tokens}")
 

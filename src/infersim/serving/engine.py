@@ -21,7 +21,9 @@ import numpy as np
 
 from infersim.serving.metrics import LatencyHistogram
 
-ITL_FLUSH = 8192  # buffered inter-token samples before folding them into the histogram
+ITL_FLUSH = 8192
+# Assumption: prefix affinity yields to load balance beyond 2x the least-loaded replica's work.
+AFFINITY_IMBALANCE = 2.0  # buffered inter-token samples before folding them into the histogram
 
 
 class RequestState:
@@ -38,6 +40,7 @@ class RequestState:
         self.held = [0] * n
         self.pinned: list[tuple] = [()] * n
         self.first = [nan] * n
+        self.last_token = [nan] * n  # time of the latest generated token
         self.done = [nan] * n
         self.replica_of = [-1] * n
         self.prefill_replica = [-1] * n
@@ -108,6 +111,7 @@ class Simulation:
         self._seq = itertools.count()
         self.now = 0.0
         self._rr = [0, 0]  # round-robin position per pool
+        self._affinity: dict = {}  # prefix block id -> replica its prompt was last routed to
         self._next_rid = 0
         self.completed = 0
         self.itl = LatencyHistogram()
@@ -155,17 +159,37 @@ class Simulation:
             r = pool[self._rr[pool_index] % len(pool)]
             self._rr[pool_index] += 1
             return r
-        if self.router == "prefix-affinity" and self.state.ids[rid]:
-            ids = self.state.ids[rid]
-            best = max(pool, key=lambda r: (r.kv.matched_tokens(ids), -r.outstanding, -r.index))
-            if best.kv.matched_tokens(ids) > 0:
-                return best
+        ids = self.state.ids[rid]
+        if self.router == "prefix-affinity" and ids:
+            # Follow the replica last sent the deepest known block of this prompt (block ids chain,
+            # so that is the longest shared prefix). A routing table, as KV-aware routers keep; it
+            # does not peek into replicas' caches. Like SGLang's cache-aware router it gives up
+            # affinity when that replica is overloaded: more than AFFINITY_IMBALANCE x the least
+            # loaded one's outstanding tokens plus this prompt.
+            owner = None
+            for hid in ids:
+                o = self._affinity.get(hid)
+                if o is None:
+                    break
+                owner = o
+            least = min(pool, key=lambda r: (r.outstanding, r.index))
+            fair = AFFINITY_IMBALANCE * least.outstanding + self.state.inp[rid]
+            choice = owner if owner is not None and owner in pool and owner.outstanding <= fair else least
+            for hid in ids:
+                self._affinity[hid] = choice
+            return choice
         return min(pool, key=lambda r: (r.outstanding, r.index))
+
+    def _load(self, rid: int, role: str) -> int:
+        """Tokens a request adds to a replica's outstanding work: prompt on a prefill replica,
+        output on a decode replica, both when aggregated."""
+        st = self.state
+        return {"prefill": st.inp[rid], "decode": st.out[rid]}.get(role, st.inp[rid] + st.out[rid])
 
     def route(self, rid: int, t: float) -> None:
         st = self.state
         replica = self._pick(0, rid)
-        replica.outstanding += st.inp[rid] + (st.out[rid] if replica.role == "both" else 0)
+        replica.outstanding += self._load(rid, replica.role)
         if replica.role == "prefill":
             st.prefill_replica[rid] = replica.index
         replica.enqueue(rid, t)
@@ -173,9 +197,9 @@ class Simulation:
     def hand_off(self, rid: int, src, t: float) -> None:
         """Prefill finished on a prefill replica: move the KV cache to a decode replica."""
         st = self.state
-        src.outstanding -= st.inp[rid]
+        src.outstanding -= self._load(rid, src.role)
         dst = self._pick(1, rid)
-        dst.outstanding += st.out[rid]
+        dst.outstanding += self._load(rid, dst.role)
         start = max(t, self.link_free.get(dst.index, 0.0))
         dur = self.transfer.seconds(rid)
         self.link_free[dst.index] = start + dur
@@ -187,7 +211,7 @@ class Simulation:
     def complete(self, rid: int, replica, t: float) -> None:
         st = self.state
         st.done[rid] = t
-        replica.outstanding -= st.out[rid] + (st.inp[rid] if replica.role == "both" else 0)
+        replica.outstanding -= self._load(rid, replica.role)
         self.completed += 1
         if self.progress is not None and (self.completed & 1023) == 0:
             self.progress(self.completed)

@@ -34,8 +34,7 @@ class KVCache:
         self.blocks_per_id = max(1, math.ceil(prefix_block_tokens / block_tokens))
         self._refs: dict[int, int] = {}       # cached hash id -> running requests using it
         self._lru: OrderedDict[int, None] = OrderedDict()  # cached ids nobody uses, oldest first
-        self.hit_tokens = 0
-        self.lookup_tokens = 0
+        self.hit_tokens = 0  # prompt tokens admitted requests found cached (counted once each)
 
     # -- blocks --------------------------------------------------------------------------------
     def blocks_for(self, tokens: int) -> int:
@@ -76,7 +75,6 @@ class KVCache:
         returns the pinned ids (their blocks move from free to used)."""
         if not self.prefix_caching or not ids:
             return []
-        self.lookup_tokens += min(len(ids) * self.prefix_block_tokens, max_tokens)
         pinned = []
         for hid in ids[: max_tokens // self.prefix_block_tokens]:
             refs = self._refs.get(hid)
@@ -87,17 +85,7 @@ class KVCache:
                 self.free -= self.blocks_per_id
             self._refs[hid] = refs + 1
             pinned.append(hid)
-        self.hit_tokens += len(pinned) * self.prefix_block_tokens
         return pinned
-
-    def matched_tokens(self, ids) -> int:
-        """Tokens of `ids`' leading run that are cached (no side effects; for routing)."""
-        n = 0
-        for hid in ids or ():
-            if hid not in self._refs:
-                break
-            n += 1
-        return n * self.prefix_block_tokens
 
     def unpin(self, ids) -> None:
         for hid in ids:

@@ -7,7 +7,8 @@ Each engine step (`_compose`):
    running request is preempted (blocks freed, recomputed from scratch later: vLLM's default
    recompute policy), possibly the requester itself.
 2. Then, unless something was preempted, waiting requests in arrival order (FIFO, head-of-line)
-   while the batch has room (max_batch), budget is left and their first chunk's blocks fit. A
+   while the batch has room (max_batch), budget is left and their first chunk's blocks fit (with
+   admission "reserve": blocks for their whole context, TensorRT-LLM style, never preempting). A
    request's cached prompt prefix (prefix cache) is not prefilled again.
 The step's time comes from the cost model for the exact composition (`StepCost`).
 
@@ -44,6 +45,7 @@ class Replica:
         self.windows = cost.windows
         self.kv = kv
         self.cfg = cfg
+        self.reserve = cfg.admission == "reserve"
         self.sim = sim
         self.st = sim.state
         self.waiting: deque[int] = deque()
@@ -151,6 +153,7 @@ class Replica:
             for rid in rids:
                 st.past[rid] += k
                 st.gen[rid] += k
+                st.last_token[rid] = t
                 grow = kv.blocks_for(st.past[rid]) - st.held[rid]
                 if grow > 0:
                     kv.allocate(grow)
@@ -169,6 +172,9 @@ class Replica:
                     n_decode += 1
                 elif st.first[rid] != st.first[rid]:  # NaN: this is the request's first token
                     st.first[rid] = t
+                else:  # the token after a preemption: its gap spans the wait and the recompute
+                    self.sim.record_itl(np.array([t - st.last_token[rid]]), 1)
+                st.last_token[rid] = t
                 if self.role == "prefill" and st.gen[rid] < st.out[rid]:
                     handoff.append(rid)
                 elif st.gen[rid] >= st.out[rid]:
@@ -277,7 +283,9 @@ class Replica:
                 left = target - st.past[rid]
                 n = min(left, budget, chunk)
                 pinned_blocks = len(pinned) * kv.blocks_per_id
-                need = max(0, kv.blocks_for(st.past[rid] + n) - pinned_blocks)
+                # "reserve" takes blocks for the whole context up front, so it never preempts
+                context = st.inp[rid] + st.out[rid] if self.reserve else st.past[rid] + n
+                need = max(0, kv.blocks_for(context) - pinned_blocks)
                 if need > kv.free:
                     kv.unpin(pinned)
                     if pinned:
@@ -289,6 +297,7 @@ class Replica:
                 st.held[rid] = need + pinned_blocks
                 st.pinned[rid] = pinned
                 st.cached[rid] += len(pinned) * kv.prefix_block_tokens
+                kv.hit_tokens += len(pinned) * kv.prefix_block_tokens
                 if st.replica_of[rid] < 0 or self.role != "prefill":
                     st.replica_of[rid] = self.index
                 running.append(rid)
