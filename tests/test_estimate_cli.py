@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli_checks import assert_fails_cleanly
 from infersim.cli.main import app
 
 runner = CliRunner()
@@ -44,13 +45,7 @@ def _ok(args):
     return r
 
 
-def _fails_cleanly(r):
-    assert r.exit_code == 2, (r.exit_code, r.stdout, r.stderr, r.exception)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in r.stderr and "Traceback" not in r.stdout
-    return lines[0]
+_fails_cleanly = assert_fails_cleanly
 
 
 # ------------------------------------------------------------------------------------------------
