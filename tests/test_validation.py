@@ -186,7 +186,8 @@ def _check_conservation(rep: dict, csv_rows: list[dict]):
 
 @needs_shared
 def test_validate_json_accounts_for_every_published_row():
-    r = runner.invoke(app, ["validate", "--json", "--measurements", str(SHARED_CSV)])
+    # the closed-form serving predictions keep this test fast; the simulated path has its own test
+    r = runner.invoke(app, ["validate", "--json", "--method", "analytical", "--measurements", str(SHARED_CSV)])
     assert r.exit_code == 0, (r.stderr, r.exception)
     rep = json.loads(r.stdout)
     rows = _csv_rows(SHARED_CSV)
@@ -247,6 +248,29 @@ def test_validate_predictions_respect_units_and_the_roofline(tmp_path):
     assert pred["U2"] == pytest.approx(1e3 / pred["U1"], rel=1e-9)   # tok/s per user is 1 / TPOT
     assert pred["U4"] == pytest.approx(pred["U1"], rel=1e-9)          # static batch: ITL is TPOT
     assert pred["U6"] == pytest.approx(pred["U5"] / 1, rel=1e-9)      # one chip
+
+
+def test_serving_rows_are_simulated_and_bounded_by_physics(tmp_path):
+    """offline / concurrency rows go through the serving simulator. Llama-3.1-8B on one H100:
+    every decode step streams the 16.06 GB of weights (>= 4.79 ms), so no engine can exceed
+    max_batch / 4.79 ms output tokens per second; a closed loop of 8 users cannot beat 8 x the
+    single-user speed of 1 / 4.79 ms either. Both layouts here need a real queue to form."""
+    floor_s = 8_030_261_248 * 2 / 3.35e12
+    rows = [row(id="S1", scenario="offline", batch="", input_len="256", output_len="256", metric="output_tok_s",
+                unit="tok/s", value="10000", software="vLLM 0.10"),
+            row(id="S2", scenario="concurrency", batch="", concurrency="8", input_len="512", output_len="64",
+                metric="output_tok_s", unit="tok/s", value="1000", software="TensorRT-LLM 1.0")]
+    rep = validate(write_csv(tmp_path / "m.csv", rows))
+    got = {r.id: r for r in rep.rows}
+    assert {r.method for r in rep.rows} == {"simulated"}
+    assert 0 < got["S1"].predicted <= 256 / floor_s
+    assert 0 < got["S2"].predicted <= 8 / floor_s
+    assert any("vLLM defaults" in a for a in got["S1"].assumptions)
+    assert any("TensorRT-LLM defaults" in a for a in got["S2"].assumptions)
+    fast = {r.id: r for r in validate(write_csv(tmp_path / "m.csv", rows), method="analytical").rows}
+    assert {r.method for r in fast.values()} == {"analytical"}
+    with pytest.raises(InputError, match="unknown validation method"):
+        validate(tmp_path / "m.csv", method="guess")
 
 
 # ------------------------------------------------------------------------------------------------

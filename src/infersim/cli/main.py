@@ -1,9 +1,10 @@
-"""The `infersim` command line: a thin layer over the typed API (catalogs, estimate, validate,
-calibrate). Bad input prints one line and exits with code 2."""
+"""The `infersim` command line: a thin layer over the typed API (catalogs, estimate, simulate,
+validate, calibrate). Bad input prints one line and exits with code 2."""
 from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -170,15 +171,21 @@ def validate(measurements: Path = typer.Option(Path(DEFAULT_MEASUREMENTS), help=
              calibration: Optional[str] = typer.Option(None, help="fit file, or 'none' for defaults"),
              hardware: Optional[list[Path]] = typer.Option(None, "--hardware"),
              set_: Optional[list[str]] = typer.Option(None, "--set"),
+             method: str = typer.Option("simulate", help="serving rows (offline/server/concurrency): 'simulate' "
+                                        "with the serving simulator, or 'analytical' (closed form, fast)"),
+             jobs: int = typer.Option(min(4, os.cpu_count() or 1), help="local processes for the simulations"),
              as_json: bool = typer.Option(False, "--json")):
     """Predict every published measurement we can; report errors per row, per group and per metric."""
     from infersim.costmodel.calibration import load_calibration
     from infersim.validation.report import validate as run
-    rep = run(measurements, _catalog(hardware, set_), load_calibration(calibration))
+    if jobs < 1:
+        raise InputError(f"--jobs must be at least 1, got {jobs}")
+    rep = run(measurements, _catalog(hardware, set_), load_calibration(calibration), method=method, jobs=jobs)
     if as_json:
         _emit_json(rep.to_dict())
         return
-    t = Table(title=f"predicted vs measured ({len(rep.rows)} rows; held-out = cross-validated prediction)")
+    t = Table(title=f"predicted vs measured ({len(rep.rows)} rows; held-out = cross-validated prediction; "
+                    f"serving rows by {'simulation' if method == 'simulate' else 'closed form'})")
     for c in ("id", "model", "chip", "scenario", "metric", "measured", "predicted", "error", "held-out err", "flag"):
         t.add_column(c)
     for r in rep.rows:
@@ -234,6 +241,12 @@ def calibrate(measurements: Path = typer.Option(Path(DEFAULT_MEASUREMENTS), help
         t.add_row(fam, ", ".join(f"{k}={x:.3g}" for k, x in v["values"].items()), str(len(v["rows"])))
     out.print(t)
     out.print("run `infersim validate` to see in-sample and held-out errors")
+
+
+# `infersim simulate` lives in its own module (it only imports this one lazily, at call time).
+from infersim.cli.simulate_cmd import simulate as _simulate  # noqa: E402
+
+app.command(name="simulate")(fails_cleanly(_simulate))
 
 
 def main() -> None:  # pragma: no cover - console entry point wrapper

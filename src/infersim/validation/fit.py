@@ -2,8 +2,12 @@
 measurements, and cross-validate (fit on part of the rows, measure on the rest).
 
 Method: every usable row is predicted once for every point of a parameter grid (the cost model
-broadcasts over parameter arrays), giving a rows x grid matrix. A fit on any subset of rows is the
-grid point minimising the mean absolute log error over that subset — so K-fold cross-validation
+broadcasts over parameter arrays), giving a rows x grid matrix. Serving rows (offline, server,
+concurrency) are fitted on their analytical approximation (scenarios.py), because it broadcasts
+over the grid and the simulator is too slow to run at every grid point; the two agree within a
+few percent on most rows (more on long prompts, where chunked prefill overlaps decode).
+`validate` then predicts those rows by simulation, in-sample and held out (each row's fold
+parameters are stored as heldout_params). A fit on any subset of rows is the grid point minimising the mean absolute log error over that subset — so K-fold cross-validation
 costs no more predictions. Families with fewer than MIN_FAMILY_ROWS training rows use their chip
 kind's pooled fit. Fitted per kind: GPU compute_eff, mem_eff, step_s, seq_s; LPU/wafer layer_s.
 """
@@ -102,6 +106,7 @@ def calibrate(measurements: str | Path, catalog: HardwareCatalog | None = None, 
         (skipped if isinstance(p, Skip) else plans).append(p)
     families: dict[str, dict] = {}
     heldout: dict[str, float] = {}
+    heldout_params: dict[str, dict] = {}
     rng = np.random.default_rng(SEED)
     for kind in ("gpu", "lpu", "wafer"):
         kp = [p for p in plans if p.group == kind]
@@ -127,6 +132,7 @@ def calibrate(measurements: str | Path, catalog: HardwareCatalog | None = None, 
                 if params is None:
                     continue
                 heldout[kp[i].row.id] = float(np.exp(_value_at(logerr[i], pts, params)) * kp[i].row.value)
+                heldout_params[kp[i].row.id] = dict(params)
     fit_file = {
         "about": "Per chip-family efficiency parameters fitted by `infersim calibrate` (grid search, mean |log error|). "
                  "Reproduce with the command below; do not edit by hand.",
@@ -138,6 +144,7 @@ def calibrate(measurements: str | Path, catalog: HardwareCatalog | None = None, 
         "min_family_rows": MIN_FAMILY_ROWS, "folds": FOLDS, "seed": SEED,
         "families": families,
         "heldout_predictions": heldout,
+        "heldout_params": heldout_params,
     }
     return FitResult(fit_file, plans, skipped, heldout)
 

@@ -1,18 +1,25 @@
 """`infersim validate`: predict every row it can, report per-row and grouped errors, list skips.
 
 Two figures per group: in-sample (with the current fitted calibration) and cross-validated
-(the held-out predictions stored by `infersim calibrate`, i.e. on rows each fit did not use)."""
+(predictions from the fit that did not use the row, stored by `infersim calibrate`).
+
+Serving rows (offline, server, concurrency) are predicted by the serving simulator
+(validation/simulated.py), held-out ones too, re-simulated with the row's fold parameters;
+`method="analytical"` uses the closed-form approximations instead (fast; what the fit uses)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from infersim.catalog.hardware import HardwareCatalog, load_catalog
-from infersim.costmodel.calibration import Calibration, load_calibration
+from infersim.costmodel.calibration import Calibration, Efficiency, load_calibration
+from infersim.errors import InputError
 from infersim.validation.measurements import read_measurements
 from infersim.validation.scenarios import Skip, plan_row, predict
+from infersim.validation.simulated import SIMULATED_SCENARIOS, engine_for, simulate_row
 
 TARGET_ABS_ERR = {"gpu": 0.15, "lpu": 0.25, "wafer": 0.25}
 
@@ -29,6 +36,7 @@ class RowResult:
     measured: float
     predicted: float
     heldout: float | None
+    method: str = "analytical"  # or "simulated"
     assumptions: list[str] = field(default_factory=list)
 
     @property
@@ -71,28 +79,75 @@ class ValidationReport:
             "rows": [{"id": r.id, "model": r.model, "chip": r.chip, "kind": r.kind, "family": r.family,
                       "scenario": r.scenario, "metric": r.metric, "measured": r.measured, "predicted": r.predicted,
                       "error": r.error, "abs_error": abs(r.error), "heldout_predicted": r.heldout,
-                      "heldout_error": r.heldout_error, "assumptions": r.assumptions} for r in self.rows],
+                      "heldout_error": r.heldout_error, "method": r.method, "assumptions": r.assumptions}
+                     for r in self.rows],
             "skipped": [{"id": s.id, "reason": s.reason} for s in self.skipped],
             "groups": self.groups(),
         }
 
 
+def _heldout_efficiency(calibration: Calibration, plan, params: dict | None) -> Efficiency | None:
+    """The efficiency of the fold that did not see this row: the fit's base (defaults) with the
+    fold's fitted parameters."""
+    if not params:
+        return None
+    base = load_calibration("none").for_chip(plan.group, plan.family)
+    return replace(base, **params)
+
+
+def _simulate_pair(plan, eff):
+    """(in-sample, held-out) simulated predictions of one row (a process-pool task)."""
+    with np.errstate(all="ignore"):
+        return simulate_row(plan), (simulate_row(plan, eff) if eff is not None else None)
+
+
 def validate(measurements: str | Path, catalog: HardwareCatalog | None = None,
-             calibration: Calibration | None = None) -> ValidationReport:
+             calibration: Calibration | None = None, method: str = "simulate", jobs: int = 1,
+             progress=None) -> ValidationReport:
+    """Predict every usable row. method: "simulate" (serving rows by simulation, spread over
+    `jobs` local processes) or "analytical"."""
+    if method not in ("simulate", "analytical"):
+        raise InputError(f"unknown validation method '{method}'; use simulate or analytical")
     catalog = catalog or load_catalog()
     calibration = calibration or load_calibration()
     heldout = calibration.fitted.get("heldout_predictions", {})
-    results, skipped = [], []
+    heldout_params = calibration.fitted.get("heldout_params", {})
+    planned, skipped = [], []
     for row in read_measurements(measurements):
         plan = plan_row(row, catalog, calibration)
-        if isinstance(plan, Skip):
-            skipped.append(plan)
-            continue
-        with np.errstate(all="ignore"):
-            value = float(predict(plan))
+        (skipped if isinstance(plan, Skip) else planned).append(plan)
+    simulated = [p for p in planned if method == "simulate" and p.row.scenario in SIMULATED_SCENARIOS]
+    tasks = [(p, _heldout_efficiency(calibration, p, heldout_params.get(p.row.id))) for p in simulated]
+    if jobs > 1 and len(tasks) > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(_simulate_pair, *t) for t in tasks]
+            sims = {}
+            for p, f in zip(simulated, futures):
+                sims[p.row.id] = f.result()
+                if progress is not None:
+                    progress(p.row.id)
+    else:
+        sims = {}
+        for p, t in zip(simulated, tasks):
+            sims[p.row.id] = _simulate_pair(*t)
+            if progress is not None:
+                progress(p.row.id)
+    results = []
+    for plan in planned:
+        row = plan.row
+        assumptions = list(plan.assumptions)
+        if row.id in sims:
+            how = "simulated"
+            value, held = sims[row.id]
+            assumptions.append(engine_for(row.software)[1])
+        else:
+            how = "analytical"
+            with np.errstate(all="ignore"):
+                value = float(predict(plan))
+            held = heldout.get(row.id)
         if not np.isfinite(value) or value <= 0:
             skipped.append(Skip(row.id, f"prediction not finite ({value}); model cannot represent this row"))
             continue
         results.append(RowResult(row.id, plan.model.name, row.chip, plan.group, plan.family, row.scenario, row.metric,
-                                 row.value, value, heldout.get(row.id), plan.assumptions))
+                                 row.value, value, held, how, assumptions))
     return ValidationReport(results, skipped, calibration.source)
