@@ -85,15 +85,27 @@ def gpu_ops_time(ops: list[Op], chip: ChipSpec, plan: PrecisionPlan, eff: Effici
     return gpu_table_time(*op_arrays(ops, chip, plan, layer_frac), chip, eff)
 
 
-def roofline_op_times(flops, byts, rate, bw, p):
-    """Per-op smoothed-roofline time (t_c^p + t_m^p)^(1/p) with t_c = flops / rate and
-    t_m = bytes / bw, and the compute share of it. The p-norm is computed relative to the larger
-    term so a large p cannot underflow to 0."""
+def _roofline_terms(flops, byts, rate, bw, p):
+    """(larger of t_c and t_m, (t_c / larger)^p, (t_m / larger)^p): the smoothed roofline's terms,
+    relative to the larger one so a large p cannot underflow to 0."""
     tc = flops / rate
     tm = byts / bw
     big = np.maximum(np.maximum(tc, tm), 1e-300)
-    rc, rm = (tc / big) ** p, (tm / big) ** p
-    return big * (rc + rm) ** (1.0 / p), rc / (rc + rm)
+    return big, (tc / big) ** p, (tm / big) ** p
+
+
+def roofline_op_times(flops, byts, rate, bw, p):
+    """Per-op smoothed-roofline time (t_c^p + t_m^p)^(1/p) with t_c = flops / rate and
+    t_m = bytes / bw, and the compute share of it."""
+    big, rc, rm = _roofline_terms(flops, byts, rate, bw, p)
+    both = rc + rm
+    return big * both ** (1.0 / p), rc / both
+
+
+def roofline_seconds(flops, byts, rate, bw, p):
+    """The time of `roofline_op_times` alone (skips the compute share)."""
+    big, rc, rm = _roofline_terms(flops, byts, rate, bw, p)
+    return big * (rc + rm) ** (1.0 / p)
 
 
 def gpu_table_time(flops, byts, rates, counts, chip: ChipSpec, eff: Efficiency) -> Breakdown:
@@ -135,7 +147,8 @@ def dataflow_table_time(flops, byts, rates, counts, chip: ChipSpec, eff: Efficie
     return Breakdown(comp + z, mem + z, z, z + np.asarray(eff.layer_s, dtype=float) * n_layers)
 
 
-def collective_time(link: LinkSpec, eff: Efficiency, group: int, bytes_per_chip, count: float, kind: str):
+def collective_time(link: LinkSpec, eff: Efficiency, group: int, bytes_per_chip, count: float, kind: str,
+                    with_latency: bool = True):
     """Alpha-beta time of `count` collectives among `group` chips moving `bytes_per_chip` in total.
 
     all_reduce: ring bandwidth term 2(g-1)/g * bytes / bw, latency 2*ceil(log2 g) hops each;
@@ -144,7 +157,7 @@ def collective_time(link: LinkSpec, eff: Efficiency, group: int, bytes_per_chip,
     if group <= 1 or count == 0:
         return 0.0 * np.asarray(bytes_per_chip, dtype=float)
     bw = float(link.bw_bytes_per_s_per_dir.value) * eff.link_eff
-    alpha = float(link.latency_s.value)
+    alpha = float(link.latency_s.value) if with_latency else 0.0  # without: link occupancy only
     hops = np.ceil(np.log2(group))
     if kind == "all_reduce":
         return 2 * (group - 1) / group * np.asarray(bytes_per_chip, dtype=float) / bw + count * 2 * hops * alpha

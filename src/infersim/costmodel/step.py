@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from infersim.costmodel.execution import (Breakdown, collective_time, dataflow_table_time, gpu_table_time, op_arrays,
-                                          op_counts, op_rates, roofline_op_times, dataflow_op_times)
+                                          op_counts, op_rates, roofline_seconds, dataflow_op_times)
 from infersim.costmodel.work import (AttnSums, Batch, Sharding, StepShape, batch_shape, comm_volumes, model_ops,
                                      model_windows)
 from infersim.catalog.models import MoESpec
@@ -45,6 +45,14 @@ class _ProbeShape(StepShape):
         return self._distinct[(n_experts, top_k)]
 
 
+def _op_selection(mask: np.ndarray, rate: np.ndarray, counts: np.ndarray) -> tuple:
+    """(which ops, their peak rates, their layer counts) for the ops where `mask` holds; a
+    contiguous run of ops is selected with a slice (a view: no copy)."""
+    idx = np.flatnonzero(mask)
+    run = len(idx) > 0 and idx[-1] - idx[0] + 1 == len(idx)
+    return (slice(idx[0], idx[-1] + 1) if run else idx), rate[idx], counts[idx]
+
+
 class StepCost:
     """Step times of one deployment for arbitrary step shapes (arrays of steps broadcast)."""
 
@@ -54,6 +62,8 @@ class StepCost:
         self.moe_kinds = tuple(dict.fromkeys((l.ffn.n_routed, l.ffn.top_k) for l, _ in dep.model.layer_groups()
                                              if isinstance(l.ffn, MoESpec)))
         par = dep.par
+        self._dataflow = dep.dataflow
+        self._pp = 1 if dep.dataflow else par.pp  # pipeline stages a step passes through
         self.sharding = Sharding() if dep.dataflow else Sharding(tp=par.tp, ep=par.ep, pp=par.pp)
         self.layer_frac = 1.0 if dep.dataflow else 1.0 / par.pp
         self._n_linear = 3 + 3 * len(self.windows)
@@ -61,6 +71,7 @@ class StepCost:
         self._base_cols = [0, 1, 2] + list(range(self._n_linear, n_features))  # all but attention sums
         self._table = self._compile() if compiled else None
         self._rest = None
+        self._constant_ops: dict[tuple, float] = {}  # see _constant_ops_seconds
 
     # -- op evaluation -------------------------------------------------------------------------
     def _features(self, shape: StepShape) -> list:
@@ -73,12 +84,18 @@ class StepCost:
 
     @staticmethod
     def _matrix(features: list) -> np.ndarray:
-        """Features as a vector (one step) or a matrix (steps x features)."""
-        try:
-            x = np.array(features, dtype=float)  # all scalars, or all arrays of one length
-        except ValueError:
-            return np.stack(np.broadcast_arrays(*features), axis=-1)
-        return x.T if x.ndim == 2 else x
+        """Features as a vector (one step) or a matrix (steps x features, laid out features x
+        steps); a scalar feature (the same in every step) broadcasts over the steps."""
+        arrays = [f for f in features if isinstance(f, np.ndarray) and f.ndim]
+        if not arrays:
+            return np.array(features, dtype=float)
+        shape = arrays[0].shape
+        if any(a.shape != shape for a in arrays):
+            shape = np.broadcast_shapes(*(a.shape for a in arrays))
+        x = np.empty((len(features),) + shape)
+        for i, f in enumerate(features):
+            x[i] = f
+        return x.T if x.ndim == 2 else np.moveaxis(x, 0, -1)
 
     def _compile(self):
         n = 3 + 3 * len(self.windows) + len(self.moe_kinds)
@@ -116,29 +133,55 @@ class StepCost:
             return self.time(shape).total
         if self._rest is None:
             self._rest = self._compile_rest()
-        f0, fm, b0, bm, rates, counts = self._table
-        pp = 1 if self.dep.dataflow else self.dep.par.pp
+        f0, fm, b0, bm, _, _ = self._table
+        r0, rm, fixed = self._rest[:3]
+        pp = self._pp
         micro = self._micro(shape) if pp > 1 else shape
-        x = self._matrix(self._features(micro))
-        r0, rm, fixed, rate, bw, p, attn_ops = self._rest
-        if x.ndim == 2 and x.shape[0] > 1 and not np.any(np.ptp(x[:, self._base_cols], axis=0)):
+        features = self._features(micro)
+        x = self._matrix(features)
+        steady = self._steady_features(features, x) if x.ndim == 2 and x.shape[0] > 1 else None
+        if steady is not None:
             # Many steps that differ only in attention work (a decode run over growing contexts):
             # the other ops are the same in every step, so evaluate them once.
-            ops = (self._op_seconds(f0 + x[0] @ fm, b0 + x[0] @ bm, rate, bw, p, counts, ~attn_ops)
-                   + self._op_seconds(f0 + x @ fm, b0 + x @ bm, rate, bw, p, counts, attn_ops))
+            ops = (self._constant_ops_seconds(steady, x)
+                   + self._op_seconds(f0 + x @ fm, b0 + x @ bm, self._attention_ops))
         else:
-            ops = self._op_seconds(f0 + x @ fm, b0 + x @ bm, rate, bw, p, counts, slice(None))
+            ops = self._op_seconds(f0 + x @ fm, b0 + x @ bm, self._all_ops)
         lin = x[..., :self._n_linear] if pp == 1 else self._matrix(self._features(shape)[:self._n_linear])
         return ops + fixed + r0 + lin @ rm
 
-    def _op_seconds(self, flops, byts, rate, bw, p, counts, which) -> np.ndarray:
-        """Summed time of the ops selected by `which` (index or mask over the op axis)."""
-        flops, byts, counts = flops[..., which], byts[..., which], counts[which]
-        rate = rate[which]
-        if self.dep.dataflow:
+    def _steady_features(self, features: list, x: np.ndarray) -> tuple | None:
+        """The values of the non-attention features when they are the same in every step of x
+        (scalars, as `decode_run_shape` gives them, or arrays holding one value), else None."""
+        base = [features[i] for i in self._base_cols]
+        if not any(isinstance(f, np.ndarray) and f.ndim for f in base):
+            return tuple(float(f) for f in base)
+        if np.any(np.ptp(x[:, self._base_cols], axis=0)):
+            return None
+        return tuple(x[0, self._base_cols].tolist())
+
+    def _constant_ops_seconds(self, steady: tuple, x: np.ndarray):
+        """Summed time of the ops without attention work for steps x whose non-attention features
+        have the values `steady` in every step, evaluated at step 0. Those ops' flops and bytes do
+        not depend on the attention features (their coefficients are exactly 0), so the result is
+        remembered per value of `steady` (for a decode run: per batch size)."""
+        seconds = self._constant_ops.get(steady)
+        if seconds is None:
+            f0, fm, b0, bm, _, _ = self._table
+            seconds = self._op_seconds(f0 + x[0] @ fm, b0 + x[0] @ bm, self._constant_ops_sel)
+            self._constant_ops[steady] = seconds
+        return seconds
+
+    def _op_seconds(self, flops, byts, selection) -> np.ndarray:
+        """Summed time of the ops of `selection` (op indices or a slice over the op axis, with
+        their peak rates and layer counts)."""
+        which, rate, counts = selection
+        flops, byts = flops[..., which], byts[..., which]
+        bw, p = self._rest[4], self._rest[5]
+        if self._dataflow:
             return (counts * np.maximum(*dataflow_op_times(flops, byts, rate, bw))).sum(axis=-1)
-        t, _ = roofline_op_times(flops, byts, rate, bw, p)
-        return (counts * t).sum(axis=-1) * self.dep.par.pp
+        seconds = (counts * roofline_seconds(flops, byts, rate, bw, p)).sum(axis=-1)
+        return seconds * self._pp if self._pp > 1 else seconds
 
     def _micro(self, shape: StepShape) -> StepShape:
         # With pp stages the batch is split into pp micro-batches that fill the pipeline; a token's
@@ -148,7 +191,8 @@ class StepCost:
 
     def _compile_rest(self):
         """Affine coefficients of the non-roofline part over the linear features, plus the
-        fixed per-step op overhead and the scalar rates the roofline needs."""
+        fixed per-step op overhead and the scalar rates the roofline needs. Also sets the op
+        selections `_op_seconds` takes (all ops, the attention ops, the others)."""
         n = self._n_linear
         probe = np.vstack([np.zeros(n), np.eye(n)])
         cols = iter(probe.T)
@@ -172,6 +216,10 @@ class StepCost:
         fm, bm = self._table[1], self._table[3]
         attention_rows = slice(3, self._n_linear)
         attn_ops = np.any(fm[attention_rows] != 0, axis=0) | np.any(bm[attention_rows] != 0, axis=0)
+        # op selections for _op_seconds
+        self._all_ops = (slice(None), rate, counts)
+        self._attention_ops = _op_selection(attn_ops, rate, counts)
+        self._constant_ops_sel = _op_selection(~attn_ops, rate, counts)
         return rest[0], rest[1:] - rest[0], fixed, rate, bw, float(eff.blend_p), attn_ops
 
     def _gpu_ops(self, micro: StepShape) -> Breakdown:

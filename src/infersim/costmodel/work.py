@@ -178,22 +178,24 @@ def sequences_shape(past, new, windows) -> StepShape:
 def decode_run_shape(past_sorted, steps, windows) -> StepShape:
     """Shapes of `steps` consecutive pure-decode steps of the same sequences (closed form, no loop
     over sequences): in step k (0-based) sequence i attends past_sorted[i] + k + 1 keys, capped by
-    the window. `past_sorted` must be ascending. Equals sequences_shape(past + k, 1, windows)."""
+    the window. `past_sorted` must be ascending. Equals sequences_shape(past + k, 1, windows).
+    The sequence and token counts are the same in every step, so they are scalars; the attention
+    sums are arrays over the steps."""
     p = np.asarray(past_sorted, dtype=float)
-    k = np.arange(steps, dtype=float)
+    k1 = np.arange(steps, dtype=float) + 1  # keys a sequence gains by step k: k + 1
     s = float(p.size)
-    prefix = np.concatenate(([0.0], np.cumsum(p)))
+    prefix = np.zeros(p.size + 1)  # prefix[i] = sum of the i smallest pasts
+    p.cumsum(out=prefix[1:])
     attn = {}
     for w in windows:
         if w is None:
-            keys = prefix[-1] + s * (k + 1)
+            keys = prefix[-1] + s * k1
         else:
             # sequences with past + k + 1 < w attend all their keys, the rest exactly w
-            n_below = np.searchsorted(p, w - 1 - k, side="left")
-            keys = prefix[n_below] + n_below * (k + 1) + (s - n_below) * w
+            n_below = np.searchsorted(p, w - k1, side="left")
+            keys = prefix[n_below] + n_below * k1 + (s - n_below) * w
         attn[w] = AttnSums(keys, 0.0 * keys, keys)
-    ones = np.ones_like(k)
-    return StepShape(s * ones, s * ones, 0.0 * ones, attn)
+    return StepShape(s, s, 0.0, attn)
 
 
 def _as_shape(b, windows) -> StepShape:

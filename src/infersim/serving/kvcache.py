@@ -28,6 +28,8 @@ class KVCache:
         self.block_tokens = int(block_tokens)
         self._table_arr = np.asarray(table, dtype=np.int64)  # blocks a sequence of j*block_tokens tokens needs
         self._table = self._table_arr.tolist()
+        # the most blocks block_tokens more tokens of context can add (the table's largest step)
+        self.max_block_step = int(np.max(np.diff(self._table_arr), initial=0))
         self.free = self.total
         self.prefix_caching = prefix_caching
         self.prefix_block_tokens = prefix_block_tokens
