@@ -178,8 +178,10 @@ def test_resolve_chip_as_system(cat):
     assert one.n_chips == 1 and one.scale_up_domain == 1
     many = cat.resolve_system("h100", 16)
     assert many.scale_up_domain == 8 and many.scale_out_link == "infiniband-ndr-400g"
+    two_lpx = cat.resolve_system("groq3-lpu", 512)  # spans racks over the assumed inter-rack link
+    assert two_lpx.scale_up_domain == 256 and two_lpx.scale_out_link == "groq3-inter-rack"
     with pytest.raises(InputError):
-        cat.resolve_system("groq3-lpu", 512)  # no scale-out link known beyond one LPX
+        cat.resolve_system("lpx", 512)  # a named system never grows beyond its chips
     with pytest.raises(InputError):
         cat.resolve_system("xeon6-6900p")
     with pytest.raises(InputError):

@@ -41,6 +41,7 @@ class RequestState:
         self.pinned: list[tuple] = [()] * n
         self.first = [nan] * n
         self.last_token = [nan] * n  # time of the latest generated token
+        self.spec_credit = [0.0] * n  # speculative decoding: fractional accepted tokens carried over
         self.done = [nan] * n
         self.replica_of = [-1] * n
         self.prefill_replica = [-1] * n
@@ -116,7 +117,7 @@ class Simulation:
         self.completed = 0
         self.itl = LatencyHistogram()
         self._itl_d: list[np.ndarray] = []
-        self._itl_w: list[np.ndarray] = []
+        self._itl_w: list[float] = []  # the weight of each buffered array of samples
         self._itl_n = 0
         self.link_free = {}
         self.link_busy_s = 0.0
@@ -224,12 +225,13 @@ class Simulation:
     # -- inter-token latencies -----------------------------------------------------------------
     def record_itl(self, durations: np.ndarray, weight: int) -> None:
         self._itl_d.append(durations)
-        self._itl_w.append(np.full(durations.shape, float(weight)))
+        self._itl_w.append(float(weight))
         self._itl_n += durations.size
         if self._itl_n >= ITL_FLUSH:
             self._flush_itl()
 
     def _flush_itl(self) -> None:
         if self._itl_d:
-            self.itl.add(np.concatenate(self._itl_d), np.concatenate(self._itl_w))
+            weights = np.repeat(np.array(self._itl_w), [d.size for d in self._itl_d])
+            self.itl.add(np.concatenate(self._itl_d), weights)
             self._itl_d, self._itl_w, self._itl_n = [], [], 0

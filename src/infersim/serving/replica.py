@@ -31,6 +31,7 @@ from collections import deque
 
 import numpy as np
 
+from infersim.costmodel.specdec import SpecStepCost
 from infersim.costmodel.step import StepCost
 from infersim.costmodel.work import decode_run_shape, sequences_shape
 from infersim.serving.config import EngineConfig
@@ -46,6 +47,9 @@ class Replica:
         self.kv = kv
         self.cfg = cfg
         self.reserve = cfg.admission == "reserve"
+        # speculative decoding: a decode step verifies k + 1 drafted tokens and keeps the accepted ones
+        self.spec = cost if isinstance(cost, SpecStepCost) else None
+        self.decode_width = self.spec.k + 1 if self.spec else 1
         self.sim = sim
         self.st = sim.state
         self.waiting: deque[int] = deque()
@@ -82,7 +86,7 @@ class Replica:
 
     def _cut(self, t: float) -> None:
         """End the run at the first step boundary at or after t (the step in flight finishes)."""
-        k = int(np.searchsorted(self._ends, t, side="left")) + 1
+        k = int(self._ends.searchsorted(t, side="left")) + 1
         if k < len(self._ends):
             self._ends = self._ends[:k]
             self.version += 1
@@ -97,34 +101,55 @@ class Replica:
         if not rids:
             return  # idle until the next arrival
         st = self.st
-        if (self.cfg.fast_path and n_prefill == 0 and not preempted and (admission_blocked or not self.waiting)):
+        if (self.cfg.fast_path and self.spec is None and n_prefill == 0 and not preempted
+                and (admission_blocked or not self.waiting)):
             steps = min(min(st.out[r] - st.gen[r] for r in rids), self.cfg.max_run_steps)
             steps = self._block_safe_steps(rids, steps)
         else:
             steps = 1
+        past = np.array([st.past[r] for r in rids], dtype=float)
         if steps > 1:
-            past = np.sort(np.fromiter((st.past[r] for r in rids), dtype=float, count=len(rids)))
+            past.sort()
             times = self.cost.total(decode_run_shape(past, steps, self.windows))
+            ends = np.concatenate(([t], times)).cumsum()[1:]
+        elif self.spec is not None:
+            decoding = np.array([st.gen[r] > 0 and st.inp[r] + st.gen[r] - st.past[r] == 1 for r in rids])
+            widths = np.where(decoding, self.decode_width, np.array(news, dtype=float))
+            ends = np.array([t + self.spec.step_total(past, widths, decoding)])
         else:
-            past = np.fromiter((st.past[r] for r in rids), dtype=float, count=len(rids))
-            times = np.atleast_1d(self.cost.total(sequences_shape(past, np.asarray(news, dtype=float),
-                                                                  self.windows)))
+            ends = np.array([t + float(self.cost.total(sequences_shape(past, np.array(news, dtype=float),
+                                                                       self.windows)))])
         self._t0 = t
-        self._ends = np.cumsum(np.concatenate(([t], times)))[1:]
+        self._ends = ends
         self._rids, self._news, self._run = rids, news, steps > 1
         self.busy = True
         self.sim.schedule_step_end(self, float(self._ends[-1]))
+
+    def _accepted(self, rid: int) -> int:
+        """Tokens a speculative verification keeps for this request: E on average (the expected
+        accepted drafts plus the target's token), handed out deterministically by an accumulator,
+        at most k + 1 and never past the request's output."""
+        st = self.st
+        acc = st.spec_credit[rid] + self.spec.expected
+        a = int(acc)
+        st.spec_credit[rid] = acc - a
+        return max(1, min(a, self.decode_width, st.out[rid] - st.gen[rid]))
 
     def _block_safe_steps(self, rids: list[int], steps: int) -> int:
         """Largest k <= steps such that every step of a k-step decode run finds its KV blocks."""
         st, kv = self.st, self.kv
         if steps <= 1:
             return steps
-        past = np.fromiter((st.past[r] for r in rids), dtype=np.int64, count=len(rids))
-        held = sum(st.held[r] for r in rids)
+        # Quick sufficient test: each request holds the blocks of step 0 (past + 1 tokens); over the
+        # k - 1 tokens after those it crosses at most ceil((k - 1) / block_tokens) block boundaries,
+        # each adding at most max_block_step blocks.
+        if len(rids) * -(-(steps - 1) // kv.block_tokens) * kv.max_block_step <= kv.free:
+            return steps
+        past = np.array([st.past[r] for r in rids], dtype=np.int64)
+        held = sum([st.held[r] for r in rids])
 
         def fits(k: int) -> bool:  # step k-1 (0-based) needs blocks for past + k tokens
-            return int(np.sum(kv.blocks_for_array(past + k))) - held <= kv.free
+            return int(kv.blocks_for_array(past + k).sum()) - held <= kv.free
         if fits(steps):
             return steps
         lo, hi = 1, steps  # fits(1) holds: step 0's blocks are already allocated
@@ -139,7 +164,8 @@ class Replica:
         ends, rids, news = self._ends, self._rids, self._news
         k = len(ends)
         st, kv = self.st, self.kv
-        self.busy_s += ends[-1] - self._t0
+        busy = float(ends[-1]) - self._t0
+        self.busy_s += busy
         self.steps += k
         durations = ends.copy()
         durations[1:] -= ends[:-1]
@@ -150,38 +176,46 @@ class Replica:
         handoff: list[int] = []
         if self._run:
             n_decode = len(rids)
+            past, gen, held, out, last_token, blocks_for = st.past, st.gen, st.held, st.out, st.last_token, kv.blocks_for
+            grown = 0
             for rid in rids:
-                st.past[rid] += k
-                st.gen[rid] += k
-                st.last_token[rid] = t
-                grow = kv.blocks_for(st.past[rid]) - st.held[rid]
+                past[rid] += k
+                gen[rid] += k
+                last_token[rid] = t
+                grow = blocks_for(past[rid]) - held[rid]
                 if grow > 0:
-                    kv.allocate(grow)
-                    st.held[rid] += grow
-                if st.gen[rid] >= st.out[rid]:
+                    held[rid] += grow
+                    grown += grow
+                if gen[rid] >= out[rid]:
                     finished.append(rid)
+            if grown:
+                kv.allocate(grown)  # at once: the same blocks, and the same LRU evictions, as one by one
         else:
+            inp, out, past, gen, first, last_token = st.inp, st.out, st.past, st.gen, st.first, st.last_token
+            spec, prefill_role = self.spec, self.role == "prefill"
             for rid, n in zip(rids, news):
-                target = st.inp[rid] + st.gen[rid]
-                decoding = st.gen[rid] > 0 and target - st.past[rid] == 1
-                st.past[rid] += n
-                if st.past[rid] < target:
+                target = inp[rid] + gen[rid]
+                decoding = gen[rid] > 0 and target - past[rid] == 1
+                if decoding and spec is not None:
+                    n = self._accepted(rid)
+                past[rid] += n
+                if past[rid] < target:
                     continue  # more prefill chunks to go
-                st.gen[rid] += 1  # the step reached the target: it samples a token
+                gen[rid] += n if decoding else 1  # the step reached the target: it samples a token
                 if decoding:
                     n_decode += 1
-                elif st.first[rid] != st.first[rid]:  # NaN: this is the request's first token
-                    st.first[rid] = t
+                elif first[rid] != first[rid]:  # NaN: this is the request's first token
+                    first[rid] = t
                 else:  # the token after a preemption: its gap spans the wait and the recompute
-                    self.sim.record_itl(np.array([t - st.last_token[rid]]), 1)
-                st.last_token[rid] = t
-                if self.role == "prefill" and st.gen[rid] < st.out[rid]:
+                    self.sim.record_itl(np.array([t - last_token[rid]]), 1)
+                last_token[rid] = t
+                if prefill_role and gen[rid] < out[rid]:
                     handoff.append(rid)
-                elif st.gen[rid] >= st.out[rid]:
+                elif gen[rid] >= out[rid]:
                     finished.append(rid)
         if n_decode:
             self.sim.record_itl(durations, n_decode)
-        self.kv_block_seconds += 0.5 * (used_before + kv.used) * (ends[-1] - self._t0)
+        self.kv_block_seconds += 0.5 * (used_before + kv.used) * busy
         self.kv_peak = max(self.kv_peak, kv.used)
         for rid in finished:
             self._leave(rid)
@@ -244,15 +278,20 @@ class Replica:
         n_prefill = 0
         preempted = False
         running = self.running
+        inp, out, gen, past, held, blocks_for = st.inp, st.out, st.gen, st.past, st.held, kv.blocks_for
+        decode_width = self.decode_width
         i = 0
         while i < len(running):
             rid = running[i]
-            left = st.inp[rid] + st.gen[rid] - st.past[rid]  # >= 1 for every running request
+            left = inp[rid] + gen[rid] - past[rid]  # >= 1 for every running request
             n = min(left, budget, chunk)
             if n <= 0:
                 i += 1
                 continue
-            need = kv.blocks_for(st.past[rid] + n) - st.held[rid]
+            decoding = gen[rid] > 0 and left == 1
+            # a speculative verify can keep up to k + 1 tokens, never more than the request has left
+            width = min(decode_width, out[rid] - gen[rid]) if decoding else n
+            need = blocks_for(past[rid] + width) - held[rid]
             while need > kv.free:
                 victim = running[-1]
                 self._preempt(victim)
@@ -262,10 +301,10 @@ class Replica:
             else:
                 if need > 0:
                     kv.allocate(need)
-                    st.held[rid] += need
+                    held[rid] += need
                 rids.append(rid)
                 news.append(n)
-                n_prefill += not (st.gen[rid] > 0 and left == 1)
+                n_prefill += not decoding
                 budget -= n
                 i += 1
         blocked = False

@@ -13,12 +13,13 @@ import numpy as np
 
 from infersim.costmodel.execution import collective_time
 from infersim.costmodel.memory import kv_bytes_per_seq
+from infersim.costmodel.afd import AFDDeployment, AFDStepCost
 from infersim.costmodel.step import StepCost
 from infersim.deployment import Deployment
 from infersim.errors import InputError
 from infersim.serving.config import ROUTERS, EngineConfig, kv_cache_for
 from infersim.serving.engine import RequestState, Simulation, Transfer
-from infersim.serving.metrics import SLO, RequestRecords, summarize
+from infersim.serving.metrics import SLO, LatencyHistogram, RequestRecords, summarize
 from infersim.serving.replica import Replica
 from infersim.workload.synthetic import ClosedLoop
 from infersim.workload.traces import Requests
@@ -28,6 +29,7 @@ from infersim.workload.traces import Requests
 class SimResult:
     records: RequestRecords
     summary: dict
+    itl: LatencyHistogram | None = None  # inter-token latencies (for merging results)
 
 
 def _describe(dep: Deployment) -> dict:
@@ -55,18 +57,33 @@ def _check_fits(reqs: Requests, dep: Deployment, replica: Replica, label: str) -
                          "use more chips per replica, a lower --precision or --kv-precision, or cap the lengths")
 
 
-def _pool(dep: Deployment, role: str, first_index: int, cfg: EngineConfig, reqs: Requests, sim: Simulation):
-    cost = StepCost(dep)
+def _pool(dep: Deployment, role: str, first_index: int, cfg: EngineConfig, reqs: Requests, sim: Simulation,
+          cost=None):
+    """Replicas of `dep` (its memory fit sizes the KV cache); `cost` replaces its step cost (AFD,
+    speculative decoding)."""
+    cost = cost or StepCost(dep)
     max_ctx = int(np.max(reqs.input_tokens + reqs.output_tokens))
     return [Replica(first_index + i, role, cost, kv_cache_for(dep, cfg, max_ctx, reqs.prefix_block_tokens), cfg, sim)
             for i in range(dep.par.replicas)]
 
 
-def simulate(workload: Requests | ClosedLoop, dep: Deployment, *, decode: Deployment | None = None,
+def _transfer_link(prefill: Deployment, decode: Deployment):
+    """Pools that fit one scale-up domain together (e.g. prefill and decode replicas of one NVL72)
+    move KV caches over it; otherwise over the scale-out network."""
+    together = prefill.n_chips + decode.n_chips <= decode.system.scale_up_domain and prefill.system.chip == decode.system.chip
+    return (decode.scale_up if together and decode.scale_up is not None else None) or decode.scale_out or decode.scale_up
+
+
+def simulate(workload: Requests | ClosedLoop, dep: Deployment, *, decode: Deployment | AFDDeployment | None = None,
              engine: EngineConfig | None = None, router: str = "least-outstanding", slo: SLO | None = None,
-             progress=None, debug: bool = False) -> SimResult:
-    """Run the workload to completion and return per-request records and the summary."""
+             progress=None, debug: bool = False, step_cost=None) -> SimResult:
+    """Run the workload to completion and return per-request records and the summary.
+    `decode` may be an AFD deployment (attention replicas on GPUs with their LPU FFN pools);
+    `step_cost` replaces the serving pool's step cost (speculative decoding)."""
     cfg = engine or EngineConfig()
+    afd = decode if isinstance(decode, AFDDeployment) else None
+    if afd is not None:
+        decode = afd.attention
     if router not in ROUTERS:
         raise InputError(f"unknown router '{router}'; choose one of {', '.join(ROUTERS)}")
     closed = workload.concurrency if isinstance(workload, ClosedLoop) else None
@@ -83,7 +100,7 @@ def simulate(workload: Requests | ClosedLoop, dep: Deployment, *, decode: Deploy
 
     transfer = None
     if decode is not None:
-        link = decode.scale_out or decode.scale_up
+        link = _transfer_link(dep, decode)
         if link is None:
             raise InputError(f"{decode.system.name} has no link to move KV caches between the prefill and decode pools; "
                              "pick a system with a scale-out link")
@@ -96,11 +113,12 @@ def simulate(workload: Requests | ClosedLoop, dep: Deployment, *, decode: Deploy
         transfer = Transfer(seconds, link.name if hasattr(link, "name") else "scale-out")
     sim = Simulation(state, [], router, transfer, closed, progress, debug)
     if decode is None:
-        pools = [_pool(dep, "both", 0, cfg, reqs, sim)]
+        pools = [_pool(dep, "both", 0, cfg, reqs, sim, cost=step_cost)]
         _check_fits(reqs, dep, pools[0][0], "serving")
     else:
         pre = _pool(dep, "prefill", 0, cfg, reqs, sim)
-        dec = _pool(decode, "decode", dep.par.replicas, cfg, reqs, sim)
+        dec = _pool(decode, "decode", dep.par.replicas, cfg, reqs, sim,
+                    cost=AFDStepCost(afd) if afd is not None else None)
         _check_fits(reqs, dep, pre[0], "prefill")
         _check_fits(reqs, decode, dec[0], "decode")
         pools = [pre, dec]
@@ -140,4 +158,4 @@ def simulate(workload: Requests | ClosedLoop, dep: Deployment, *, decode: Deploy
                      "assumptions": list(reqs.assumptions)},
     }
     summary = summarize(records, duration_s=duration, itl=sim.itl, slo=slo, extra=extra)
-    return SimResult(records, summary)
+    return SimResult(records, summary, sim.itl)

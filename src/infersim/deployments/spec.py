@@ -1,0 +1,145 @@
+"""Deployment files: one YAML format for every serving mode (validated by pydantic).
+
+```yaml
+name: vr-nvl72-lpx-afd
+mode: afd              # gpu | lpu | afd | spec
+model: nemotron-3-super  # optional default; --model overrides
+gpu:                   # GPU racks (gpu, afd, spec)
+  system: vr-nvl72     # a named system (one rack) or a chip
+  racks: 1
+  tp: 8
+  ep: 1
+  precision: fp8
+  prefill_replicas: 1  # GPU replicas that only prefill (P/D); 0 = aggregated (gpu/spec modes)
+lpu:                   # LPU / wafer racks (lpu, afd, spec)
+  system: lpx
+  racks_per_gpu_rack: 1   # the LPX : NVL72 ratio (afd, spec); lpu mode: `racks`
+  precision: mixed
+link: gpu-lpu-direct   # the GPU<->LPU path (afd, spec): gpu-lpu-ethernet-host | gpu-lpu-direct | gpu-lpu-on-package
+micro_batches: 2       # afd: micro-batches in flight per attention replica (1 = no overlap)
+spec:                  # spec mode: draft model on the LPUs (or GPUs), verification on the GPUs
+  draft_model: llama-3.1-8b
+  draft_on: lpu
+  k: 4                 # drafted tokens per verification
+  acceptance: 0.7      # per-token acceptance probability, in [0, 1]
+routing:               # optional SLO classes: a premium share served by the LPU path
+  premium_fraction: 0.2
+  premium_path: lpu    # lpu (LPU-only pool) or afd
+engine: {max_batch: 256, max_tokens_per_step: 8192}
+```
+Every number is an input the user can change; nothing here is fitted.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from infersim.errors import InputError
+
+MODES = ("gpu", "lpu", "afd", "spec")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GPUPart(_Strict):
+    system: str
+    racks: int = Field(1, ge=1)
+    tp: int = Field(8, ge=1)
+    ep: int = Field(1, ge=1)
+    pp: int = Field(1, ge=1)
+    precision: Optional[str] = None
+    kv_precision: Optional[str] = None
+    prefill_replicas: int = Field(0, ge=0)
+
+
+class LPUPart(_Strict):
+    system: str
+    racks: int = Field(1, ge=1)                 # lpu mode: racks (or wafers, for a single-chip system)
+    racks_per_gpu_rack: float = Field(1.0, gt=0)  # afd / spec: the LPX : NVL72 ratio
+    chips: Optional[int] = Field(None, ge=1)    # lpu mode: chips per pipeline (default: the fewest that hold the model)
+    precision: Optional[str] = None
+
+
+class SpecPart(_Strict):
+    draft_model: str
+    draft_on: Literal["lpu", "gpu"] = "lpu"
+    k: int = Field(4, ge=1, le=32)
+    acceptance: float = 0.7
+
+
+class RoutingPart(_Strict):
+    premium_fraction: float = 0.2
+    premium_path: Literal["lpu", "afd"] = "lpu"
+
+
+class EnginePart(_Strict):
+    max_batch: int = Field(256, ge=1)
+    max_tokens_per_step: int = Field(8192, ge=1)
+    chunk_tokens: Optional[int] = Field(None, ge=1)
+    block_tokens: int = Field(16, ge=1)
+    prefix_caching: bool = True
+    admission: Literal["eager", "reserve"] = "eager"
+    router: Literal["least-outstanding", "round-robin", "prefix-affinity"] = "least-outstanding"
+
+
+class DeploymentSpec(_Strict):
+    name: str
+    mode: Literal["gpu", "lpu", "afd", "spec"]
+    model: Optional[str] = None
+    description: str = ""
+    gpu: Optional[GPUPart] = None
+    lpu: Optional[LPUPart] = None
+    link: Optional[str] = None
+    micro_batches: int = Field(2, ge=1, le=16)
+    spec: Optional[SpecPart] = None
+    routing: Optional[RoutingPart] = None
+    engine: EnginePart = EnginePart()
+
+
+def check_spec(s: DeploymentSpec, where: str) -> DeploymentSpec:
+    """Cross-field checks pydantic cannot express; each failure names the fix."""
+    need = {"gpu": ("gpu",), "lpu": ("lpu",), "afd": ("gpu", "lpu", "link"), "spec": ("gpu", "spec")}[s.mode]
+    for part in need:
+        if getattr(s, part) is None:
+            raise InputError(f"{where}: mode '{s.mode}' needs a '{part}' section; add it (see examples/deployments/)")
+    if s.spec is not None:
+        if not 0.0 <= s.spec.acceptance <= 1.0:
+            raise InputError(f"{where}: spec.acceptance {s.spec.acceptance} is outside [0, 1]; it is the probability "
+                             "that one drafted token is accepted")
+        if s.spec.draft_on == "lpu" and s.lpu is None:
+            raise InputError(f"{where}: spec.draft_on is 'lpu' but there is no 'lpu' section; add one or draft on 'gpu'")
+        if s.spec.draft_on == "lpu" and s.link is None:
+            raise InputError(f"{where}: drafting on LPUs needs the GPU<->LPU 'link'; name one (e.g. gpu-lpu-direct)")
+    if s.routing is not None:
+        if not 0.0 <= s.routing.premium_fraction <= 1.0:
+            raise InputError(f"{where}: routing.premium_fraction {s.routing.premium_fraction} is outside [0, 1]")
+        if s.lpu is None or s.gpu is None:
+            raise InputError(f"{where}: routing by SLO class needs both a 'gpu' and an 'lpu' section")
+        if s.routing.premium_path == "afd" and s.link is None:
+            raise InputError(f"{where}: routing.premium_path 'afd' needs the GPU<->LPU 'link'")
+    return s
+
+
+def load_spec(path: str | Path) -> DeploymentSpec:
+    """Read and validate a deployment file; every problem is one InputError line."""
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"deployment file {p} not found; see examples/deployments/ for ready ones") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise InputError(f"{p.name}: not readable YAML ({str(e).splitlines()[0]}); fix the syntax") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{p.name}: expected a mapping of fields (name, mode, gpu, lpu, ...), got {type(raw).__name__}")
+    try:
+        spec = DeploymentSpec.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise InputError(f"{p.name}: field '{loc}': {err['msg']}; fix it (see examples/deployments/)") from None
+    return check_spec(spec, p.name)
