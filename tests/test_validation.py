@@ -193,9 +193,15 @@ def test_validate_json_accounts_for_every_published_row():
     rows = _csv_rows(SHARED_CSV)
     skipped = _check_conservation(rep, rows)
     assert rep["rows"], "no published row could be predicted"
+    # speculative-decoding rows are predicted with a draft/acceptance model whose inputs are listed
     spec = [x["id"] for x in rows if x["spec_decode"] == "yes"]
+    by_id = {r["id"]: r for r in rep["rows"]}
     for rid in spec:
-        assert rid in skipped and "speculative decoding" in skipped[rid]
+        got = by_id.get(rid)
+        assert got is not None or "speculative decoding" in skipped.get(rid, ""), rid
+        if got is not None:
+            assert any("speculative decoding" in a for a in got["assumptions"])
+            assert any("acceptance" in a for a in got["assumptions"])
 
 
 def test_validate_synthetic_rows_are_predicted_or_skipped_with_reasons(tmp_path):
@@ -216,7 +222,6 @@ def test_validate_synthetic_rows_are_predicted_or_skipped_with_reasons(tmp_path)
     p = write_csv(tmp_path / "m.csv", rows)
     rep = validate(p).to_dict()
     skipped = _check_conservation(rep, _csv_rows(p))
-    assert "speculative decoding" in skipped["A2"]
     assert "unknown model" in skipped["A3"]
     assert "tpu-v9" in skipped["A4"]
     assert "total_tok_s" in skipped["A5"]
@@ -224,7 +229,11 @@ def test_validate_synthetic_rows_are_predicted_or_skipped_with_reasons(tmp_path)
     assert "int4" in skipped["A7"]
     assert "does not fit" in skipped["A8"]
     predicted = {r["id"] for r in rep["rows"]}
-    assert {"A1", "A9", "A10"} <= predicted
+    assert {"A1", "A2", "A9", "A10"} <= predicted
+    # a speculative row without published draft or acceptance says what it assumed
+    a2 = next(r for r in rep["rows"] if r["id"] == "A2")
+    assert any("draft model unpublished" in a for a in a2["assumptions"])
+    assert any("acceptance unpublished" in a for a in a2["assumptions"])
     # assumptions made for unpublished fields are reported with the row
     a10 = next(r for r in rep["rows"] if r["id"] == "A10")
     assert any("precision" in a for a in a10["assumptions"]) and any("input_len" in a for a in a10["assumptions"])
@@ -248,6 +257,19 @@ def test_validate_predictions_respect_units_and_the_roofline(tmp_path):
     assert pred["U2"] == pytest.approx(1e3 / pred["U1"], rel=1e-9)   # tok/s per user is 1 / TPOT
     assert pred["U4"] == pytest.approx(pred["U1"], rel=1e-9)          # static batch: ITL is TPOT
     assert pred["U6"] == pytest.approx(pred["U5"] / 1, rel=1e-9)      # one chip
+
+
+def test_speculative_rows_gain_at_most_the_expected_tokens_per_step(tmp_path):
+    """MTP-3 with 3.1 tokens per verification: each verification step costs at least a plain decode
+    step (it processes 4 tokens per sequence plus 3 draft layers), so the per-user speed can rise
+    by at most 3.1x over the same row without speculation, and must rise at all."""
+    base = dict(model="deepseek-ai/DeepSeek-R1", chip="b200", n_chips="8", precision="fp8", scenario="single_stream",
+                input_len="1000", output_len="2000", batch="", metric="tok_s_per_user", unit="tok/s/user", value="300")
+    rows = [row(id="P1", spec_decode="no", **base),
+            row(id="P2", spec_decode="yes", notes="MTP-3 drafting, acceptance rate ~3.1 tokens/step", **base)]
+    got = {r.id: r for r in validate(write_csv(tmp_path / "m.csv", rows)).rows}
+    assert 1.0 < got["P2"].predicted / got["P1"].predicted <= 3.1
+    assert any("3.1 tokens per step" in a for a in got["P2"].assumptions)
 
 
 def test_serving_rows_are_simulated_and_bounded_by_physics(tmp_path):

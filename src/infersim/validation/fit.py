@@ -103,6 +103,9 @@ def calibrate(measurements: str | Path, catalog: HardwareCatalog | None = None, 
     plans, skipped = [], []
     for r in rows:
         p = plan_row(r, catalog, base)
+        if not isinstance(p, Skip) and p.spec is not None:
+            # the calibration README: keep speculative-decoding rows out of fits (validate predicts them)
+            p = Skip(r.id, "speculative decoding: predicted by validate, kept out of the fit")
         (skipped if isinstance(p, Skip) else plans).append(p)
     families: dict[str, dict] = {}
     heldout: dict[str, float] = {}

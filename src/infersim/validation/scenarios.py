@@ -23,6 +23,7 @@ from infersim.catalog.hardware import HardwareCatalog
 from infersim.catalog.models import ModelArch, MoESpec, load_model
 from infersim.costmodel.calibration import Calibration, Efficiency
 from infersim.costmodel.memory import MAX_TOKENS_PER_STEP, max_sequences, min_chips_for_context
+from infersim.costmodel.specdec import SpecDecodeCost, expected_tokens_per_step
 from infersim.costmodel.step import step_time
 from infersim.deployment import Deployment, build_deployment
 from infersim.errors import InputError
@@ -30,6 +31,12 @@ from infersim.validation.measurements import Measurement
 
 # Assumption: TensorRT-LLM's default max_batch_size (BuildConfig) of 2048 sequences caps the batch.
 ENGINE_MAX_BATCH = 2048
+# Assumptions for speculative-decoding rows that do not publish their draft: a same-family
+# 8B draft, 4 drafted tokens per step, per-token acceptance 0.7 (Leviathan et al. 2023 report
+# 0.6-0.8 for same-family drafts). Rows publishing MTP-k and a mean tokens per step use those.
+SPEC_DEFAULT_DRAFT = "llama-3.1-8b"
+SPEC_DEFAULT_K = 4
+SPEC_DEFAULT_ACCEPTANCE = 0.7
 # Assumption for API per-user-speed rows that publish no lengths: Artificial Analysis' standard
 # speed workload of about 1,000 input tokens; output long enough that TTFT does not matter.
 API_DEFAULT_INPUT = 1000
@@ -57,6 +64,7 @@ class RowPlan:
     group: str                      # chip kind: gpu / lpu / wafer
     family: str
     assumptions: list[str] = field(default_factory=list)
+    spec: "SpecRow | None" = None    # speculative decoding, when the row used it
 
 
 @dataclass
@@ -91,8 +99,6 @@ def _layout_candidates(row: Measurement, model: ModelArch, n: int, domain: int) 
 
 def plan_row(row: Measurement, catalog: HardwareCatalog, calibration: Calibration) -> RowPlan | Skip:
     """Everything about a row that does not depend on efficiency parameters."""
-    if row.spec_decode == "yes":
-        return Skip(row.id, "speculative decoding: needs a draft/acceptance model (not modelled yet)")
     try:
         model = load_model(row.model)
         chip = catalog.chip(row.chip)
@@ -147,7 +153,75 @@ def plan_row(row: Measurement, catalog: HardwareCatalog, calibration: Calibratio
     layouts = [d for d in layouts if max_sequences(d, ctx, inp) >= 1]
     if not layouts:
         return Skip(row.id, f"{model.name} does not fit on {n} x {chip.name} at {prec} with a {ctx}-token context")
-    return RowPlan(row, model, layouts, inp, out, n, chip.kind, chip.family, assumptions)
+    plan = RowPlan(row, model, layouts, inp, out, n, chip.kind, chip.family, assumptions)
+    if row.spec_decode == "yes":
+        spec = _spec_setup(row, model, layouts[0], catalog, calibration, assumptions)
+        if isinstance(spec, Skip):
+            return spec
+        plan.spec = spec
+    return plan
+
+
+@dataclass
+class SpecRow:
+    """Speculative decoding of a measured row: draft deployment, draft length, acceptance."""
+
+    draft: Deployment
+    k: int
+    acceptance: float
+    mtp: bool = False  # the draft is the model's own MTP layer, on whichever layout the target uses
+
+
+def _acceptance_for_mean(mean_tokens: float, k: int) -> float:
+    """The per-token acceptance a whose expected tokens per verification (1 - a^(k+1)) / (1 - a)
+    equals a published mean (bisection; the expectation rises monotonically with a)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if expected_tokens_per_step(mid, k) < mean_tokens else (lo, mid)
+    return (lo + hi) / 2
+
+
+def _spec_setup(row: Measurement, model: ModelArch, dep: Deployment, catalog, calibration, assumptions) -> SpecRow | Skip:
+    """Draft model, k and acceptance from the row's notes where published, else stated defaults."""
+    text = f"{row.software} {row.notes}"
+    mtp = re.search(r"MTP-?(\d+)", text)
+    mean = re.search(r"~?\s*([\d.]+)\s*tokens/step", text)
+    if mtp:
+        k = int(mtp.group(1))
+        if model.mtp_layers < 1:
+            return Skip(row.id, f"row uses MTP drafting but {model.name} has no MTP layers in its config")
+        # the MTP module: one more decoder layer of the model, drafting autoregressively on the same GPUs
+        draft_arch = replace(model, name=f"{model.name}[mtp]", layers=model.layers[-1:], published_total_params=None,
+                             published_active_params=None)
+        draft = replace(dep, model=draft_arch)
+        assumptions.append(f"speculative decoding: MTP draft = one {model.name} decoder layer on the same chips, k={k}")
+    else:
+        k = SPEC_DEFAULT_K
+        draft_model = load_model(SPEC_DEFAULT_DRAFT)
+        try:
+            if dep.dataflow:
+                probe = build_deployment(draft_model, dep.chip.name, chips=1, precision=dep.plan.name, catalog=catalog,
+                                         calibration=calibration)
+                draft = build_deployment(draft_model, dep.chip.name, chips=min_chips_for_context(
+                    probe, row.input_len or API_DEFAULT_INPUT), precision=dep.plan.name, catalog=catalog,
+                    calibration=calibration)
+            else:
+                draft = replace(build_deployment(draft_model, dep.chip.name, chips=dep.chips_per_replica, tp=dep.par.tp,
+                                                 precision=dep.plan.name, catalog=catalog, calibration=calibration),
+                                par=dep.par)
+        except InputError as e:
+            return Skip(row.id, f"speculative decoding: the assumed draft does not fit ({e})")
+        assumptions.append(f"speculative decoding: draft model unpublished, assumed {SPEC_DEFAULT_DRAFT} on its own "
+                           f"{dep.chip.name} chips, k={k}")
+    if mean:
+        acc = _acceptance_for_mean(float(mean.group(1)), k)
+        assumptions.append(f"acceptance {acc:.3f} per token, from the published {mean.group(1)} tokens per step")
+    else:
+        acc = SPEC_DEFAULT_ACCEPTANCE
+        assumptions.append(f"acceptance unpublished: assumed {SPEC_DEFAULT_ACCEPTANCE} per token (mid-range of "
+                           "Leviathan et al. 2023 for a same-family draft)")
+    return SpecRow(draft, k, acc, mtp=bool(mtp))
 
 
 def _serving_point(dep: Deployment, inp: int, out: int, b_max, scenario: str, load: float):
@@ -191,7 +265,15 @@ def predict_layout(plan: RowPlan, dep: Deployment) -> tuple[np.ndarray, np.ndarr
     if r.scenario in ("fixed_batch", "single_stream"):
         b = (r.batch or 1) if r.scenario == "fixed_batch" else 1
         ttft = step_time(dep, b, inp, 0).total
-        tpot = step_time(dep, b, 1, inp, max(out - 1, 1)).total
+        if plan.spec is not None:
+            s = plan.spec
+            # MTP drafting runs inside the target's engine iteration (one CUDA graph in
+            # TensorRT-LLM's min-latency mode): its steps pay kernels, not the per-step overhead
+            draft = replace(dep, model=s.draft.model, eff=replace(dep.eff, step_s=0.0, seq_s=0.0)) if s.mtp else s.draft
+            cost = SpecDecodeCost(dep, draft, s.k, s.acceptance, None)
+            tpot = cost.time_per_token(b, inp, max(out - 1, 1))
+        else:
+            tpot = step_time(dep, b, 1, inp, max(out - 1, 1)).total
         thr = dep.par.replicas * b * out / (ttft + max(out - 1, 0) * tpot)
     else:
         b_max = np.minimum(ENGINE_MAX_BATCH, max_sequences(dep, inp + out, inp))
