@@ -192,7 +192,9 @@ class HardwareCatalog:
     def _get(self, kind: str, name: str):
         hit = self._index.get(name.lower())
         if hit is None or hit[0] != kind:
-            raise unknown_name(_SINGULAR[kind], name, self._names(kind))
+            hint = (" (links live in infersim/catalog/data/links.yaml; add one with --hardware FILE.yaml)"
+                    if kind == "links" else "")
+            raise unknown_name(_SINGULAR[kind], name, self._names(kind), hint=hint)
         return getattr(self, kind)[hit[1]]
 
     def chip(self, name: str) -> ChipSpec:

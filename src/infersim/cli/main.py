@@ -119,26 +119,43 @@ def systems(as_json: bool = typer.Option(False, "--json"),
 
 @app.command()
 @fails_cleanly
-def estimate(model: str = typer.Option(..., help="catalog name, HF repo id, or path to a config.json"),
-             system: str = typer.Option(..., help="chip (h100-sxm, groq-lpu-v1, ...) or system (gb200-nvl72, ...)"),
+def estimate(model: Optional[str] = typer.Option(None, help="catalog name, HF repo id, or path to a config.json "
+                                                 "(with --deployment: default the file's `model:`)"),
+             system: Optional[str] = typer.Option(None, help="chip (h100-sxm, groq-lpu-v1, ...) or system "
+                                                  "(gb200-nvl72, ...); required unless --deployment is given"),
+             deployment: Optional[Path] = typer.Option(None, "--deployment", help="deployment YAML "
+                                                       "(examples/deployments/): GPU, LPU, AFD or speculative-"
+                                                       "decoding racks; replaces --system and the layout options"),
              chips: Optional[int] = typer.Option(None, help="chips in total (default: the system's, or tp*pp*ep)"),
-             tp: Optional[int] = typer.Option(None), pp: int = typer.Option(1), ep: int = typer.Option(1),
+             tp: Optional[int] = typer.Option(None), pp: Optional[int] = typer.Option(None, help="default 1"),
+             ep: Optional[int] = typer.Option(None, help="default 1"),
              replicas: Optional[int] = typer.Option(None, help="independent model copies"),
              precision: Optional[str] = typer.Option(None, help="bf16, fp16, fp8, int8, fp4, mixed (default: bf16 on GPUs and wafers, mixed 8-bit on LPUs)"),
              kv_precision: Optional[str] = typer.Option(None, help="KV-cache format (default: fp8 with 8-bit weights)"),
-             batch: int = typer.Option(1), input: int = typer.Option(1024, "--input", help="prompt tokens"),
+             batch: int = typer.Option(1, help="sequences per (decode) replica"),
+             input: int = typer.Option(1024, "--input", help="prompt tokens"),
              output: int = typer.Option(128, "--output", help="generated tokens"),
              hardware: Optional[list[Path]] = typer.Option(None, "--hardware", help="extra hardware YAML"),
              set_: Optional[list[str]] = typer.Option(None, "--set", help="override NAME.FIELD=VALUE"),
              calibration: Optional[str] = typer.Option(None, help="fit file, or 'none' for defaults"),
              as_json: bool = typer.Option(False, "--json")):
-    """Predict prefill and decode of one static batch: times, tokens/s, bottleneck, memory per chip."""
+    """Predict prefill and decode of one static batch: times, tokens/s, bottleneck, memory per chip.
+    With --deployment: per-user speed, throughput per rack and per MW, where the time goes."""
     from infersim.catalog.models import load_model
+    from infersim.cli.deployment_view import missing_option, refuse_file_options
     from infersim.costmodel.calibration import load_calibration
     from infersim.estimate import estimate as run
-    e = run(load_model(model), system, batch=batch, input_len=input, output_len=output, chips=chips, tp=tp, pp=pp,
-            ep=ep, replicas=replicas, precision=precision, kv_precision=kv_precision,
-            catalog=_catalog(hardware, set_), calibration=load_calibration(calibration))
+    if deployment is not None:
+        refuse_file_options({"--system": system, "--tp": tp, "--pp": pp, "--ep": ep, "--chips": chips,
+                             "--replicas": replicas, "--precision": precision, "--kv-precision": kv_precision})
+        _estimate_deployment(deployment, model, batch, input, output, hardware, set_, calibration, as_json)
+        return
+    for name, v in (("--model", model), ("--system", system)):
+        if v is None:
+            raise missing_option(name)
+    e = run(load_model(model), system, batch=batch, input_len=input, output_len=output, chips=chips, tp=tp,
+            pp=1 if pp is None else pp, ep=1 if ep is None else ep, replicas=replicas, precision=precision,
+            kv_precision=kv_precision, catalog=_catalog(hardware, set_), calibration=load_calibration(calibration))
     d = e.to_dict()
     if as_json:
         _emit_json(d)
@@ -163,6 +180,20 @@ def estimate(model: str = typer.Option(..., help="catalog name, HF repo id, or p
     out.print(f"calibration: {e.calibration}")
     for n in e.notes:
         out.print(f"note: {n}")
+
+
+def _estimate_deployment(path: Path, model, batch: int, inp: int, outp: int, hardware, set_, calibration,
+                         as_json: bool) -> None:
+    from infersim.cli.deployment_view import load_plan, print_estimate
+    from infersim.deployments.build import estimate_plan
+    if batch < 1 or inp < 1 or outp < 1:
+        raise InputError("--batch, --input and --output must each be at least 1")
+    plan, catalog = load_plan(path, model, hardware, set_, calibration)
+    d = estimate_plan(plan, batch=batch, input_len=inp, output_len=outp)
+    if as_json:
+        _emit_json(d)
+        return
+    print_estimate(d, plan, catalog, out)
 
 
 @app.command()
@@ -251,3 +282,9 @@ app.command(name="simulate")(fails_cleanly(_simulate))
 
 def main() -> None:  # pragma: no cover - console entry point wrapper
     app()
+
+
+# `infersim sensitivity`: its own module, like simulate.
+from infersim.cli.sensitivity_cmd import sensitivity as _sensitivity  # noqa: E402
+
+app.command(name="sensitivity")(fails_cleanly(_sensitivity))

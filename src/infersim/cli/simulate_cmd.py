@@ -25,6 +25,9 @@ DEFAULT_OUTPUT_LEN = 256
 DEFAULT_OPEN_REQUESTS = 1000
 CLOSED_LOOP_REQUESTS_PER_USER = 10
 DEFAULT_CV = 2.0
+DEFAULT_ROUTER = "least-outstanding"
+# engine defaults for the help text (EngineConfig's own defaults, vLLM v1's)
+DEFAULT_MAX_BATCH, DEFAULT_MAX_TOKENS_PER_STEP, DEFAULT_BLOCK_TOKENS = 256, 8192, 16
 
 
 def _positive(label: str, v, *, integer: bool = True) -> None:
@@ -201,30 +204,38 @@ def _deployment_line(role: str, d: dict, blocks: int, block_tokens: int) -> str:
             f"x {block_tokens} tokens per replica; calibration: {d['calibration']}")
 
 
-def print_summary(s: dict, console) -> None:
-    """The human-readable report of a simulation summary."""
-    from infersim.cli.main import _g
+def print_deployments(s: dict, console, prefix: str = "") -> None:
     eng = s["engine"]
     for role, d in s["deployment"].items():
-        console.print(_deployment_line(role, d, s["kv_blocks_per_replica"][role], eng["block_tokens"]),
+        console.print(prefix + _deployment_line(role, d, s["kv_blocks_per_replica"][role], eng["block_tokens"]),
                       markup=False, highlight=False)
-    w = s["workload"]
+
+
+def print_workload(w: dict, console) -> None:
     loop = f", closed loop with {w['closed_loop_concurrency']} user(s)" if w["closed_loop_concurrency"] else ", open loop"
     console.print(f"workload: {w['source']}; {w['requests']:,} requests{loop}", markup=False, highlight=False)
     for a in w["assumptions"]:
         console.print(f"  assumption: {a}", markup=False, highlight=False)
+
+
+def print_engine(eng: dict, console) -> None:
     admission = f", admission {eng['admission']}" if "admission" in eng else ""
     console.print(f"engine: max batch {eng['max_batch']}, {eng['max_tokens_per_step']:,} tokens per step, prefill "
                   f"chunk {eng['chunk_tokens']:,}, KV block {eng['block_tokens']} tokens, prefix cache "
                   f"{'on' if eng['prefix_caching'] else 'off'}{admission}, router {eng['router']}",
                   markup=False, highlight=False)
 
+
+def print_tables(s: dict, console) -> None:
+    """The summary, latency and SLO tables; rows whose figures the summary lacks (a merged summary
+    of SLO classes has no utilisation or KV figures of its own) are left out."""
+    from infersim.cli.main import _g
     t = Table(title="serving summary (simulated time)")
     t.add_column("metric")
     t.add_column("value", justify="right")
     done, inj = s["requests_completed"], s["requests_injected"]
     t.add_row("requests (completed / injected)", f"{done:,} / {inj:,}")
-    if s["requests_queued"] or s["requests_running"]:
+    if s.get("requests_queued") or s.get("requests_running"):
         t.add_row("requests left queued / running", f"{s['requests_queued']:,} / {s['requests_running']:,}")
     t.add_row("duration", f"{_g(s['duration_s'])} s")
     t.add_row("throughput: requests", f"{_g(s['request_s'])} req/s")
@@ -232,11 +243,15 @@ def print_summary(s: dict, console) -> None:
     t.add_row("throughput: input tokens", f"{_g(s['input_tok_s'])} tok/s")
     slo_label = "goodput (meets every SLO target)" if s["slo"] else "goodput (completed; no --slo)"
     t.add_row(slo_label, f"{_pct(s['goodput'])} of requests, {_g(s['goodput_req_s'])} req/s")
-    t.add_row("utilisation (busy share, mean over replicas)", _pct(s["utilisation"]))
-    t.add_row("KV-cache occupancy mean / peak", f"{_pct(s['kv_occupancy_mean'])} / {_pct(s['kv_occupancy_peak'])}")
-    t.add_row("preemptions", f"{s['preemptions']:,}")
-    t.add_row("prefix-cache hit rate (prompt tokens)", _pct(s["prefix_cache_hit_rate"]))
-    if "decode" in s["deployment"]:
+    if "utilisation" in s:
+        t.add_row("utilisation (busy share, mean over replicas)", _pct(s["utilisation"]))
+    if "kv_occupancy_mean" in s:
+        t.add_row("KV-cache occupancy mean / peak", f"{_pct(s['kv_occupancy_mean'])} / {_pct(s['kv_occupancy_peak'])}")
+    if "preemptions" in s:
+        t.add_row("preemptions", f"{s['preemptions']:,}")
+    if "prefix_cache_hit_rate" in s:
+        t.add_row("prefix-cache hit rate (prompt tokens)", _pct(s["prefix_cache_hit_rate"]))
+    if "decode" in s.get("deployment", {}):
         t.add_row("KV transfers (prefill -> decode)", f"{s['kv_transfers']:,} ({_g(s['kv_transfer_link_busy_s'])} s "
                   "link busy)")
     console.print(t)
@@ -257,11 +272,25 @@ def print_summary(s: dict, console) -> None:
         console.print(st)
 
 
+def print_summary(s: dict, console) -> None:
+    """The human-readable report of a simulation summary."""
+    print_deployments(s, console)
+    print_workload(s["workload"], console)
+    print_engine(s["engine"], console)
+    print_tables(s, console)
+
+
 def simulate(
-    model: str = typer.Option(..., help="catalog name, HF repo id, or path to a config.json"),
-    system: str = typer.Option(..., help="chip (h100-sxm, ...) or system (gb200-nvl72, ...)"),
+    model: Optional[str] = typer.Option(None, help="catalog name, HF repo id, or path to a config.json (with "
+                                        "--deployment: default the file's `model:`)"),
+    system: Optional[str] = typer.Option(None, help="chip (h100-sxm, ...) or system (gb200-nvl72, ...); required "
+                                         "unless --deployment is given"),
+    deployment: Optional[Path] = typer.Option(None, "--deployment", help="deployment YAML (examples/deployments/): "
+                                              "GPU, LPU, AFD or speculative-decoding racks; replaces --system and the "
+                                              "layout options"),
     chips: Optional[int] = typer.Option(None, help="chips in total (default: the system's, or tp*pp*ep*replicas)"),
-    tp: Optional[int] = typer.Option(None), pp: int = typer.Option(1), ep: int = typer.Option(1),
+    tp: Optional[int] = typer.Option(None), pp: Optional[int] = typer.Option(None, help="default 1"),
+    ep: Optional[int] = typer.Option(None, help="default 1"),
     replicas: Optional[int] = typer.Option(None, help="independent model copies serving the workload"),
     precision: Optional[str] = typer.Option(None, help="bf16, fp16, fp8, int8, fp4, mixed (default as in estimate)"),
     kv_precision: Optional[str] = typer.Option(None, help="KV-cache format (default: fp8 with 8-bit weights)"),
@@ -287,45 +316,79 @@ def simulate(
     decode_replicas: Optional[int] = typer.Option(None, help="P/D: replicas in the decode pool"),
     decode_system: Optional[str] = typer.Option(None, help="P/D: chip or system of the decode pool (default --system)"),
     decode_tp: Optional[int] = typer.Option(None, help="P/D: tp of a decode replica (default --tp)"),
-    # engine
-    max_batch: int = typer.Option(256, help="sequences per step (vLLM max_num_seqs)"),
-    max_tokens_per_step: int = typer.Option(8192, help="token budget per step (vLLM max_num_batched_tokens)"),
+    # engine (None = not given: the default below, or the deployment file's `engine:` value)
+    max_batch: Optional[int] = typer.Option(None, help=f"sequences per step (vLLM max_num_seqs; default "
+                                            f"{DEFAULT_MAX_BATCH})"),
+    max_tokens_per_step: Optional[int] = typer.Option(None, help="token budget per step (vLLM max_num_batched_tokens; "
+                                                      f"default {DEFAULT_MAX_TOKENS_PER_STEP})"),
     chunk_tokens: Optional[int] = typer.Option(None, help="largest prefill chunk of one request (default: the budget)"),
-    block_tokens: int = typer.Option(16, help="KV-cache block size in tokens"),
-    no_prefix_cache: bool = typer.Option(False, "--no-prefix-cache", help="turn prefix caching off"),
-    router: str = typer.Option("least-outstanding", help="least-outstanding, round-robin or prefix-affinity"),
-    admission: str = typer.Option("eager", help="eager (vLLM: admit on the first chunk's blocks, preempt when full) "
-                                  "or reserve (TensorRT-LLM: reserve the whole context, never preempt)"),
+    block_tokens: Optional[int] = typer.Option(None, help=f"KV-cache block size in tokens (default "
+                                               f"{DEFAULT_BLOCK_TOKENS})"),
+    prefix_cache: Optional[bool] = typer.Option(None, "--prefix-cache/--no-prefix-cache",
+                                                help="prefix caching (default on)"),
+    router: Optional[str] = typer.Option(None, help=f"least-outstanding, round-robin or prefix-affinity (default "
+                                         f"{DEFAULT_ROUTER})"),
+    admission: Optional[str] = typer.Option(None, help="eager (vLLM: admit on the first chunk's blocks, preempt when "
+                                            "full) or reserve (TensorRT-LLM: reserve the whole context, never "
+                                            "preempt); default eager"),
     slo: Optional[str] = typer.Option(None, help="latency targets, e.g. ttft_p99=2s,tpot_p99=100ms"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="write requests.parquet and summary.json here"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON instead of tables"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or wall-clock line on stderr"),
 ):
     """Simulate serving a trace or synthetic workload: latency percentiles, throughput, goodput, KV use."""
+    from infersim.cli.deployment_view import missing_option, refuse_file_options
     from infersim.cli.main import err, out
     from infersim.serving.config import ROUTERS, EngineConfig
     from infersim.serving.metrics import parse_slo, write_results
     from infersim.serving.simulate import simulate as run
     from infersim.workload.synthetic import ClosedLoop
 
+    if deployment is not None:
+        refuse_file_options({"--system": system, "--tp": tp, "--pp": pp, "--ep": ep, "--chips": chips,
+                             "--replicas": replicas, "--precision": precision, "--kv-precision": kv_precision,
+                             "--prefill-replicas": prefill_replicas, "--decode-replicas": decode_replicas,
+                             "--decode-system": decode_system, "--decode-tp": decode_tp})
+    else:
+        for name, v in (("--model", model), ("--system", system)):
+            if v is None:
+                raise missing_option(name)
     slo_spec = parse_slo(slo)
-    if router not in ROUTERS:
+    if router is not None and router not in ROUTERS:
         raise InputError(f"--router '{router}' is unknown; choose one of {', '.join(ROUTERS)}")
     for label, v in (("--max-batch", max_batch), ("--max-tokens-per-step", max_tokens_per_step),
-                     ("--chunk-tokens", chunk_tokens), ("--block-tokens", block_tokens), ("--decode-tp", decode_tp)):
+                     ("--chunk-tokens", chunk_tokens), ("--block-tokens", block_tokens), ("--decode-tp", decode_tp),
+                     ("--pp", pp), ("--ep", ep)):
         _positive(label, v)
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir} is a file; give a directory (it is created if missing)")
-    engine = EngineConfig(max_batch=max_batch, max_tokens_per_step=max_tokens_per_step, chunk_tokens=chunk_tokens,
-                          block_tokens=block_tokens, prefix_caching=not no_prefix_cache, admission=admission)
+    plan = catalog = None
+    if deployment is not None:
+        from infersim.cli.deployment_view import load_plan
+        from infersim.deployments.run import engine_of
+        plan, catalog = load_plan(deployment, model, hardware, set_, calibration)
+        base, router = engine_of(plan), router or plan.spec.engine.router
+    else:
+        base, router = EngineConfig(), router or DEFAULT_ROUTER
+    given = {"max_batch": max_batch, "max_tokens_per_step": max_tokens_per_step, "chunk_tokens": chunk_tokens,
+             "block_tokens": block_tokens, "prefix_caching": prefix_cache, "admission": admission}
+    engine = replace(base, **{k: v for k, v in given.items() if v is not None})
     workload = _workload(trace, rate_scale, requests, arrivals, rate, cv, input_len, output_len, length_dist, seed,
                          concurrency)
-    dep, decode = _deployments(model, system, chips, tp, pp, ep, replicas, precision, kv_precision, prefill_replicas,
-                               decode_replicas, decode_system, decode_tp, hardware, set_, calibration)
-    _check_sram_sizing(dep, system, chips, workload, engine, decode is not None)
-    if decode is not None:
-        _check_sram_sizing(decode, decode_system or system, None, workload, engine, True)
+    if plan is None:
+        dep, decode = _deployments(model, system, chips, tp, 1 if pp is None else pp, 1 if ep is None else ep,
+                                   replicas, precision, kv_precision, prefill_replicas, decode_replicas, decode_system,
+                                   decode_tp, hardware, set_, calibration)
+        _check_sram_sizing(dep, system, chips, workload, engine, decode is not None)
+        if decode is not None:
+            _check_sram_sizing(decode, decode_system or system, None, workload, engine, True)
     total = len(workload.requests if isinstance(workload, ClosedLoop) else workload)
+
+    def go(progress=None):
+        if plan is not None:
+            from infersim.deployments.run import simulate_plan
+            return simulate_plan(plan, workload, engine=engine, router=router, slo=slo_spec, progress=progress)
+        return run(workload, dep, decode=decode, engine=engine, router=router, slo=slo_spec, progress=progress)
 
     show = not quiet and err.is_terminal
     started = time.perf_counter()
@@ -334,11 +397,17 @@ def simulate(
         with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, transient=True) as bar:
             task = bar.add_task("simulate", total=total)
-            res = run(workload, dep, decode=decode, engine=engine, router=router, slo=slo_spec,
-                      progress=lambda done: bar.update(task, completed=done))
+            seen = {"base": 0, "last": 0}
+
+            def progress(done):  # SLO classes run one after another, each counting from 0
+                if done < seen["last"]:
+                    seen["base"] += seen["last"]
+                seen["last"] = done
+                bar.update(task, completed=min(total, seen["base"] + done))
+            res = go(progress)
             bar.update(task, completed=total)
     else:
-        res = run(workload, dep, decode=decode, engine=engine, router=router, slo=slo_spec)
+        res = go()
     wall = time.perf_counter() - started
 
     if out_dir is not None:  # before any printing, so the results survive a failing terminal or pipe
@@ -348,12 +417,18 @@ def simulate(
             raise InputError(f"--out {out_dir}: cannot write the results ({e.strerror or e}); "
                              "pick a writable directory") from None
     if not quiet:
-        err.print(f"simulated {total:,} requests ({res.summary['events']:,} events) in {wall:.2f} s wall-clock",
+        s = res.summary
+        events = s["events"] if "events" in s else sum(c["events"] for c in s.get("classes", {}).values())
+        err.print(f"simulated {total:,} requests ({events:,} events) in {wall:.2f} s wall-clock",
                   markup=False, highlight=False)
     if as_json:
         import sys
         sys.stdout.write(json.dumps(res.summary, indent=2, sort_keys=True, allow_nan=False) + "\n")
         return
-    print_summary(res.summary, out)
+    if plan is not None:
+        from infersim.cli.deployment_view import print_simulation
+        print_simulation(res.summary, plan, catalog, workload, out)
+    else:
+        print_summary(res.summary, out)
     if out_dir is not None:
         out.print(f"wrote {pq_path} and {js_path}", markup=False, highlight=False)

@@ -1,0 +1,222 @@
+"""`--deployment FILE` for `infersim estimate` and `infersim simulate`: loading the file into a plan,
+refusing command-line options the file decides, and printing the results (racks, power, where the
+time goes, the AFD / speculative-decoding parts, SLO classes)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from rich.table import Table
+
+from infersim.errors import InputError
+
+# command-line option -> the deployment file's field that decides it
+FILE_DECIDES = {
+    "--system": "gpu.system / lpu.system",
+    "--tp": "gpu.tp",
+    "--pp": "gpu.pp",
+    "--ep": "gpu.ep",
+    "--chips": "gpu.racks / lpu.racks / lpu.chips",
+    "--replicas": "gpu.racks / lpu.racks (replicas follow from them)",
+    "--precision": "gpu.precision / lpu.precision",
+    "--kv-precision": "gpu.kv_precision",
+    "--prefill-replicas": "gpu.prefill_replicas",
+    "--decode-replicas": "gpu.racks and gpu.prefill_replicas",
+    "--decode-system": "gpu.system",
+    "--decode-tp": "gpu.tp",
+}
+
+BOTTLENECK_MEANS = {
+    "chain": "the per-layer GPU->LPU->GPU round trip chain of one micro-batch (step overhead + attention + FFN + "
+             "link above) bounds per-user speed; more micro-batches or LPU racks do not shorten it",
+    "gpu": "the GPUs' attention throughput bounds the step (each GPU replica runs every micro-batch's attention)",
+    "lpu": "the LPU FFN pool's throughput bounds the step (its layer stages serve every attention replica's "
+           "micro-batches)",
+    "link": "the GPU<->LPU link's bandwidth bounds the step (every micro-batch's hidden states cross it twice "
+            "per FFN layer)",
+}
+
+
+def missing_option(name: str) -> Exception:
+    """The usage error typer gives for a missing required option (exit code 2, 'Missing option ...')."""
+    try:
+        from typer._click.exceptions import MissingParameter
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover - typer versions that use click itself
+        from click import get_current_context
+        from click.exceptions import MissingParameter
+    return MissingParameter(ctx=get_current_context(silent=True), param_hint=f"'{name}'", param_type="option")
+
+
+def refuse_file_options(given: dict[str, Any]) -> None:
+    """One InputError naming every command-line option (given = not None) that the file decides."""
+    clash = [o for o, v in given.items() if v is not None]
+    if not clash:
+        return
+    fields = "; ".join(f"{o} -> {FILE_DECIDES[o]}" for o in clash)
+    them = "it" if len(clash) == 1 else "them"
+    raise InputError(f"{', '.join(clash)} cannot be combined with --deployment: the deployment file decides "
+                     f"{them} ({fields}); drop {them} or edit the file")
+
+
+def load_plan(path: Path, model: Optional[str], hardware, set_, calibration):
+    """(plan, catalog): the deployment file built for `model` (or the file's `model:`)."""
+    from infersim.catalog.models import load_model
+    from infersim.cli.main import _catalog
+    from infersim.costmodel.calibration import load_calibration
+    from infersim.deployments.build import build_plan
+    from infersim.deployments.spec import load_spec
+    spec = load_spec(path)
+    catalog = _catalog(hardware, set_)
+    cal = load_calibration(calibration)
+    arch = load_model(model) if model is not None else None
+    return build_plan(spec, arch, catalog, cal), catalog
+
+
+# ------------------------------------------------------------------------------------------------ shared
+
+def _num(x: float) -> str:
+    return f"{x:g}" if float(x) != int(x) else f"{int(x)}"
+
+
+def _ms(x) -> str:
+    from infersim.cli.simulate_cmd import _ms as ms  # one millisecond format for every CLI table
+    return ms(x)
+
+
+def _rate(x) -> str:
+    from infersim.cli.main import _g
+    return "—" if x is None else _g(x)
+
+
+def _systems(plan) -> dict[str, str]:
+    s = plan.spec
+    return {"gpu": s.gpu.system if s.gpu else "?", "lpu": s.lpu.system if s.lpu else "?"}
+
+
+def racks_power_line(plan, catalog, racks: dict, power_w: float) -> str:
+    """'racks: 1 x vr-nvl72 (gpu) + 1 x lpx (lpu); power 370 kW from catalog power figures (...)'."""
+    names = _systems(plan)
+    parts, figures = [], []
+    for kind, n in racks.items():
+        name = names.get(kind, kind)
+        parts.append(f"{_num(n)} x {name} ({kind})")
+        try:
+            q = catalog.resolve_system(name).power_w
+        except InputError:
+            q = None
+        if q is not None and q.value is not None:
+            figures.append(f"{name} {q.value / 1e3:g} kW {q.basis}")
+        else:
+            figures.append(f"{name}: no power figure (counted as 0)")
+    return (f"racks: {' + '.join(parts) or 'none'}; power {power_w / 1e3:,.0f} kW from catalog power figures "
+            f"({', '.join(figures)}; sources and ranges: `infersim systems --json`)")
+
+
+# ------------------------------------------------------------------------------------------------ estimate
+
+def print_estimate(d: dict, plan, catalog, console) -> None:
+    """The human-readable report of `estimate_plan`'s dict."""
+    say = lambda s: console.print(s, markup=False, highlight=False)  # noqa: E731
+    console.print(f"[bold]{d['deployment']}[/] ({d['mode']}): {d['model']}; batch {d['batch']} per decode replica x "
+                  f"({d['input_len']} in, {d['output_len']} out)", highlight=False)
+    say(racks_power_line(plan, catalog, d["racks"], d["power_w"]))
+    t = Table(title="estimate (steady state: every decode replica runs a full batch)")
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    t.add_row("TTFT", f"{_ms(d['ttft_s'])} ms")
+    t.add_row("TPOT", f"{_ms(d['tpot_s'])} ms")
+    t.add_row("tokens/s per user", _rate(d["tok_s_per_user"]))
+    t.add_row("output tokens/s (deployment)", _rate(d["output_tok_s"]))
+    t.add_row("output tokens/s per rack", _rate(d["tok_s_per_rack"]))
+    t.add_row("output tokens/s per MW", _rate(d["tok_s_per_mw"]))
+    t.add_row("max batch at this context (per replica)", f"{d['max_batch_at_context']:,}"
+              if d.get("max_batch_at_context") is not None else "—")
+    reps = f"{d['decode_replicas']}" + (f" (+ {d['prefill_replicas']} prefill)" if d.get("prefill_replicas") else "")
+    t.add_row("decode replicas", reps)
+    console.print(t)
+    shares = d.get("time_shares") or {}
+    if shares:
+        say("where the time goes (shares of a decode step):")
+        for kind, parts in shares.items():
+            say(f"  {kind}: " + ", ".join(f"{k.replace('_', ' ')} {v:.0%}" for k, v in parts.items()))
+    if "afd" in d:
+        a, p = d["afd"], d["afd"]["parts_s"]
+        say(f"AFD decode step, per micro-batch ({_num(p['m'])} in flight; link {a['link']}, {a['lpu_pools']} LPU "
+            f"pool(s), {a['attention_replicas_per_pool']} attention replica(s) per pool):")
+        say(f"  attention (GPU) {_ms(p['attention_s'])} ms + FFN (LPU) {_ms(p['ffn_s'])} ms + link "
+            f"{_ms(p['link_s'])} ms (bandwidth part {_ms(p['link_bw_s'])} ms); step overhead {_ms(p['overhead_s'])} ms "
+            "once per step")
+        b = a["bottleneck"]
+        say(f"  bottleneck: {b} (sets the {_ms(d['tpot_s'])} ms step): {BOTTLENECK_MEANS.get(b, b)}")
+    if "spec" in d:
+        s = d["spec"]
+        sp = plan.spec.spec
+        say(f"speculative decoding cycle (k={sp.k}, acceptance {sp.acceptance:g}, draft {sp.draft_model} on "
+            f"{sp.draft_on}): draft {_ms(s['draft_s'])} ms + link {_ms(s['link_s'])} ms + verify {_ms(s['verify_s'])} "
+            f"ms = {_ms(s['cycle_s'])} ms; {s['expected_tokens_per_verify']:.3g} expected tokens per verification")
+    for n in d.get("notes", []):
+        say(f"note: {n}")
+    if plan.premium is not None and not any(k in d for k in ("premium", "classes")):
+        say(f"note: the figures above are the {plan.spec.mode} path's alone; its racks and power include the premium "
+            f"{plan.spec.routing.premium_path} path's, whose throughput is not added (simulate the file for both "
+            "classes)")
+
+
+# ------------------------------------------------------------------------------------------------ simulate
+
+def _afd_spec_lines(s: dict, say, label: str = "") -> None:
+    if s.get("afd"):
+        a = s["afd"]
+        say(f"{label}AFD: {a['attention_replicas']} attention replica(s) on GPUs, FFN in {a['lpu_pools']} LPU pool(s) "
+            f"of {a['lpu_chips_per_pool']} chips, link {a['link']}, {a['micro_batches']} micro-batch(es)")
+    if s.get("spec"):
+        p = s["spec"]
+        say(f"{label}speculative decoding: draft {p['draft_model']} on {p['draft_on']}, k={p['k']}, acceptance "
+            f"{p['acceptance']:g}, {p['expected_tokens_per_verify']:.3g} expected tokens per verification")
+
+
+def print_simulation(s: dict, plan, catalog, workload, console) -> None:
+    """The report of `simulate_plan`'s summary: the usual tables, then racks, power, per-rack and
+    per-MW throughput, AFD / spec details and, with SLO routing, a table per class."""
+    from infersim.cli import simulate_cmd as cmd
+    say = lambda x: console.print(x, markup=False, highlight=False)  # noqa: E731
+    classes = s.get("classes")
+    say(f"deployment {plan.spec.name} ({plan.spec.mode}), {plan.model.name}")
+    if classes:
+        first = next(iter(classes.values()))
+        for label, c in classes.items():
+            cmd.print_deployments(c, console, prefix=f"[{label}] ")
+        cmd.print_workload(workload_dict(workload), console)
+        cmd.print_engine(first["engine"], console)
+        cmd.print_tables(s, console)
+    else:
+        cmd.print_summary(s, console)
+    say(racks_power_line(plan, catalog, s["racks"], s["power_w"]))
+    say(f"output tokens/s per rack {_rate(s.get('output_tok_s_per_rack'))}, per MW {_rate(s.get('output_tok_s_per_mw'))} "
+        f"(whole deployment, {_rate(s.get('output_tok_s'))} output tok/s)")
+    _afd_spec_lines(s, say)
+    if not classes:
+        return
+    r = s["routing"]
+    for label, c in classes.items():
+        _afd_spec_lines(c, say, f"[{label}] ")
+    t = Table(title=f"SLO classes ({r['premium_fraction']:.0%} premium on the {r['premium_path']} path, drawn with "
+                    f"seed {r['seed']}; latency in ms)")
+    for col in ("class", "path", "requests", "output tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99"):
+        t.add_column(col, justify="left" if col in ("class", "path") else "right")
+    paths = {"standard": plan.spec.mode, "premium": r["premium_path"]}
+    for label, c in classes.items():
+        t.add_row(label, paths.get(label, "?"), f"{c['requests_completed']:,} / {c['requests_injected']:,}",
+                  _rate(c["output_tok_s"]), _ms(c["ttft_s"]["p50"]), _ms(c["ttft_s"]["p99"]), _ms(c["tpot_s"]["p50"]),
+                  _ms(c["tpot_s"]["p99"]))
+    console.print(t)
+
+
+def workload_dict(workload) -> dict:
+    """The summary's `workload` entry for the whole workload (routing splits it per class)."""
+    from infersim.workload.synthetic import ClosedLoop
+    closed = isinstance(workload, ClosedLoop)
+    reqs = workload.requests if closed else workload
+    return {"source": reqs.source, "requests": len(reqs), "closed_loop_concurrency": workload.concurrency if closed
+            else None, "assumptions": list(reqs.assumptions)}

@@ -1,0 +1,337 @@
+"""Sensitivity of a deployment's headline result to the numbers nobody has measured.
+
+`sensitivity(spec, ...)` builds the deployment's plan once, estimates one metric (tok/s per user,
+output tok/s, per rack, per MW, TTFT or TPOT) and then sweeps, one at a time, every uncertain
+input the plan actually uses to the low and to the high end of its range, keeping all the others
+at their values. Each swept input gives a row: the metric at its low and at its high end, and the
+swing |metric(high) - metric(low)| / baseline. Rows come sorted by swing, largest first, so the
+first rows name the unknowns that matter (a tornado chart).
+
+What is swept:
+- catalog numbers whose basis is ``estimate`` or ``assumption`` and that carry a ``low``/``high``
+  range (low < high) on the entries the plan uses: its chips (every Quantity field, and every
+  ``peak_flops`` precision that has a range), the GPU<->LPU link the file names, the deployments'
+  scale-up and scale-out links, and the named systems (``power_w``) with their own links. Cost
+  fields (``capex_usd``, ``cloud_usd_per_hour``) are left out: none of the metrics depends on cost.
+  A point is applied with `HardwareCatalog.with_overrides` (``NAME.FIELD=VALUE``).
+- two calibration ASSUMPTIONS (the calibration data is not edited; the plan is rebuilt with a
+  calibration whose `for_chip` returns a copy of the efficiency with one field replaced):
+  * ``calibration.<gpu family>.step_s``, the GPU engine's fixed per-step overhead, between the
+    kernel-level default of defaults.json (2e-4 s: scheduling and launch of one CUDA-graph step)
+    and the value in use (3e-3 s when fitted end-to-end on published serving results, which fold
+    host and framework time into it); whichever is larger is the high end. No row when they agree.
+  * ``calibration.<lpu/wafer family>.layer_s``, the per-layer pipeline latency of a dataflow chip
+    (C2C hop plus synchronisation), from half to double the value in use: it is an assumption, or
+    a fit to very few published LPU/wafer results.
+
+A sweep point that makes the deployment impossible (an InputError: the model no longer fits,
+the batch's KV cache no longer fits, ...) is kept in its row as "does not fit" with the reason;
+such rows sort first, since that unknown decides whether the deployment works at all. Only a
+failing baseline is an error.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Optional
+
+from pydantic import BaseModel
+
+from infersim.catalog.hardware import HardwareCatalog, Quantity, load_catalog
+from infersim.catalog.models import ModelArch, load_model
+from infersim.costmodel.calibration import Calibration, Efficiency, load_calibration
+from infersim.deployments.build import ServingPlan, build_plan, estimate_plan
+from infersim.deployments.spec import DeploymentSpec
+from infersim.errors import InputError
+
+METRICS = ("tok_s_per_user", "output_tok_s", "tok_s_per_rack", "tok_s_per_mw", "ttft_s", "tpot_s")
+UNCERTAIN = ("estimate", "assumption")
+SKIPPED_FIELDS = ("capex_usd", "cloud_usd_per_hour")  # cost: no metric here depends on it
+LAYER_S_FACTOR = 2.0  # layer_s is swept from value / 2 to value * 2
+DOES_NOT_FIT = "does not fit"
+
+
+@dataclass
+class _Range:
+    """An input and its range: name, basis and source, with low / base / high values."""
+
+    name: str
+    basis: str
+    source: str
+    low: float
+    base: float
+    high: float
+
+
+@dataclass
+class SensitivityRow(_Range):
+    """One swept input. ``low``/``base``/``high`` are the input's values (in the unit its name
+    implies: s, W, bytes, bytes/s, FLOP/s); ``metric_low``/``metric_high`` the metric with the input
+    at its low / high end (None when that point does not fit, with ``low_error``/``high_error``
+    saying why); ``swing`` = |metric_high - metric_low| / baseline (None if a point does not fit)."""
+
+    metric_low: Optional[float] = None
+    metric_high: Optional[float] = None
+    swing: Optional[float] = None
+    low_error: Optional[str] = None
+    high_error: Optional[str] = None
+    note: str = ""
+
+    @property
+    def fits(self) -> bool:
+        return self.low_error is None and self.high_error is None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SensitivityReport:
+    deployment: str
+    mode: str
+    model: str
+    metric: str
+    batch: int
+    input_len: int
+    output_len: int
+    baseline: float
+    calibration: str
+    rows: list[SensitivityRow] = field(default_factory=list)
+
+    @property
+    def most_sensitive(self) -> Optional[SensitivityRow]:
+        """The row with the largest swing among rows whose both points fit (None if there is none)."""
+        fitting = [r for r in self.rows if r.fits]
+        return max(fitting, key=lambda r: r.swing) if fitting else None
+
+    @property
+    def breaking(self) -> list[SensitivityRow]:
+        """Rows where one end of the input's range makes the deployment impossible."""
+        return [r for r in self.rows if not r.fits]
+
+    def to_dict(self, top: Optional[int] = None) -> dict:
+        best = self.most_sensitive
+        rows = self.rows if top is None else self.rows[:top]
+        return {"deployment": self.deployment, "mode": self.mode, "model": self.model, "metric": self.metric,
+                "batch": self.batch, "input_len": self.input_len, "output_len": self.output_len,
+                "baseline": self.baseline, "calibration": self.calibration, "swept": len(self.rows),
+                "most_sensitive": None if best is None else {"name": best.name, "swing": best.swing},
+                "does_not_fit": [r.name for r in self.breaking], "rows": [r.to_dict() for r in rows]}
+
+
+# ------------------------------------------------------------------------------------------- calibration
+
+class _TweakedCalibration:
+    """A calibration that answers like `base`, except that chips of (kind, family) get `field`
+    replaced by `value`. It has the interface build_plan uses (`for_chip`, `provenance`)."""
+
+    def __init__(self, base: Calibration, kind: str, family: str, field_name: str, value: float):
+        self.base, self.key, self.field, self.value = base, (kind, family), field_name, value
+
+    def for_chip(self, kind: str, family: str) -> Efficiency:
+        eff = self.base.for_chip(kind, family)
+        return replace(eff, **{self.field: self.value}) if (kind, family) == self.key else eff
+
+    def provenance(self, kind: str, family: str) -> str:
+        note = self.base.provenance(kind, family)
+        if (kind, family) == self.key:
+            note += f"; sensitivity sweep: {self.field}={self.value:g}"
+        return note
+
+
+# ------------------------------------------------------------------------------------------ what to sweep
+
+@dataclass
+class _Input(_Range):
+    note: str
+    override: Optional[str] = None                     # NAME.FIELD  (catalog)
+    calib: Optional[tuple[str, str, str]] = None       # (kind, family, field)  (calibration)
+
+
+def _deployments(plan: ServingPlan) -> list:
+    deps = [plan.serve, plan.prefill, plan.decode, plan.draft]
+    if plan.afd is not None:
+        deps += [plan.afd.attention, plan.afd.ffn]
+    return [d for d in deps if d is not None]
+
+
+def _used_entries(plan: ServingPlan, catalog: HardwareCatalog, chips: dict, links: dict, systems: dict) -> None:
+    """Collect (in a stable order) the catalog chips, links and systems `plan` uses."""
+    def add_link(link) -> None:
+        if link is not None:
+            name = link if isinstance(link, str) else link.name
+            if name in catalog.links:
+                links.setdefault(name, catalog.links[name])
+
+    def add_system(system) -> None:
+        if system is None or system.name not in catalog.systems:  # ad-hoc "N x chip" systems have no entry
+            return
+        s = catalog.systems[system.name]
+        systems.setdefault(s.name, s)
+        add_link(s.scale_up_link)
+        add_link(s.scale_out_link)
+
+    for d in _deployments(plan):
+        chips.setdefault(d.chip.name, catalog.chips[d.chip.name])
+        add_link(d.scale_up)
+        add_link(d.scale_out)
+        add_system(d.system)
+    add_link(plan.link)
+    if plan.afd is not None:
+        add_link(plan.afd.link)
+    # the racks the plan counts (and powers) are the file's named systems
+    spec = plan.spec
+    for part, key in ((spec.gpu, "gpu"), (spec.lpu, "lpu")):
+        if part is not None and key in plan.racks:
+            add_system(catalog.resolve_system(part.system))
+    if plan.premium is not None:
+        _used_entries(plan.premium, catalog, chips, links, systems)
+
+
+def _quantity_input(name: str, override: str, q: Quantity) -> Optional[_Input]:
+    if q.basis not in UNCERTAIN or q.value is None or q.low is None or q.high is None or not q.low < q.high:
+        return None
+    return _Input(name, q.basis, q.source, float(q.low), float(q.value), float(q.high), q.note, override=override)
+
+
+def _catalog_inputs(entries: list[BaseModel]) -> list[_Input]:
+    out: list[_Input] = []
+    for entry in entries:
+        for fname in type(entry).model_fields:
+            if fname in SKIPPED_FIELDS:
+                continue
+            v = getattr(entry, fname)
+            if isinstance(v, Quantity):
+                item = _quantity_input(f"{entry.name}.{fname}", f"{entry.name}.{fname}", v)
+                if item is not None:
+                    out.append(item)
+            elif fname == "peak_flops":
+                for prec, q in v.items():
+                    key = f"{entry.name}.peak_flops.{prec}"
+                    item = _quantity_input(key, key, q)
+                    if item is not None:
+                        out.append(item)
+    return out
+
+
+def _calibration_inputs(plan: ServingPlan, calibration: Calibration) -> list[_Input]:
+    defaults = load_calibration("none")
+    out: list[_Input] = []
+    seen: set[tuple[str, str]] = set()
+    pending = [plan]
+    while pending:
+        p = pending.pop(0)
+        if p.premium is not None:
+            pending.append(p.premium)
+        for d in _deployments(p):
+            key = (d.chip.kind, d.chip.family)
+            if key in seen:
+                continue
+            seen.add(key)
+            kind, family = key
+            used = calibration.for_chip(kind, family)
+            how = calibration.provenance(kind, family)
+            if kind == "gpu":
+                default = defaults.for_chip(kind, family).step_s
+                lo, hi = sorted((default, used.step_s))
+                if lo < hi:
+                    out.append(_Input(
+                        f"calibration.{family}.step_s", "assumption",
+                        f"GPU engine step overhead: {default:g} s kernel-level default (calibration/defaults.json) "
+                        f"to {used.step_s:g} s in use ({how})", lo, used.step_s, hi,
+                        "fixed time per engine step; the kernel-level default counts launch and scheduling only, "
+                        "end-to-end fits fold host and framework time into it", calib=(kind, family, "step_s")))
+            elif kind in ("lpu", "wafer") and used.layer_s > 0:
+                v = used.layer_s
+                out.append(_Input(
+                    f"calibration.{family}.layer_s", "assumption",
+                    f"{kind} per-layer pipeline latency in use ({how}), swept from half to double",
+                    v / LAYER_S_FACTOR, v, v * LAYER_S_FACTOR,
+                    "C2C / fabric hop plus synchronisation per layer; no kernel-level measurement",
+                    calib=(kind, family, "layer_s")))
+    return out
+
+
+def sweep_inputs(plan: ServingPlan, catalog: HardwareCatalog, calibration: Calibration) -> list[_Input]:
+    """Every uncertain input `plan` uses, with its range (see the module docstring)."""
+    chips: dict = {}
+    links: dict = {}
+    systems: dict = {}
+    _used_entries(plan, catalog, chips, links, systems)
+    return (_catalog_inputs([*chips.values(), *links.values(), *systems.values()])
+            + _calibration_inputs(plan, calibration))
+
+
+# ------------------------------------------------------------------------------------------------- sweep
+
+def _metric(spec: DeploymentSpec, model: ModelArch, catalog, calibration, metric: str, batch: int, input_len: int,
+            output_len: int) -> float:
+    plan = build_plan(spec, model, catalog, calibration)
+    v = estimate_plan(plan, batch, input_len, output_len).get(metric)
+    if v is None:
+        raise InputError(f"{metric} is not defined for deployment '{spec.name}' (no rack count or power figure); "
+                         f"pick another --metric")
+    return float(v)
+
+
+def _point(spec, model, catalog, calibration, item: _Input, value: float, args) -> tuple[Optional[float], Optional[str]]:
+    try:
+        if item.override is not None:
+            cat = catalog.with_overrides([f"{item.override}={value!r}"])
+            cal = calibration
+        else:
+            kind, family, fname = item.calib
+            cat, cal = catalog, _TweakedCalibration(calibration, kind, family, fname, value)
+        return _metric(spec, model, cat, cal, *args), None
+    except InputError as e:
+        return None, f"{DOES_NOT_FIT}: {e}"
+
+
+def _sort_key(r: SensitivityRow):
+    return (r.fits, -(r.swing or 0.0), r.name)
+
+
+def sensitivity(spec: DeploymentSpec, model: ModelArch | str | None = None, *, metric: str = "tok_s_per_user",
+                batch: int = 1, input_len: int = 1024, output_len: int = 256,
+                catalog: HardwareCatalog | None = None, calibration: Calibration | None = None) -> SensitivityReport:
+    """Sweep each uncertain input of `spec`'s plan over its range; see the module docstring.
+
+    Raises InputError when the baseline itself cannot be built or estimated."""
+    if metric not in METRICS:
+        raise InputError(f"unknown metric '{metric}'; choose one of {', '.join(METRICS)}")
+    for label, v in (("batch", batch), ("input", input_len), ("output", output_len)):
+        if v < 1:
+            raise InputError(f"--{label} must be at least 1, got {v}")
+    catalog = catalog or load_catalog()
+    calibration = calibration or load_calibration()
+    if model is None:
+        if spec.model is None:
+            raise InputError(f"deployment '{spec.name}' names no model; pass --model")
+        model = spec.model
+    if isinstance(model, str):
+        model = load_model(model)
+    args = (metric, batch, input_len, output_len)
+
+    plan = build_plan(spec, model, catalog, calibration)
+    base = estimate_plan(plan, batch, input_len, output_len).get(metric)
+    if base is None:
+        raise InputError(f"{metric} is not defined for deployment '{spec.name}' (no rack count or power figure); "
+                         f"pick another --metric")
+    base = float(base)
+    if not math.isfinite(base) or base == 0:
+        raise InputError(f"{metric} of deployment '{spec.name}' is {base:g}; a relative swing is undefined, "
+                         f"pick another --metric")
+
+    rows = []
+    for item in sweep_inputs(plan, catalog, calibration):
+        lo, lo_err = _point(spec, model, catalog, calibration, item, item.low, args)
+        hi, hi_err = _point(spec, model, catalog, calibration, item, item.high, args)
+        swing = abs(hi - lo) / abs(base) if lo is not None and hi is not None else None
+        rows.append(SensitivityRow(item.name, item.basis, item.source, item.low, item.base, item.high,
+                                   lo, hi, swing, lo_err, hi_err, item.note))
+    rows.sort(key=_sort_key)
+    notes = getattr(calibration, "source", None)
+    return SensitivityReport(deployment=spec.name, mode=spec.mode, model=model.name, metric=metric, batch=batch,
+                             input_len=input_len, output_len=output_len, baseline=base,
+                             calibration=str(notes) if notes is not None else "custom", rows=rows)
+

@@ -1,0 +1,156 @@
+"""`infersim sensitivity` and `infersim.deployments.sensitivity`: what is swept, the baseline, the
+order of the rows, physics checks (link latency, rack power), "does not fit" points, and the CLI
+(--json, clean failure). Each sweep is a few dozen closed-form estimates (well under a second)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli_checks import assert_fails_cleanly
+from infersim.catalog.hardware import load_catalog
+from infersim.catalog.models import load_model
+from infersim.costmodel.calibration import load_calibration
+from infersim.deployments.build import build_plan, estimate_plan
+from infersim.deployments.sensitivity import METRICS, sensitivity
+from infersim.deployments.spec import load_spec
+from infersim.cli.main import app
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "deployments"
+AFD = EXAMPLES / "vr-nvl72-lpx-afd.yaml"
+LPX = EXAMPLES / "lpx.yaml"
+POINT = dict(batch=32, input_len=2000, output_len=500)
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def afd_reports():
+    spec, model = load_spec(AFD), load_model("gpt-oss-120b")
+    return {m: sensitivity(spec, model, metric=m, **POINT) for m in ("tok_s_per_user", "tok_s_per_mw")}
+
+
+def _row(rep, name):
+    hits = [r for r in rep.rows if r.name == name]
+    assert hits, f"no row {name}: {[r.name for r in rep.rows]}"
+    return hits[0]
+
+
+def test_rows_are_uncertain_inputs_with_a_range(afd_reports):
+    cat = load_catalog()
+    for rep in afd_reports.values():
+        assert rep.rows
+        for r in rep.rows:
+            assert r.basis in ("estimate", "assumption"), r
+            assert r.low < r.high and r.low <= r.base <= r.high, r
+            assert r.source
+            entry, field = r.name.split(".", 1)
+            if entry != "calibration":   # catalog rows name a real entry and field
+                q = None
+                for table in (cat.chips, cat.links, cat.systems):
+                    if entry in table:
+                        obj = table[entry]
+                        q = obj.peak_flops[field.split(".")[1]] if field.startswith("peak_flops.") else getattr(obj, field)
+                assert q is not None and (q.low, q.value, q.high) == (r.low, r.base, r.high), r
+
+
+def test_swept_inputs_cover_the_plan(afd_reports):
+    names = {r.name for r in afd_reports["tok_s_per_user"].rows}
+    for expected in ("gpu-lpu-direct.latency_s", "gpu-lpu-direct.bw_bytes_per_s_per_dir", "lpx.power_w",
+                     "vr-nvl72.power_w", "groq3-lpu.tdp_w", "groq3-c2c.latency_s", "nvlink6.latency_s",
+                     "rubin.peak_flops.fp8", "calibration.groq3.layer_s", "calibration.rubin.step_s"):
+        assert expected in names
+    # links the file does not use are not swept
+    assert "gpu-lpu-ethernet-host.latency_s" not in names and "gpu-lpu-on-package.latency_s" not in names
+
+
+def test_baseline_equals_estimate_plan(afd_reports):
+    plan = build_plan(load_spec(AFD), load_model("gpt-oss-120b"), load_catalog(), load_calibration())
+    est = estimate_plan(plan, POINT["batch"], POINT["input_len"], POINT["output_len"])
+    for metric, rep in afd_reports.items():
+        assert rep.baseline == pytest.approx(est[metric], rel=1e-12)
+
+
+def test_link_latency_never_speeds_up_a_user(afd_reports):
+    r = _row(afd_reports["tok_s_per_user"], "gpu-lpu-direct.latency_s")
+    assert r.fits and r.metric_high <= r.metric_low and r.swing > 0
+
+
+def test_rack_power_moves_per_mw_but_not_per_user(afd_reports):
+    user = _row(afd_reports["tok_s_per_user"], "lpx.power_w")
+    mw = _row(afd_reports["tok_s_per_mw"], "lpx.power_w")
+    assert user.swing == pytest.approx(0.0, abs=1e-12)
+    assert mw.swing > 0.05 and mw.metric_low > mw.metric_high   # more watts, fewer tokens per MW
+
+
+def test_calibration_sweeps(afd_reports):
+    rep = afd_reports["tok_s_per_user"]
+    step = _row(rep, "calibration.rubin.step_s")
+    assert step.low == pytest.approx(2e-4) and step.base == step.high  # the fit in use (3 ms) is the high end
+    assert step.metric_low > step.metric_high
+    layer = _row(rep, "calibration.groq3.layer_s")
+    assert layer.low == pytest.approx(layer.base / 2) and layer.high == pytest.approx(layer.base * 2)
+    assert layer.metric_low > layer.metric_high
+
+
+def test_rows_sorted_by_swing(afd_reports):
+    for rep in afd_reports.values():
+        swings = [r.swing for r in rep.rows]
+        assert all(s is not None for s in swings)
+        assert swings == sorted(swings, reverse=True)
+        assert rep.most_sensitive is rep.rows[0]
+
+
+def test_point_that_does_not_fit_is_reported_not_raised():
+    # give the LPU's SRAM a range whose low end no longer holds gpt-oss-120b in two LPX racks
+    cat = load_catalog().with_overrides(["groq3-lpu.mem_bytes=5e8", "groq3-lpu.mem_bytes.low=1e8",
+                                         "groq3-lpu.mem_bytes.high=6e8"])
+    rep = sensitivity(load_spec(LPX), "gpt-oss-120b", metric="tok_s_per_user", catalog=cat)
+    r = _row(rep, "groq3-lpu.mem_bytes")
+    assert not r.fits and r.metric_low is None and r.low_error.startswith("does not fit")
+    assert r.high_error is None and r.metric_high is not None and r.swing is None
+    assert rep.rows[0] is r and rep.breaking == [r]   # inputs that can break the deployment come first
+    assert rep.to_dict()["does_not_fit"] == ["groq3-lpu.mem_bytes"]
+
+
+def test_bad_metric_and_failing_baseline():
+    with pytest.raises(ValueError, match="unknown metric"):
+        sensitivity(load_spec(AFD), "gpt-oss-120b", metric="speed")
+    with pytest.raises(ValueError, match="does not fit"):
+        sensitivity(load_spec(AFD), "gpt-oss-120b", batch=100000, input_len=2000, output_len=500)
+    assert set(METRICS) >= {"tok_s_per_user", "tok_s_per_mw", "ttft_s"}
+
+
+def test_cli_json():
+    r = runner.invoke(app, ["sensitivity", "--deployment", str(AFD), "--model", "gpt-oss-120b", "--batch", "32",
+                            "--input", "2000", "--output", "500", "--json", "--top", "3"])
+    assert r.exit_code == 0, (r.stdout, r.stderr, r.exception)
+    d = json.loads(r.stdout)
+    assert d["metric"] == "tok_s_per_user" and d["baseline"] > 0 and d["swept"] > 3 and len(d["rows"]) == 3
+    assert d["most_sensitive"]["name"] == d["rows"][0]["name"]
+    assert {"name", "basis", "source", "low", "base", "high", "metric_low", "metric_high", "swing"} <= set(d["rows"][0])
+
+
+def test_cli_table():
+    r = runner.invoke(app, ["sensitivity", "--deployment", str(AFD), "--model", "gpt-oss-120b", "--metric", "tpot_s",
+                            "--batch", "32", "--input", "2000", "--output", "500"])
+    assert r.exit_code == 0, (r.stdout, r.stderr, r.exception)
+    assert "gpu-lpu-direct.latency_s" in r.stdout and "most sensitive: " in r.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ["--deployment", "no-such-file.yaml"],
+    ["--deployment", str(AFD), "--model", "gpt-oss-120b", "--metric", "speed"],
+    ["--deployment", str(AFD), "--model", "gpt-oss-120b", "--top", "0"],
+    ["--deployment", str(AFD), "--model", "gpt-oss-120b", "--batch", "100000"],
+])
+def test_cli_bad_input_fails_cleanly(args):
+    assert_fails_cleanly(runner.invoke(app, ["sensitivity", *args]))
+
+
+def test_cli_bad_file_fails_cleanly(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nmode: afd\n")
+    line = assert_fails_cleanly(runner.invoke(app, ["sensitivity", "--deployment", str(bad)]))
+    assert "needs a 'gpu' section" in line
