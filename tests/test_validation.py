@@ -389,3 +389,26 @@ def test_calibrate_on_published_rows_cross_validates_every_usable_row():
     assert len(res.plans) + len(res.skipped) == len(rows)
     # a held-out prediction comes from a fit that did not see the row, so it is a genuine forecast
     assert len(res.heldout) == len(res.plans) > 0
+
+
+@needs_shared
+def test_validate_scoped_to_a_deployment_uses_its_chips_and_spec_inputs(tmp_path):
+    """--deployment keeps only rows measured on the file's chips; a speculative row that publishes
+    neither draft nor acceptance takes them from the file's spec: section."""
+    import yaml
+    body = {"name": "wafer-spec", "mode": "spec", "gpu": {"system": "vr-nvl72", "tp": 8},
+            "lpu": {"system": "cs3", "racks_per_gpu_rack": 4}, "link": "gpu-lpu-direct",
+            "spec": {"draft_model": "llama-3.1-8b", "k": 3, "acceptance": 0.55}}
+    f = tmp_path / "d.yaml"
+    f.write_text(yaml.safe_dump(body))
+    r = runner.invoke(app, ["validate", "--json", "--method", "analytical", "--deployment", str(f),
+                            "--measurements", str(SHARED_CSV)])
+    assert r.exit_code == 0, (r.stderr, r.exception)
+    rep = json.loads(r.stdout)
+    assert rep["rows"] and {x["chip"] for x in rep["rows"]} <= {"cerebras-wse3", "rubin"}
+    spec_rows = [x for x in rep["rows"] if any("speculative decoding" in a for a in x["assumptions"])]
+    assert spec_rows and all(any("0.55" in a and "wafer-spec" in a for a in x["assumptions"]) for x in spec_rows)
+    empty = runner.invoke(app, ["validate", "--method", "analytical", "--deployment",
+                                str(Path(__file__).resolve().parents[1] / "examples" / "deployments" / "lpx.yaml"),
+                                "--measurements", str(SHARED_CSV)])
+    assert empty.exit_code == 0 and "nothing to compare" in empty.stderr

@@ -205,13 +205,22 @@ def validate(measurements: Path = typer.Option(Path(DEFAULT_MEASUREMENTS), help=
              method: str = typer.Option("simulate", help="serving rows (offline/server/concurrency): 'simulate' "
                                         "with the serving simulator, or 'analytical' (closed form, fast)"),
              jobs: int = typer.Option(min(4, os.cpu_count() or 1), help="local processes for the simulations"),
+             deployment: Optional[Path] = typer.Option(None, "--deployment", help="only rows measured on this "
+                                                       "deployment file's chips; its spec: section supplies "
+                                                       "unpublished speculative-decoding inputs"),
              as_json: bool = typer.Option(False, "--json")):
     """Predict every published measurement we can; report errors per row, per group and per metric."""
     from infersim.costmodel.calibration import load_calibration
     from infersim.validation.report import validate as run
     if jobs < 1:
         raise InputError(f"--jobs must be at least 1, got {jobs}")
-    rep = run(measurements, _catalog(hardware, set_), load_calibration(calibration), method=method, jobs=jobs)
+    from infersim.deployments.spec import load_spec
+    spec = load_spec(deployment) if deployment is not None else None
+    rep = run(measurements, _catalog(hardware, set_), load_calibration(calibration), method=method, jobs=jobs,
+              deployment=spec)
+    if spec is not None and not rep.rows and not rep.skipped:
+        err.print(f"note: no published measurement in {measurements} was taken on the chips of deployment "
+                  f"'{spec.name}'; nothing to compare yet")
     if as_json:
         _emit_json(rep.to_dict())
         return

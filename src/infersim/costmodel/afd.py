@@ -122,17 +122,29 @@ class AFDStepCost:
         return np.maximum.reduce(list(np.broadcast_arrays(*self.bounds(shape).values())))
 
     def time_shares(self, shape: StepShape) -> dict[str, dict[str, float]]:
-        """Where each chip kind's time goes in one step: busy, waiting on the link, idle (shares
-        of the step). Scalar shapes only."""
-        p = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in self.parts(shape).items()}
-        t = float(np.asarray(self.total(shape)).reshape(-1)[0])
+        """Where each chip kind's time goes in one step, as shares of the step: GPU compute /
+        memory / interconnect (TP collectives) / overhead, waiting on the GPU<->LPU link, idle;
+        LPU (one stage of the shared pool) compute / memory / interconnect / pipeline latency,
+        idle; the link's busy share. Scalar shapes only."""
+        one = lambda v: float(np.asarray(v).reshape(-1)[0])  # noqa: E731
+        p = {k: one(v) for k, v in self.parts(shape).items()}
+        t = one(self.total(shape))
         m, g = p["m"], self.afd.replicas_per_unit
-        gpu_busy = min(p["overhead_s"] + m * p["attention_s"], t)
-        lpu_busy = min(g * m * p["ffn_s"] / max(self.n_ffn, 1), t)
-        link = min(m * p["link_s"], t - gpu_busy)
-        return {"gpu": {"busy": gpu_busy / t, "link": link / t, "idle": max(0.0, t - gpu_busy - link) / t},
-                "lpu": {"busy": lpu_busy / t, "idle": max(0.0, t - lpu_busy) / t},
-                "link": {"busy": min(m * p["link_bw_s"], t) / t}}
+        micro = shape.scaled(1.0 / m)
+        gb, lb = self.gpu.time(micro), self.lpu.time(micro)
+        step_s = p["overhead_s"]
+        gpu = {"compute": m * one(gb.compute), "memory": m * one(gb.memory), "interconnect": m * one(gb.interconnect),
+               "overhead": m * (one(gb.overhead) - step_s) + step_s}
+        stage = g * m / max(self.n_ffn, 1)
+        lpu = {"compute": stage * one(lb.compute), "memory": stage * one(lb.memory),
+               "interconnect": stage * one(lb.interconnect), "overhead": stage * one(lb.overhead)}
+        gpu_busy, lpu_busy = sum(gpu.values()), sum(lpu.values())
+        link = max(0.0, min(m * p["link_s"], t - gpu_busy))
+        out = {"gpu": {k: v / t for k, v in gpu.items()}, "lpu": {k: v / t for k, v in lpu.items()}}
+        out["gpu"].update(link=link / t, idle=max(0.0, t - gpu_busy - link) / t)
+        out["lpu"]["idle"] = max(0.0, t - lpu_busy) / t
+        out["link"] = {"busy": min(m * p["link_bw_s"], t) / t}
+        return out
 
 
 def afd_bottleneck(cost: AFDStepCost, shape: StepShape) -> str:

@@ -18,7 +18,7 @@ from infersim.catalog.hardware import HardwareCatalog, load_catalog
 from infersim.costmodel.calibration import Calibration, Efficiency, load_calibration
 from infersim.errors import InputError
 from infersim.validation.measurements import read_measurements
-from infersim.validation.scenarios import Skip, plan_row, predict
+from infersim.validation.scenarios import Skip, SpecAssumptions, plan_row, predict
 from infersim.validation.simulated import SIMULATED_SCENARIOS, engine_for, simulate_row
 
 TARGET_ABS_ERR = {"gpu": 0.15, "lpu": 0.25, "wafer": 0.25}
@@ -101,11 +101,26 @@ def _simulate_pair(plan, eff):
         return simulate_row(plan), (simulate_row(plan, eff) if eff is not None else None)
 
 
+def _deployment_scope(deployment, catalog: HardwareCatalog):
+    """(chip names the deployment uses, speculative assumptions from its `spec:` section)."""
+    chips = set()
+    for part in (deployment.gpu, deployment.lpu):
+        if part is not None:
+            chips.add(catalog.chip(catalog.resolve_system(part.system).chip).name)
+    sa = None
+    if deployment.spec is not None:
+        s = deployment.spec
+        sa = SpecAssumptions(draft_model=s.draft_model, k=s.k, acceptance=s.acceptance,
+                             source=f"from deployment '{deployment.name}'")
+    return chips, sa
+
+
 def validate(measurements: str | Path, catalog: HardwareCatalog | None = None,
              calibration: Calibration | None = None, method: str = "simulate", jobs: int = 1,
-             progress=None) -> ValidationReport:
+             progress=None, deployment=None) -> ValidationReport:
     """Predict every usable row. method: "simulate" (serving rows by simulation, spread over
-    `jobs` local processes) or "analytical"."""
+    `jobs` local processes) or "analytical". With a deployment file, only rows measured on its
+    chips, and speculative rows that publish no draft or acceptance use the file's `spec:`."""
     if method not in ("simulate", "analytical"):
         raise InputError(f"unknown validation method '{method}'; use simulate or analytical")
     catalog = catalog or load_catalog()
@@ -113,8 +128,15 @@ def validate(measurements: str | Path, catalog: HardwareCatalog | None = None,
     heldout = calibration.fitted.get("heldout_predictions", {})
     heldout_params = calibration.fitted.get("heldout_params", {})
     planned, skipped = [], []
+    chips, spec_assumptions = (None, None) if deployment is None else _deployment_scope(deployment, catalog)
     for row in read_measurements(measurements):
-        plan = plan_row(row, catalog, calibration)
+        if chips is not None:
+            try:
+                if catalog.chip(row.chip).name not in chips:
+                    continue
+            except InputError:
+                continue
+        plan = plan_row(row, catalog, calibration, spec_assumptions)
         (skipped if isinstance(plan, Skip) else planned).append(plan)
     simulated = [p for p in planned if method == "simulate" and p.row.scenario in SIMULATED_SCENARIOS]
     tasks = [(p, _heldout_efficiency(calibration, p, heldout_params.get(p.row.id))) for p in simulated]

@@ -97,7 +97,19 @@ def _layout_candidates(row: Measurement, model: ModelArch, n: int, domain: int) 
     return out
 
 
-def plan_row(row: Measurement, catalog: HardwareCatalog, calibration: Calibration) -> RowPlan | Skip:
+@dataclass(frozen=True)
+class SpecAssumptions:
+    """What a speculative row is assumed to use when it does not publish it (a deployment file's
+    `spec:` section can replace these)."""
+
+    draft_model: str = SPEC_DEFAULT_DRAFT
+    k: int = SPEC_DEFAULT_K
+    acceptance: float = SPEC_DEFAULT_ACCEPTANCE
+    source: str = "mid-range of Leviathan et al. 2023 for a same-family draft"
+
+
+def plan_row(row: Measurement, catalog: HardwareCatalog, calibration: Calibration,
+             spec_assumptions: SpecAssumptions | None = None) -> RowPlan | Skip:
     """Everything about a row that does not depend on efficiency parameters."""
     try:
         model = load_model(row.model)
@@ -155,7 +167,8 @@ def plan_row(row: Measurement, catalog: HardwareCatalog, calibration: Calibratio
         return Skip(row.id, f"{model.name} does not fit on {n} x {chip.name} at {prec} with a {ctx}-token context")
     plan = RowPlan(row, model, layouts, inp, out, n, chip.kind, chip.family, assumptions)
     if row.spec_decode == "yes":
-        spec = _spec_setup(row, model, layouts[0], catalog, calibration, assumptions)
+        spec = _spec_setup(row, model, layouts[0], catalog, calibration, assumptions,
+                           spec_assumptions or SpecAssumptions())
         if isinstance(spec, Skip):
             return spec
         plan.spec = spec
@@ -182,7 +195,8 @@ def _acceptance_for_mean(mean_tokens: float, k: int) -> float:
     return (lo + hi) / 2
 
 
-def _spec_setup(row: Measurement, model: ModelArch, dep: Deployment, catalog, calibration, assumptions) -> SpecRow | Skip:
+def _spec_setup(row: Measurement, model: ModelArch, dep: Deployment, catalog, calibration, assumptions,
+                sa: SpecAssumptions) -> SpecRow | Skip:
     """Draft model, k and acceptance from the row's notes where published, else stated defaults."""
     text = f"{row.software} {row.notes}"
     mtp = re.search(r"MTP-?(\d+)", text)
@@ -197,8 +211,8 @@ def _spec_setup(row: Measurement, model: ModelArch, dep: Deployment, catalog, ca
         draft = replace(dep, model=draft_arch)
         assumptions.append(f"speculative decoding: MTP draft = one {model.name} decoder layer on the same chips, k={k}")
     else:
-        k = SPEC_DEFAULT_K
-        draft_model = load_model(SPEC_DEFAULT_DRAFT)
+        k = sa.k
+        draft_model = load_model(sa.draft_model)
         try:
             if dep.dataflow:
                 probe = build_deployment(draft_model, dep.chip.name, chips=1, precision=dep.plan.name, catalog=catalog,
@@ -212,15 +226,14 @@ def _spec_setup(row: Measurement, model: ModelArch, dep: Deployment, catalog, ca
                                 par=dep.par)
         except InputError as e:
             return Skip(row.id, f"speculative decoding: the assumed draft does not fit ({e})")
-        assumptions.append(f"speculative decoding: draft model unpublished, assumed {SPEC_DEFAULT_DRAFT} on its own "
+        assumptions.append(f"speculative decoding: draft model unpublished, assumed {sa.draft_model} on its own "
                            f"{dep.chip.name} chips, k={k}")
     if mean:
         acc = _acceptance_for_mean(float(mean.group(1)), k)
         assumptions.append(f"acceptance {acc:.3f} per token, from the published {mean.group(1)} tokens per step")
     else:
-        acc = SPEC_DEFAULT_ACCEPTANCE
-        assumptions.append(f"acceptance unpublished: assumed {SPEC_DEFAULT_ACCEPTANCE} per token (mid-range of "
-                           "Leviathan et al. 2023 for a same-family draft)")
+        acc = sa.acceptance
+        assumptions.append(f"acceptance unpublished: assumed {sa.acceptance} per token ({sa.source})")
     return SpecRow(draft, k, acc, mtp=bool(mtp))
 
 

@@ -1,0 +1,158 @@
+"""The heterogeneous-fleet comparison of issue 4: per-user speed, tokens/s per rack and per MW for
+GPU-only (GB200 NVL72, VR NVL72), LPU-only (Groq 3 LPX), attention-FFN disaggregation at 1, 2 and
+4 LPX racks per NVL72, LPX-drafted speculative decoding, and Cerebras CS-3, on a coding-agent trace
+and on the Azure conversation trace.
+
+    python bench/hetero_table.py [--requests N] [--users-per-replica U] [--out FILE.md]
+
+Method (every choice is an input you can change):
+- Workload: the first N requests of each trace (lengths as recorded), replayed closed-loop with
+  U users per decode replica (LPU/wafer: per pipeline), so every deployment runs loaded at the
+  same per-replica concurrency; the coding trace keeps its session prefix ids (prefix caching,
+  prefix-affinity routing).
+- Sizes: GPU racks are 1 unless the LPU side needs more (AFD: the FFN/MoE weights must fit the
+  LPX racks at the given ratio, so the NVL72 count grows with the model); LPU-only and CS-3 use
+  the fewest racks / systems whose SRAM holds the weights, plus one for the KV cache.
+- Draft model for speculative decoding: llama-3.1-8b, k=4, acceptance 0.7 (an assumption; the
+  catalog models' own MTP heads or EAGLE drafts would accept more).
+- Per-user speed = 1 / mean TPOT; per rack = output tok/s / racks of every kind; per MW = output
+  tok/s / catalog power (LPX and Vera Rubin power are estimates/assumptions: see
+  `infersim sensitivity`).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from infersim.catalog.hardware import load_catalog
+from infersim.catalog.models import load_model
+from infersim.costmodel.calibration import load_calibration
+from infersim.deployment import build_deployment, weight_bytes_total
+from infersim.deployments.build import build_plan
+from infersim.deployments.run import simulate_plan
+from infersim.deployments.spec import DeploymentSpec, check_spec
+from infersim.costmodel.afd import ffn_part
+from infersim.errors import InputError
+from infersim.workload.synthetic import ClosedLoop
+from infersim.workload.traces import read_trace
+
+TRACES = {"coding-agent (exgentic SWE-bench)": "exgentic_swebench_claude_code_shard12.jsonl",
+          "Azure conv": "AzureLLMInferenceTrace_conv.csv"}
+MODELS = ("nemotron-3-super", "nemotron-3-ultra", "deepseek-v3", "gpt-oss-120b")
+LPX_CHIPS = 256
+
+
+def _sram_racks(model, part, chip: str, per_rack: int, precision: str) -> int:
+    cat = load_catalog()
+    dep = build_deployment(part, chip, chips=1, precision=precision)
+    usable = float(cat.chip(chip).mem_bytes.value) * (1 - dep.eff.mem_reserve)
+    return math.ceil(weight_bytes_total(part, dep.plan) / usable / per_rack)
+
+
+def specs_for(model) -> list[tuple[str, dict]]:
+    gpu = {"tp": 8, "precision": "fp8"}
+    ffn_racks = _sram_racks(model, ffn_part(model), "groq3-lpu", LPX_CHIPS, "mixed")
+    out = [("GPU: GB200 NVL72", {"mode": "gpu", "gpu": {"system": "gb200-nvl72", **gpu}}),
+           ("GPU: VR NVL72", {"mode": "gpu", "gpu": {"system": "vr-nvl72", **gpu}}),
+           ("LPU only: LPX", {"mode": "lpu", "lpu": {"system": "lpx", "precision": "mixed",
+                                                    "racks": _sram_racks(model, model, "groq3-lpu", LPX_CHIPS, "mixed") + 1}})]
+    for ratio in (1, 2, 4):
+        racks = max(1, math.ceil(ffn_racks / ratio))
+        out.append((f"AFD: {ratio} LPX per VR NVL72", {
+            "mode": "afd", "gpu": {"system": "vr-nvl72", "racks": racks, "prefill_replicas": 2 * racks, **gpu},
+            "lpu": {"system": "lpx", "racks_per_gpu_rack": ratio, "precision": "mixed"},
+            "link": "gpu-lpu-direct", "micro_batches": 2}))
+    out.append(("Spec: VR NVL72 + 1 LPX draft", {
+        "mode": "spec", "gpu": {"system": "vr-nvl72", **gpu},
+        "lpu": {"system": "lpx", "racks_per_gpu_rack": 1, "precision": "mixed"}, "link": "gpu-lpu-direct",
+        "spec": {"draft_model": "llama-3.1-8b", "draft_on": "lpu", "k": 4, "acceptance": 0.7}}))
+    out.append(("Wafer: Cerebras CS-3", {"mode": "lpu", "lpu": {
+        "system": "cs3", "precision": "bf16", "racks": _sram_racks(model, model, "cerebras-wse3", 1, "bf16") + 1}}))
+    return out
+
+
+def decode_units(plan) -> int:
+    if plan.afd is not None:
+        return plan.afd.attention.par.replicas
+    dep = plan.decode or plan.serve
+    return dep.par.replicas
+
+
+def calibration_with_gpu_step(step_s: float | None):
+    """The fitted calibration, or a copy whose GPU families all use `step_s` as the engine's
+    per-step overhead (to show how the comparison moves with that one assumption)."""
+    cal = load_calibration()
+    if step_s is None:
+        return cal
+    fitted = copy.deepcopy(cal.fitted)
+    for name, fam in fitted.get("families", {}).items():
+        if "step_s" in fam.get("values", {}):
+            fam["values"]["step_s"] = step_s
+    return replace(cal, fitted=fitted, source=f"{cal.source} with GPU step_s={step_s:g}")
+
+
+def run(requests: int, users: int, calibration=None) -> list[dict]:
+    rows = []
+    for trace_label, fname in TRACES.items():
+        trace = read_trace(Path(__file__).resolve().parents[2] / "shared" / "traces" / fname, max_requests=requests)
+        for name in MODELS:
+            model = load_model(name)
+            for label, body in specs_for(model):
+                spec = check_spec(DeploymentSpec.model_validate({"name": label, **body,
+                                                                 "engine": {"router": "prefix-affinity"}}), label)
+                row = {"trace": trace_label, "model": name, "deployment": label}
+                t0 = time.perf_counter()
+                try:
+                    plan = build_plan(spec, model, calibration=calibration)
+                    res = simulate_plan(plan, ClosedLoop(users * decode_units(plan), trace))
+                    s = res.summary
+                    row.update(racks=plan.total_racks, power_kw=plan.power_w / 1e3,
+                               tok_s_user=1.0 / s["tpot_s"]["mean"], tok_s_rack=s["output_tok_s_per_rack"],
+                               tok_s_mw=s["output_tok_s_per_mw"], ttft_p50_s=s["ttft_s"]["p50"],
+                               preemptions=s["preemptions"])
+                except InputError as e:
+                    row["error"] = str(e)
+                row["wall_s"] = time.perf_counter() - t0
+                rows.append(row)
+                print(_line(row), file=sys.stderr, flush=True)
+    return rows
+
+
+def _line(r: dict) -> str:
+    if "error" in r:
+        return f"| {r['trace']} | {r['model']} | {r['deployment']} | — | — | — | — | — | does not fit: {r['error']} |"
+    return (f"| {r['trace']} | {r['model']} | {r['deployment']} | {r['racks']:g} | {r['power_kw']:.0f} | "
+            f"{r['tok_s_user']:.0f} | {r['tok_s_rack']:,.0f} | {r['tok_s_mw']:,.0f} | "
+            f"TTFT p50 {r['ttft_p50_s'] * 1e3:,.0f} ms, {r['preemptions']} preemptions |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=400)
+    ap.add_argument("--users-per-replica", type=int, default=16)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--gpu-step-s", type=float, default=None,
+                    help="replace the fitted GPU per-step engine overhead (s), e.g. 2e-4 (kernel-level default)")
+    a = ap.parse_args()
+    t0 = time.perf_counter()
+    cal = calibration_with_gpu_step(a.gpu_step_s)
+    rows = run(a.requests, a.users_per_replica, cal)
+    head = ("| trace | model | deployment | racks | power kW | tok/s per user | tok/s per rack | tok/s per MW | notes |\n"
+            "|---|---|---|---|---|---|---|---|---|")
+    text = "\n".join([f"Closed loop, first {a.requests} requests per trace, {a.users_per_replica} users per decode "
+                      f"replica or pipeline; calibration {cal.source} (bench/hetero_table.py).", "", head,
+                      *(_line(r) for r in rows), ""])
+    print(text)
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(text)
+    print(f"wall {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
