@@ -281,8 +281,14 @@ def estimate_plan(plan: ServingPlan, batch: int = 1, input_len: int = 1024, outp
         decode_reps, prefill_reps = plan.serve.par.replicas, 0
         res["spec"] = {"expected_tokens_per_verify": cost.expected, "cycle_s": cycle, "cycles_per_request": cycles,
                        **parts}
+        # drafting and verifying alternate: each side waits while the other works
+        draft_kind = plan.draft.chip.kind if s.draft_on == "lpu" else "gpu (draft)"
         shares = {"gpu": {"verify": parts["verify_s"] / cycle,
-                          "waiting_for_draft": (parts["draft_s"] + parts["link_s"]) / cycle}}
+                          "waiting_for_draft": (parts["draft_s"] + parts["link_s"]) / cycle},
+                  draft_kind: {"draft": parts["draft_s"] / cycle,
+                               "idle": (parts["verify_s"] + parts["link_s"]) / cycle}}
+        if s.draft_on == "lpu":
+            shares["link"] = {"busy": parts["link_s"] / cycle}
         _check_batch(plan.serve, batch, inp + out, res)
     else:
         serve = plan.decode or plan.serve
