@@ -129,7 +129,13 @@ class Simulation:
         heapq.heappush(self._heap, (t, next(self._seq), event))
 
     def schedule_start(self, replica, t: float) -> None:
-        self.push(t, StepStart(replica))
+        """Start the replica's next step once everything due at time t has been handled. When
+        nothing else is due at t, that is now: starting at once equals queueing a StepStart,
+        which would be the next event popped, and saves the heap round trip."""
+        if self._heap and self._heap[0][0] <= t:
+            self.push(t, StepStart(replica))
+        else:
+            replica.start(t)
 
     def schedule_step_end(self, replica, t: float) -> None:
         self.push(t, StepEnd(replica, replica.version))
