@@ -87,18 +87,29 @@ def attention_window(attn: AttentionSpec) -> int | None:
     return attn.window or attn.chunk
 
 
+def _decode_keys(window, past, span=1.0):
+    """Attention pairs (= KV tokens read) per decode step of a sequence after `past` cached
+    tokens, averaged over `span` consecutive steps past+1 .. past+span."""
+    span = np.maximum(np.asarray(span, dtype=float), 1.0)
+    return attended_keys(past, span, window) / span
+
+
+def _prefill_keys(window, past, new):
+    """(attention pairs, KV tokens read) of a prefill chunk of `new` tokens after `past` cached
+    ones: causal pairs, and the whole (windowed) cache read once."""
+    total = past + new
+    return attended_keys(past, new, window), (np.minimum(total, window) if window else total)
+
+
 def _keys_per_seq(window, past, new, span=1.0):
-    """(attention pairs, KV tokens read) for one sequence adding `new` tokens after `past` cached
-    ones (arrays broadcast). Decode (new <= 1) averages the attended keys over `span` consecutive
-    steps past+1 .. past+span; prefill reads the whole (windowed) cache once."""
+    """(decode pairs, prefill pairs, KV tokens read) for one sequence adding `new` tokens after
+    `past` cached ones (arrays broadcast); decode when new <= 1."""
     new = np.asarray(new, dtype=float)
     past = np.asarray(past, dtype=float)
     decode = new <= 1
-    span = np.maximum(np.asarray(span, dtype=float), 1.0)
-    pairs_decode = attended_keys(past, span, window) / span
-    pairs_prefill = attended_keys(past, new, window)
-    total = past + new
-    kv_read = np.where(decode, pairs_decode, np.minimum(total, window) if window else total)
+    pairs_decode = _decode_keys(window, past, span)
+    pairs_prefill, kv_prefill = _prefill_keys(window, past, new)
+    kv_read = np.where(decode, pairs_decode, kv_prefill)
     return np.where(decode, pairs_decode, 0.0), np.where(decode, 0.0, pairs_prefill), kv_read
 
 
@@ -167,10 +178,13 @@ def sequences_shape(past, new, windows) -> StepShape:
     past = np.asarray(past, dtype=float)
     new = np.asarray(new, dtype=float)
     decode = new <= 1
+    # a step holds few prefill chunks: sum decode and prefill sequences separately
+    past_d, past_p, new_p = past[decode], past[~decode], new[~decode]
     attn = {}
     for w in windows:
-        pd, pf, kv = _keys_per_seq(w, past, new)
-        attn[w] = AttnSums(pd.sum(), pf.sum(), kv.sum())
+        pd = _decode_keys(w, past_d).sum()
+        pf, kv_p = _prefill_keys(w, past_p, new_p)
+        attn[w] = AttnSums(pd, pf.sum(), pd + kv_p.sum())
     decode_tokens = new[decode].sum()
     return StepShape(np.float64(new.size), decode_tokens, new.sum() - decode_tokens, attn)
 
