@@ -108,16 +108,26 @@ def roofline_seconds(flops, byts, rate, bw, p):
     return big * (rc + rm) ** (1.0 / p)
 
 
+def gpu_rates(rates, chip: ChipSpec, eff: Efficiency):
+    """(FLOP/s per op, memory bytes/s, roofline smoothness p) a GPU reaches: peaks x calibrated
+    efficiencies (each may be an array over parameter sets, against the op axis)."""
+    return rates * _last(eff.compute_eff), float(chip.mem_bw_bytes_per_s.value) * _last(eff.mem_eff), _last(eff.blend_p)
+
+
+def gpu_kernel_overhead(counts, eff: Efficiency):
+    """Fixed launch cost of a step: every kernel (op x layer count) pays eff.kernel_s."""
+    return float(np.sum(counts)) * np.asarray(eff.kernel_s, dtype=float)
+
+
 def gpu_table_time(flops, byts, rates, counts, chip: ChipSpec, eff: Efficiency) -> Breakdown:
     """Smoothed roofline over stacked ops (op axis last): kernels run one after another (sum over
     ops) and each pays eff.kernel_s."""
-    bw = float(chip.mem_bw_bytes_per_s.value) * _last(eff.mem_eff)
-    t, wc = roofline_op_times(flops, byts, rates * _last(eff.compute_eff), bw, _last(eff.blend_p))
+    t, wc = roofline_op_times(flops, byts, *gpu_rates(rates, chip, eff))
     t = counts * t
     comp = np.sum(t * wc, axis=-1)
     mem = np.sum(t, axis=-1) - comp
     z = 0.0 * (comp + mem)
-    return Breakdown(comp + z, mem + z, z, z + float(np.sum(counts)) * np.asarray(eff.kernel_s, dtype=float))
+    return Breakdown(comp + z, mem + z, z, z + gpu_kernel_overhead(counts, eff))
 
 
 def dataflow_op_times(flops, byts, rate, bw):
@@ -138,13 +148,23 @@ def dataflow_table_time(flops, byts, rates, counts, chip: ChipSpec, eff: Efficie
     """Each layer runs on `chips_per_layer` chips (fractional when a chip holds several layers);
     within a layer compute and SRAM streaming overlap (hard roofline max); layers run in sequence
     for a token; each layer adds eff.layer_s of fixed pipeline latency."""
-    bw = float(chip.mem_bw_bytes_per_s.value) * _last(eff.mem_eff) * chips_per_layer
-    tc, tm = dataflow_op_times(flops, byts, rates * _last(eff.compute_eff) * chips_per_layer, bw)
+    tc, tm = dataflow_op_times(flops, byts, *dataflow_rates(rates, chip, eff, chips_per_layer))
     compute_bound = tc >= tm
     comp = np.sum(counts * np.where(compute_bound, tc, 0.0), axis=-1)
     mem = np.sum(counts * np.where(compute_bound, 0.0, tm), axis=-1)
     z = 0.0 * (comp + mem)
-    return Breakdown(comp + z, mem + z, z, z + np.asarray(eff.layer_s, dtype=float) * n_layers)
+    return Breakdown(comp + z, mem + z, z, z + pipeline_latency(eff, n_layers))
+
+
+def dataflow_rates(rates, chip: ChipSpec, eff: Efficiency, chips_per_layer: float):
+    """(FLOP/s per op, SRAM bytes/s) of the chips holding one layer: peaks x efficiencies x chips."""
+    return (rates * _last(eff.compute_eff) * chips_per_layer,
+            float(chip.mem_bw_bytes_per_s.value) * _last(eff.mem_eff) * chips_per_layer)
+
+
+def pipeline_latency(eff: Efficiency, n_layers: int):
+    """Fixed latency of a token through a layer pipeline: eff.layer_s per layer."""
+    return np.asarray(eff.layer_s, dtype=float) * n_layers
 
 
 def collective_time(link: LinkSpec, eff: Efficiency, group: int, bytes_per_chip, count: float, kind: str,

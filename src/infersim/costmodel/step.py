@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from infersim.costmodel.execution import (Breakdown, collective_time, dataflow_table_time, gpu_table_time, op_arrays,
-                                          op_counts, op_rates, roofline_seconds, dataflow_op_times)
+from infersim.costmodel.execution import (Breakdown, collective_time, dataflow_op_times, dataflow_rates,
+                                          dataflow_table_time, gpu_kernel_overhead, gpu_rates, gpu_table_time,
+                                          op_arrays, op_counts, op_rates, pipeline_latency, roofline_seconds)
 from infersim.costmodel.work import (AttnSums, Batch, Sharding, StepShape, batch_shape, comm_volumes, model_ops,
                                      model_windows)
 from infersim.catalog.models import MoESpec
@@ -97,13 +98,16 @@ class StepCost:
             x[i] = f
         return x.T if x.ndim == 2 else np.moveaxis(x, 0, -1)
 
-    def _compile(self):
-        n = 3 + 3 * len(self.windows) + len(self.moe_kinds)
-        probe = np.vstack([np.zeros(n), np.eye(n)])  # row 0: the zero shape; row j: unit feature j-1
-        cols = iter(probe.T)
+    def _probe(self, n_features: int):
+        """A shape whose features are the columns of [0; I]: row 0 is the zero shape, row j the
+        unit shape of feature j-1 (features in `_features` order), so affine parts can be read off."""
+        cols = iter(np.vstack([np.zeros(n_features), np.eye(n_features)]).T)
         base = StepShape(next(cols), next(cols), next(cols),
                          {w: AttnSums(next(cols), next(cols), next(cols)) for w in self.windows})
-        shape = _ProbeShape(base, {kind: next(cols) for kind in self.moe_kinds})
+        return _ProbeShape(base, {kind: next(cols) for kind in self.moe_kinds}) if n_features > self._n_linear else base
+
+    def _compile(self):
+        shape = self._probe(self._n_linear + len(self.moe_kinds))
         ops = model_ops(self.dep.model, shape, self.sharding, self.dep.plan)
         flops, byts, _, _ = op_arrays(ops, self.dep.chip, self.dep.plan)
         return (flops[0], flops[1:] - flops[0], byts[0], byts[1:] - byts[0],
@@ -193,26 +197,21 @@ class StepCost:
         """Affine coefficients of the non-roofline part over the linear features, plus the
         fixed per-step op overhead and the scalar rates the roofline needs. Also sets the op
         selections `_op_seconds` takes (all ops, the attention ops, the others)."""
-        n = self._n_linear
-        probe = np.vstack([np.zeros(n), np.eye(n)])
-        cols = iter(probe.T)
-        shape = StepShape(next(cols), next(cols), next(cols),
-                          {w: AttnSums(next(cols), next(cols), next(cols)) for w in self.windows})
+        shape = self._probe(self._n_linear)
         if self.dep.dataflow:
             rest = self._dataflow_rest(shape).total
         else:
             rest = self._gpu_rest(shape, self._micro(shape)).total
         eff, chip = self.dep.eff, self.dep.chip
-        counts = self._table[5]
+        peaks, counts = self._table[4], self._table[5]
         if self.dep.dataflow:
             cpl = self.dep.chips_per_replica / self.dep.model.n_layers  # chips per layer
-            rate = self._table[4] * eff.compute_eff * cpl
-            bw = float(chip.mem_bw_bytes_per_s.value) * eff.mem_eff * cpl
-            fixed = float(eff.layer_s) * self.dep.model.n_layers
+            rate, bw = dataflow_rates(peaks, chip, eff, cpl)
+            p = 1.0  # unused: dataflow ops take the hard max
+            fixed = float(pipeline_latency(eff, self.dep.model.n_layers))
         else:
-            rate = self._table[4] * eff.compute_eff
-            bw = float(chip.mem_bw_bytes_per_s.value) * eff.mem_eff
-            fixed = float(np.sum(counts)) * float(eff.kernel_s) * self.dep.par.pp
+            rate, bw, p = gpu_rates(peaks, chip, eff)
+            fixed = float(gpu_kernel_overhead(counts, eff)) * self.dep.par.pp
         fm, bm = self._table[1], self._table[3]
         attention_rows = slice(3, self._n_linear)
         attn_ops = np.any(fm[attention_rows] != 0, axis=0) | np.any(bm[attention_rows] != 0, axis=0)
@@ -220,7 +219,7 @@ class StepCost:
         self._all_ops = (slice(None), rate, counts)
         self._attention_ops = _op_selection(attn_ops, rate, counts)
         self._constant_ops_sel = _op_selection(~attn_ops, rate, counts)
-        return rest[0], rest[1:] - rest[0], fixed, rate, bw, float(eff.blend_p), attn_ops
+        return rest[0], rest[1:] - rest[0], fixed, rate, bw, p, attn_ops
 
     def _gpu_ops(self, micro: StepShape) -> Breakdown:
         return gpu_table_time(*self._ops(micro), self.dep.chip, self.dep.eff)
