@@ -60,6 +60,15 @@ def kv_bytes_per_seq(dep: Deployment, context) -> np.ndarray:
     return total
 
 
+def kv_chip_share(dep: Deployment) -> float:
+    """The fraction of one sequence's (replica-wide) KV cache and state that one chip holds:
+    an even spread over an SRAM pipeline's chips; on GPUs split by the KV-head / stage layout, and
+    only the sequences of one of the ep attention-data-parallel groups sit on a chip."""
+    if dep.dataflow:
+        return 1.0 / dep.chips_per_replica
+    return 1.0 / (dep.par.ep * _kv_split(dep))
+
+
 def _kv_split(dep: Deployment) -> float:
     """How many ways one sequence's KV cache is split across a GPU replica's chips."""
     attn = [l.mixer for l, _ in dep.model.layer_groups() if isinstance(l.mixer, AttentionSpec)]
@@ -83,7 +92,7 @@ def memory_fit(dep: Deployment, seqs, context, step_tokens) -> MemoryFit:
     if dep.dataflow:
         n = dep.chips_per_replica
         weights = weight_bytes_total(m, plan) / n
-        kv = seqs * kv_bytes_per_seq(dep, context) / n
+        kv = seqs * kv_bytes_per_seq(dep, context) * kv_chip_share(dep)
         acts = tokens * (ACT_HIDDEN_TENSORS * m.hidden + 2 * max_inter) * plan.act_bytes / n
         return MemoryFit(cap, reserve, weights, kv, acts)
     routed = sum(n * l.ffn.expert_params(m.hidden) * l.ffn.n_routed
@@ -92,7 +101,7 @@ def memory_fit(dep: Deployment, seqs, context, step_tokens) -> MemoryFit:
     dense = m.total_params - routed - embed
     weights = (dense * plan.weight_bytes / (par.tp * par.pp) + routed * plan.expert_weight_bytes / (par.tp * par.ep * par.pp)
                + embed * plan.weight_bytes / par.tp)
-    kv = (seqs / par.ep) * kv_bytes_per_seq(dep, context) / _kv_split(dep)
+    kv = seqs * kv_bytes_per_seq(dep, context) * kv_chip_share(dep)
     acts = (tokens / par.ep) * (ACT_HIDDEN_TENSORS * m.hidden + 2 * max_inter / par.tp) * plan.act_bytes \
         + (seqs / par.ep) * m.vocab * 4.0 / par.tp
     return MemoryFit(cap, reserve, weights, kv, acts)

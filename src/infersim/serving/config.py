@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from infersim.costmodel.memory import MAX_TOKENS_PER_STEP, kv_bytes_per_seq, memory_fit
+from infersim.costmodel.memory import MAX_TOKENS_PER_STEP, kv_bytes_per_seq, kv_chip_share, memory_fit
 from infersim.deployment import Deployment
 from infersim.errors import InputError
 from infersim.serving.kvcache import KVCache
@@ -57,7 +57,6 @@ def kv_cache_for(dep: Deployment, cfg: EngineConfig, max_context: int, prefix_bl
     """The KV cache one replica of `dep` has room for under `cfg`, with a block table covering
     sequences up to `max_context` tokens."""
     b = cfg.block_tokens
-    probe_ctx = 4096
     # Free memory per chip with no KV at all but a full batch's logits buffers and the largest step.
     fit = memory_fit(dep, cfg.max_batch, 0, cfg.max_tokens_per_step)
     free_per_chip = float(np.min(fit.free + fit.kv))
@@ -65,10 +64,7 @@ def kv_cache_for(dep: Deployment, cfg: EngineConfig, max_context: int, prefix_bl
         raise InputError(f"{dep.model.name} leaves no room for a KV cache on {dep.chip.name} x{dep.chips_per_replica} "
                          f"per replica ({-free_per_chip / 1e9:.1f} GB short per chip with a batch of {cfg.max_batch}); "
                          "use more chips per replica (--tp/--ep), a lower --precision, or a smaller --max-batch")
-    # KV bytes one chip holds per byte of a sequence's (replica-wide) KV, from the memory fit itself.
-    one = memory_fit(dep, 1, probe_ctx, 0)
-    per_chip_share = float(np.max(one.kv)) / float(kv_bytes_per_seq(dep, probe_ctx))
-    capacity_bytes = free_per_chip / per_chip_share
+    capacity_bytes = free_per_chip / kv_chip_share(dep)  # replica-wide KV bytes that fit
     full = float(kv_bytes_per_seq(dep, b)) if dep.model.kv_cache_elems_per_token == 0 else \
         b * dep.model.kv_cache_elems_per_token * dep.plan.kv_bytes
     block_bytes = max(full, 1.0)

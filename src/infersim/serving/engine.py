@@ -15,7 +15,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -89,22 +88,15 @@ class KVArrival:
         self.replica.enqueue(self.rid, t)
 
 
-@dataclass
-class Transfer:
-    """KV-cache hand-off from the prefill pool to the decode pool over one link: `seconds(rid)`
-    is the transfer time of a request's cache; transfers into one decode replica queue FIFO."""
-
-    seconds: object  # callable rid -> seconds
-    link_name: str
-
-
 class Simulation:
-    def __init__(self, state: RequestState, pools: list[list], router: str, transfer: Transfer | None,
+    def __init__(self, state: RequestState, pools: list[list], router: str, transfer_seconds,
                  closed_loop: int | None, progress=None, debug: bool = False):
         self.state = state
         self.pools = pools               # [replicas] aggregated, or [prefill replicas, decode replicas]
         self.router = router
-        self.transfer = transfer
+        # disaggregated pools: request id -> seconds its KV cache takes over the link (FIFO per
+        # decode replica); None when aggregated
+        self.transfer_seconds = transfer_seconds
         self.closed_loop = closed_loop
         self.progress = progress
         self.debug = debug  # check the cheap invariants after every step (tests; slower)
@@ -202,17 +194,16 @@ class Simulation:
         replica.enqueue(rid, t)
 
     def hand_off(self, rid: int, src, t: float) -> None:
-        """Prefill finished on a prefill replica: move the KV cache to a decode replica."""
-        st = self.state
+        """Prefill finished on a prefill replica (its `past` is the prompt, one token sampled):
+        move the KV cache to a decode replica, where decoding resumes."""
         src.outstanding -= self._load(rid, src.role)
         dst = self._pick(1, rid)
         dst.outstanding += self._load(rid, dst.role)
         start = max(t, self.link_free.get(dst.index, 0.0))
-        dur = self.transfer.seconds(rid)
+        dur = self.transfer_seconds(rid)
         self.link_free[dst.index] = start + dur
         self.link_busy_s += dur
         self.transfers += 1
-        st.past[rid] = st.inp[rid]  # the transferred cache; decoding resumes with the sampled token
         self.push(start + dur, KVArrival(rid, dst))
 
     def complete(self, rid: int, replica, t: float) -> None:

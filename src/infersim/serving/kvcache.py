@@ -36,7 +36,6 @@ class KVCache:
         self.blocks_per_id = max(1, math.ceil(prefix_block_tokens / block_tokens))
         self._refs: dict[int, int] = {}       # cached hash id -> running requests using it
         self._lru: OrderedDict[int, None] = OrderedDict()  # cached ids nobody uses, oldest first
-        self.hit_tokens = 0  # prompt tokens admitted requests found cached (counted once each)
 
     # -- blocks --------------------------------------------------------------------------------
     def blocks_for(self, tokens: int) -> int:

@@ -69,7 +69,6 @@ class Replica:
         self.steps = 0
         self.kv_block_seconds = 0.0
         self.kv_peak = 0
-        self.preemptions = 0
 
     # -- arrivals ------------------------------------------------------------------------------
     def enqueue(self, rid: int, t: float) -> None:
@@ -264,7 +263,6 @@ class Replica:
         self._free_blocks(rid)
         st.past[rid] = 0
         st.preemptions[rid] += 1
-        self.preemptions += 1
         self.waiting.appendleft(rid)
 
     def _compose(self):
@@ -336,7 +334,6 @@ class Replica:
                 st.held[rid] = need + pinned_blocks
                 st.pinned[rid] = pinned
                 st.cached[rid] += len(pinned) * kv.prefix_block_tokens
-                kv.hit_tokens += len(pinned) * kv.prefix_block_tokens
                 if st.replica_of[rid] < 0 or self.role != "prefill":
                     st.replica_of[rid] = self.index
                 running.append(rid)

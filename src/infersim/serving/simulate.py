@@ -18,7 +18,7 @@ from infersim.costmodel.step import StepCost
 from infersim.deployment import Deployment
 from infersim.errors import InputError
 from infersim.serving.config import ROUTERS, EngineConfig, kv_cache_for
-from infersim.serving.engine import RequestState, Simulation, Transfer
+from infersim.serving.engine import RequestState, Simulation
 from infersim.serving.metrics import SLO, LatencyHistogram, RequestRecords, summarize
 from infersim.serving.replica import Replica
 from infersim.workload.synthetic import ClosedLoop
@@ -110,7 +110,7 @@ def simulate(workload: Requests | ClosedLoop, dep: Deployment, *, decode: Deploy
         def seconds(rid: int) -> float:
             return float(collective_time(link, decode.eff, 2, kv_bytes_per_seq(dep, float(inp_arr[rid])) / lanes,
                                          1.0, "p2p"))
-        transfer = Transfer(seconds, link.name if hasattr(link, "name") else "scale-out")
+        transfer = seconds
     sim = Simulation(state, [], router, transfer, closed, progress, debug)
     if decode is None:
         pools = [_pool(dep, "both", 0, cfg, reqs, sim, cost=step_cost)]
@@ -136,7 +136,7 @@ def simulate(workload: Requests | ClosedLoop, dep: Deployment, *, decode: Deploy
     replicas = [r for pool in pools for r in pool]
     running = sum(len(r.running) for r in replicas)
     queued = sum(len(r.waiting) for r in replicas)
-    hit = sum(r.kv.hit_tokens for r in replicas)
+    hit = sum(state.cached)  # prompt tokens admitted requests found in a prefix cache
     prompt_tokens = float(np.sum(reqs.input_tokens))
     extra = {
         "requests_queued": queued, "requests_running": running, "requests_rejected": 0,
@@ -149,6 +149,7 @@ def simulate(workload: Requests | ClosedLoop, dep: Deployment, *, decode: Deploy
                                   **({"decode": pools[1][0].kv.total} if decode is not None else {})},
         "engine_steps": int(sum(r.steps for r in replicas)), "events": sim.events,
         "kv_transfers": sim.transfers, "kv_transfer_link_busy_s": sim.link_busy_s,
+        "kv_transfer_link": link.name if decode is not None else None,
         "engine": {"max_batch": cfg.max_batch, "max_tokens_per_step": cfg.max_tokens_per_step, "chunk_tokens": cfg.chunk,
                    "block_tokens": cfg.block_tokens, "prefix_caching": cfg.prefix_caching, "admission": cfg.admission,
                    "router": router},
