@@ -14,7 +14,7 @@ from infersim.catalog.hardware import HardwareCatalog
 from infersim.catalog.models import ModelArch
 from infersim.costmodel.calibration import Calibration, efficiency_dict
 from infersim.costmodel.execution import CATEGORIES, Breakdown
-from infersim.costmodel.memory import max_sequences, memory_fit, min_chips_for_context
+from infersim.costmodel.memory import MAX_TOKENS_PER_STEP, max_sequences, memory_fit, min_chips_for_context
 from infersim.costmodel.step import step_time
 from infersim.deployment import Deployment, build_deployment
 from infersim.errors import InputError
@@ -90,6 +90,14 @@ def latency_and_throughput(dep: Deployment, batch, input_len, output_len):
     tpot = step_time(dep, batch, 1.0, inp, np.maximum(steps, 1)).total
     e2e = ttft + steps * tpot
     return ttft, tpot, dep.par.replicas * batch * out / e2e
+
+
+def prefill_times(dep: Deployment, input_len):
+    """(seconds to prefill one prompt alone, engine seconds per prompt when an engine packs as
+    many prompts as fit MAX_TOKENS_PER_STEP into each step); arrays broadcast."""
+    inp = np.asarray(input_len, dtype=float)
+    per_step = np.maximum(1.0, np.floor(MAX_TOKENS_PER_STEP / inp))
+    return step_time(dep, 1, inp, 0).total, step_time(dep, per_step, inp, 0).total / per_step
 
 
 def check_fit(dep: Deployment, batch: int, context: int, step_tokens: int):

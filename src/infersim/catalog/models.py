@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path

@@ -50,7 +50,7 @@ def ffn_part(arch: ModelArch) -> ModelArch:
 
 
 def n_ffn_layers(arch: ModelArch) -> int:
-    return sum(1 for l in arch.layers if l.ffn is not None)
+    return arch.n_moe_layers + arch.n_dense_ffn_layers
 
 
 @dataclass(frozen=True)

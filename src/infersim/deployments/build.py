@@ -21,13 +21,14 @@ from infersim.catalog.hardware import HardwareCatalog, load_catalog
 from infersim.catalog.models import ModelArch, load_model
 from infersim.costmodel.afd import AFDDeployment, AFDStepCost, afd_bottleneck, attention_part, ffn_part, n_ffn_layers
 from infersim.costmodel.calibration import Calibration, load_calibration
-from infersim.costmodel.memory import kv_bytes_per_seq, max_sequences
+from infersim.costmodel.memory import max_sequences
 from infersim.costmodel.specdec import SpecDecodeCost
 from infersim.costmodel.step import StepCost
 from infersim.costmodel.work import Batch, batch_shape, model_windows
-from infersim.deployment import Deployment, build_deployment, weight_bytes_total
+from infersim.deployment import Deployment, build_deployment, min_dataflow_chips, weight_bytes_total
 from infersim.deployments.spec import DeploymentSpec
 from infersim.errors import InputError
+from infersim.estimate import prefill_times
 
 GB = 1e9
 
@@ -83,9 +84,8 @@ def _gpu_deployment(model: ModelArch, spec: DeploymentSpec, catalog, calibration
 def _lpu_chips_for(model_part: ModelArch, lpu_chip: str, precision, catalog, calibration) -> tuple[int, float]:
     """(fewest LPU chips whose SRAM holds these weights, weight bytes)."""
     probe = build_deployment(model_part, lpu_chip, chips=1, precision=precision, catalog=catalog, calibration=calibration)
-    need = weight_bytes_total(model_part, probe.plan)
-    usable = float(probe.chip.mem_bytes.value) * (1 - probe.eff.mem_reserve)
-    return max(1, math.ceil(need / usable)), need
+    return (min_dataflow_chips(model_part, probe.chip, probe.plan, probe.eff),
+            weight_bytes_total(model_part, probe.plan))
 
 
 def build_plan(spec: DeploymentSpec, model: ModelArch | None = None, catalog: HardwareCatalog | None = None,
@@ -136,7 +136,7 @@ def _build_gpu(plan: ServingPlan, catalog, calibration) -> None:
 
 
 def _build_lpu(plan: ServingPlan, catalog, calibration) -> None:
-    spec, l = plan.spec, plan.spec.lpu
+    l = plan.spec.lpu
     system = catalog.resolve_system(l.system)
     chip = catalog.chip(system.chip)
     if chip.kind not in ("lpu", "wafer"):
@@ -238,14 +238,9 @@ def _decode_shape(model: ModelArch, batch: float, inp: float, out: float):
                              span=max(out - 1, 1)), model_windows(model))
 
 
-def _prefill_s(dep: Deployment, inp: int) -> tuple[float, float]:
-    """(TTFT of one prompt alone, engine seconds per prompt when prompts are batched into steps)."""
-    cost = StepCost(dep)
-    alone = float(cost.total(batch_shape(Batch(np.float64(1), np.float64(inp), np.float64(0)), model_windows(dep.model))))
-    per_step = max(1.0, math.floor(8192 / inp))
-    batched = float(cost.total(batch_shape(Batch(np.float64(per_step), np.float64(inp), np.float64(0)),
-                                           model_windows(dep.model)))) / per_step
-    return alone, batched
+def _prefill(dep: Deployment, inp: int) -> tuple[float, float]:
+    alone, batched = prefill_times(dep, inp)
+    return float(alone), float(batched)
 
 
 def estimate_plan(plan: ServingPlan, batch: int = 1, input_len: int = 1024, output_len: int = 256) -> dict:
@@ -260,7 +255,7 @@ def estimate_plan(plan: ServingPlan, batch: int = 1, input_len: int = 1024, outp
     if plan.spec.mode == "afd":
         cost = AFDStepCost(plan.afd)
         tpot = float(cost.total(shape))
-        ttft, per_prompt = _prefill_s(plan.prefill, inp)
+        ttft, per_prompt = _prefill(plan.prefill, inp)
         decode_reps = plan.afd.attention.par.replicas
         prefill_reps = plan.prefill.par.replicas
         parts = {k: float(v) for k, v in cost.parts(shape).items()}
@@ -277,7 +272,7 @@ def estimate_plan(plan: ServingPlan, batch: int = 1, input_len: int = 1024, outp
         parts = {k: float(v) for k, v in cost.cycle_parts(batch, inp, span=max(out - 1, 1)).items()}
         cycle = sum(parts.values())
         tpot = cycle / cost.expected
-        ttft, per_prompt = _prefill_s(plan.serve, inp)
+        ttft, per_prompt = _prefill(plan.serve, inp)
         decode_reps, prefill_reps = plan.serve.par.replicas, 0
         res["spec"] = {"expected_tokens_per_verify": cost.expected, "cycle_s": cycle, "cycles_per_request": cycles,
                        **parts}
@@ -295,7 +290,7 @@ def estimate_plan(plan: ServingPlan, batch: int = 1, input_len: int = 1024, outp
         cost = StepCost(serve)
         b = cost.time(shape)
         tpot = float(b.total)
-        ttft, per_prompt = _prefill_s(plan.prefill or plan.serve, inp)
+        ttft, per_prompt = _prefill(plan.prefill or plan.serve, inp)
         decode_reps = serve.par.replicas
         prefill_reps = plan.prefill.par.replicas if plan.prefill is not None else 0
         tot = float(b.total)

@@ -22,11 +22,12 @@ import numpy as np
 from infersim.catalog.hardware import HardwareCatalog
 from infersim.catalog.models import ModelArch, MoESpec, load_model
 from infersim.costmodel.calibration import Calibration, Efficiency
-from infersim.costmodel.memory import MAX_TOKENS_PER_STEP, max_sequences, min_chips_for_context
+from infersim.costmodel.memory import max_sequences, min_chips_for_context
 from infersim.costmodel.specdec import SpecDecodeCost, expected_tokens_per_step
 from infersim.costmodel.step import step_time
 from infersim.deployment import Deployment, build_deployment
 from infersim.errors import InputError
+from infersim.estimate import prefill_times
 from infersim.validation.measurements import Measurement
 
 # Assumption: TensorRT-LLM's default max_batch_size (BuildConfig) of 2048 sequences caps the batch.
@@ -240,9 +241,7 @@ def _spec_setup(row: Measurement, model: ModelArch, dep: Deployment, catalog, ca
 def _serving_point(dep: Deployment, inp: int, out: int, b_max, scenario: str, load: float):
     """(output tok/s of the whole system, ttft_s, tpot_s) for server / concurrency / offline."""
     reps = dep.par.replicas
-    chunk = max(1.0, np.floor(MAX_TOKENS_PER_STEP / inp))
-    t_pre = step_time(dep, chunk, inp, 0).total / chunk          # per request, batched prefill
-    t_pre1 = step_time(dep, 1, inp, 0).total                      # one request alone
+    t_pre1, t_pre = prefill_times(dep, inp)  # one request alone; per request, batched prefill
     span = max(out - 1, 1)
 
     def t_dec(b):

@@ -66,18 +66,14 @@ def simulate_row(plan: RowPlan, eff: Efficiency | None = None) -> float:
     reps = dep.par.replicas
     one = replace(dep, par=Parallelism(tp=dep.par.tp, pp=dep.par.pp, ep=dep.par.ep, replicas=1))
     cfg, _ = engine_for(r.software)
-    if r.scenario == "offline":
-        n = OFFLINE_WAVES * cfg.max_batch
-        res = simulate(closed_loop(n, n, inp, out), one, engine=cfg)
-        thr = res.summary["output_tok_s"]
-        tpot = res.summary["tpot_s"]["mean"]
-        ttft = res.summary["ttft_s"]["mean"]
-    elif r.scenario == "server":
-        rate = (r.request_rate or 0.0) / reps
-        res = simulate(poisson(rate, SERVER_REQUESTS, inp, out, SEED), one, engine=cfg)
-        thr = res.summary["output_tok_s"]
-        tpot = res.summary["tpot_s"]["mean"]
-        ttft = res.summary["ttft_s"]["mean"]
+    if r.scenario in ("offline", "server"):
+        if r.scenario == "offline":
+            n = OFFLINE_WAVES * cfg.max_batch
+            res = simulate(closed_loop(n, n, inp, out), one, engine=cfg)
+        else:
+            res = simulate(poisson((r.request_rate or 0.0) / reps, SERVER_REQUESTS, inp, out, SEED), one, engine=cfg)
+        s = res.summary
+        thr, ttft, tpot = s["output_tok_s"], s["ttft_s"]["mean"], s["tpot_s"]["mean"]
     else:
         users = max(1, int(round((r.concurrency or 1) / reps)))
         wl: ClosedLoop = closed_loop(users, users * CLOSED_LOOP_ROUNDS, inp, out)
