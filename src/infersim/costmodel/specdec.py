@@ -25,7 +25,7 @@ from infersim.costmodel.work import Batch, StepShape, batch_shape, model_windows
 from infersim.deployment import Deployment
 from infersim.errors import InputError
 
-TOKEN_ID_BYTES = 4.0
+TOKEN_ID_BYTES = 4.0  # a token id crosses the link as an int32 (vocabularies exceed 65,536 entries)
 
 
 def expected_tokens_per_step(acceptance: float, k: int) -> float:

@@ -28,7 +28,7 @@ from infersim.costmodel.calibration import Efficiency
 from infersim.deployment import Deployment, Parallelism
 from infersim.serving.config import EngineConfig
 from infersim.serving.simulate import simulate
-from infersim.validation.scenarios import RowPlan, predict_layout
+from infersim.validation.scenarios import ENGINE_MAX_BATCH, RowPlan, predict_layout
 from infersim.workload.synthetic import ClosedLoop, closed_loop, poisson
 
 SIMULATED_SCENARIOS = ("offline", "server", "concurrency")
@@ -42,10 +42,12 @@ def engine_for(software: str) -> tuple[EngineConfig, str]:
     """Engine settings for the row's serving software, and the assumption as text."""
     s = software.lower()
     if "tensorrt" in s or "nim" in s:
-        return (EngineConfig(max_batch=2048, admission="reserve"),
-                "engine: TensorRT-LLM defaults (max batch 2048, KV reserved at admission, 8192 tokens per step)")
-    return (EngineConfig(max_batch=256, admission="eager"),
-            "engine: vLLM defaults (max batch 256, eager admission with preemption, 8192 tokens per step)")
+        cfg = EngineConfig(max_batch=ENGINE_MAX_BATCH, admission="reserve")
+        return cfg, (f"engine: TensorRT-LLM defaults (max batch {cfg.max_batch}, KV reserved at admission, "
+                     f"{cfg.max_tokens_per_step} tokens per step)")
+    cfg = EngineConfig(admission="eager")  # EngineConfig's defaults are vLLM v1's
+    return cfg, (f"engine: vLLM defaults (max batch {cfg.max_batch}, eager admission with preemption, "
+                 f"{cfg.max_tokens_per_step} tokens per step)")
 
 
 def _best_layout(plan: RowPlan, eff: Efficiency | None) -> Deployment:
