@@ -1,0 +1,4 @@
+"""`python -m infersim ...` runs the command line (same as the `infersim` script)."""
+from infersim.cli.main import app
+
+app()
