@@ -12,11 +12,11 @@ import numpy as np
 
 from infersim.catalog.hardware import HardwareCatalog
 from infersim.catalog.models import ModelArch
-from infersim.costmodel.calibration import Calibration, efficiency_dict
+from infersim.calibration.efficiency import Calibration, efficiency_dict
 from infersim.costmodel.execution import CATEGORIES, Breakdown
 from infersim.costmodel.memory import MAX_TOKENS_PER_STEP, max_sequences, memory_fit, min_chips_for_context
 from infersim.costmodel.step import step_time
-from infersim.deployment import Deployment, build_deployment
+from infersim.mapping.deployment import Deployment, build_deployment
 from infersim.errors import InputError
 
 GB = 1e9

@@ -63,7 +63,7 @@ def load_plan(path: Path, model: Optional[str], hardware, set_, calibration):
     """(plan, catalog): the deployment file built for `model` (or the file's `model:`)."""
     from infersim.catalog.models import load_model
     from infersim.cli.main import _catalog
-    from infersim.costmodel.calibration import load_calibration
+    from infersim.calibration.efficiency import load_calibration
     from infersim.deployments.build import build_plan
     from infersim.deployments.spec import load_spec
     spec = load_spec(path)

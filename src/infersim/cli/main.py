@@ -143,7 +143,7 @@ def estimate(model: Optional[str] = typer.Option(None, help="catalog name, HF re
     With --deployment: per-user speed, throughput per rack and per MW, where the time goes."""
     from infersim.catalog.models import load_model
     from infersim.cli.deployment_view import missing_option, refuse_file_options
-    from infersim.costmodel.calibration import load_calibration
+    from infersim.calibration.efficiency import load_calibration
     from infersim.estimate import estimate as run
     if deployment is not None:
         refuse_file_options({"--system": system, "--tp": tp, "--pp": pp, "--ep": ep, "--chips": chips,
@@ -210,7 +210,7 @@ def validate(measurements: Path = typer.Option(Path(DEFAULT_MEASUREMENTS), help=
                                                        "unpublished speculative-decoding inputs"),
              as_json: bool = typer.Option(False, "--json")):
     """Predict every published measurement we can; report errors per row, per group and per metric."""
-    from infersim.costmodel.calibration import load_calibration
+    from infersim.calibration.efficiency import load_calibration
     from infersim.validation.report import validate as run
     if jobs < 1:
         raise InputError(f"--jobs must be at least 1, got {jobs}")

@@ -83,7 +83,7 @@ def sensitivity(
 ):
     """How a deployment's headline metric moves across each estimate's and assumption's range."""
     from infersim.cli.main import _catalog, _emit_json, out
-    from infersim.costmodel.calibration import load_calibration
+    from infersim.calibration.efficiency import load_calibration
     from infersim.deployments.sensitivity import sensitivity as run
     from infersim.deployments.spec import load_spec
 

@@ -139,8 +139,8 @@ def _deployments(model, system, chips, tp, pp, ep, replicas, precision, kv_preci
                  decode_replicas, decode_system, decode_tp, hardware, set_, calibration):
     from infersim.catalog.models import load_model
     from infersim.cli.main import _catalog
-    from infersim.costmodel.calibration import load_calibration
-    from infersim.deployment import build_deployment
+    from infersim.calibration.efficiency import load_calibration
+    from infersim.mapping.deployment import build_deployment
     arch = load_model(model)
     catalog = _catalog(hardware, set_)
     cal = load_calibration(calibration)

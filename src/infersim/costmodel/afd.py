@@ -32,7 +32,7 @@ from infersim.catalog.models import LayerSpec, ModelArch
 from infersim.costmodel.execution import collective_time
 from infersim.costmodel.step import StepCost
 from infersim.costmodel.work import StepShape
-from infersim.deployment import Deployment
+from infersim.mapping.deployment import Deployment
 
 
 def attention_part(arch: ModelArch) -> ModelArch:

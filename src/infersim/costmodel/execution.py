@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from infersim.catalog.hardware import ChipSpec, LinkSpec
-from infersim.costmodel.calibration import Efficiency
-from infersim.costmodel.precision import PrecisionPlan
+from infersim.calibration.efficiency import Efficiency
+from infersim.mapping.precision import PrecisionPlan
 from infersim.costmodel.work import Op
 
 CATEGORIES = ("compute", "memory", "interconnect", "overhead")

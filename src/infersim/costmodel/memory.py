@@ -13,7 +13,7 @@ import numpy as np
 
 from infersim.catalog.models import AttentionSpec, MambaSpec, MoESpec
 from infersim.costmodel.work import SSM_STATE_BYTES
-from infersim.deployment import Deployment, weight_bytes_total
+from infersim.mapping.deployment import Deployment, weight_bytes_total
 
 # Activation working set per token in flight, in hidden-sized tensors (residual, norm output,
 # attention output, projections; the FFN intermediate is counted separately).

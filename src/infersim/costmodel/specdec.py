@@ -22,7 +22,7 @@ from infersim.catalog.hardware import LinkSpec
 from infersim.costmodel.execution import collective_time
 from infersim.costmodel.step import StepCost
 from infersim.costmodel.work import Batch, StepShape, batch_shape, model_windows, sequences_shape
-from infersim.deployment import Deployment
+from infersim.mapping.deployment import Deployment
 from infersim.errors import InputError
 
 TOKEN_ID_BYTES = 4.0  # a token id crosses the link as an int32 (vocabularies exceed 65,536 entries)

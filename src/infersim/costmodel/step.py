@@ -21,7 +21,7 @@ from infersim.costmodel.execution import (Breakdown, collective_time, dataflow_o
 from infersim.costmodel.work import (AttnSums, Batch, Sharding, StepShape, batch_shape, comm_volumes, model_ops,
                                      model_windows)
 from infersim.catalog.models import MoESpec
-from infersim.deployment import Deployment
+from infersim.mapping.deployment import Deployment
 
 
 def step_time(dep: Deployment, seqs, new, past, span=1.0) -> Breakdown:

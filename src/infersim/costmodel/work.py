@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from infersim.catalog.models import AttentionSpec, DenseFFNSpec, LayerSpec, MambaSpec, ModelArch, MoESpec
-from infersim.costmodel.precision import PrecisionPlan
+from infersim.mapping.precision import PrecisionPlan
 
 # Mamba-2 SSD chunk length used by the chunked scan in prefill (NemotronH config `chunk_size`,
 # Mamba-2 default); the chunk length sets the intra-chunk attention-like work per token.

@@ -20,12 +20,12 @@ import numpy as np
 from infersim.catalog.hardware import HardwareCatalog, load_catalog
 from infersim.catalog.models import ModelArch, load_model
 from infersim.costmodel.afd import AFDDeployment, AFDStepCost, afd_bottleneck, attention_part, ffn_part, n_ffn_layers
-from infersim.costmodel.calibration import Calibration, load_calibration
+from infersim.calibration.efficiency import Calibration, load_calibration
 from infersim.costmodel.memory import max_sequences
 from infersim.costmodel.specdec import SpecDecodeCost
 from infersim.costmodel.step import StepCost
 from infersim.costmodel.work import Batch, batch_shape, model_windows
-from infersim.deployment import Deployment, build_deployment, min_dataflow_chips, weight_bytes_total
+from infersim.mapping.deployment import Deployment, build_deployment, min_dataflow_chips, weight_bytes_total
 from infersim.deployments.spec import DeploymentSpec
 from infersim.errors import InputError
 from infersim.estimate import prefill_times

@@ -39,7 +39,7 @@ from pydantic import BaseModel
 
 from infersim.catalog.hardware import HardwareCatalog, Quantity, load_catalog
 from infersim.catalog.models import ModelArch, load_model
-from infersim.costmodel.calibration import Calibration, Efficiency, load_calibration
+from infersim.calibration.efficiency import Calibration, Efficiency, load_calibration
 from infersim.deployments.build import ServingPlan, build_plan, estimate_plan
 from infersim.deployments.spec import DeploymentSpec
 from infersim.errors import InputError

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from infersim.costmodel.memory import MAX_TOKENS_PER_STEP, kv_bytes_per_seq, kv_chip_share, memory_fit
-from infersim.deployment import Deployment
+from infersim.mapping.deployment import Deployment
 from infersim.errors import InputError
 from infersim.serving.kvcache import KVCache
 

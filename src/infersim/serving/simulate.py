@@ -15,7 +15,7 @@ from infersim.costmodel.execution import collective_time
 from infersim.costmodel.memory import kv_bytes_per_seq
 from infersim.costmodel.afd import AFDDeployment, AFDStepCost
 from infersim.costmodel.step import StepCost
-from infersim.deployment import Deployment
+from infersim.mapping.deployment import Deployment
 from infersim.errors import InputError
 from infersim.serving.config import ROUTERS, EngineConfig, kv_cache_for
 from infersim.serving.engine import RequestState, Simulation

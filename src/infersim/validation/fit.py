@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from infersim.catalog.hardware import HardwareCatalog, load_catalog
-from infersim.costmodel.calibration import Calibration, Efficiency, load_calibration
+from infersim.calibration.efficiency import Calibration, Efficiency, load_calibration
 from infersim.validation.measurements import read_measurements
 from infersim.validation.scenarios import RowPlan, Skip, plan_row, predict
 

@@ -21,11 +21,11 @@ import numpy as np
 
 from infersim.catalog.hardware import HardwareCatalog
 from infersim.catalog.models import ModelArch, MoESpec, load_model
-from infersim.costmodel.calibration import Calibration, Efficiency
+from infersim.calibration.efficiency import Calibration, Efficiency
 from infersim.costmodel.memory import max_sequences, min_chips_for_context
 from infersim.costmodel.specdec import SpecDecodeCost, expected_tokens_per_step
 from infersim.costmodel.step import step_time
-from infersim.deployment import Deployment, build_deployment
+from infersim.mapping.deployment import Deployment, build_deployment
 from infersim.errors import InputError
 from infersim.estimate import prefill_times
 from infersim.validation.measurements import Measurement

@@ -24,8 +24,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from infersim.costmodel.calibration import Efficiency
-from infersim.deployment import Deployment, Parallelism
+from infersim.calibration.efficiency import Efficiency
+from infersim.mapping.deployment import Deployment, Parallelism
 from infersim.serving.config import EngineConfig
 from infersim.serving.simulate import simulate
 from infersim.validation.scenarios import ENGINE_MAX_BATCH, RowPlan, predict_layout

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from infersim.errors import InputError
 
-CALIBRATION_DIR = Path(__file__).resolve().parent.parent / "calibration"
+CALIBRATION_DIR = Path(__file__).resolve().parent
 DEFAULTS_FILE = CALIBRATION_DIR / "defaults.json"
 FIT_FILE = CALIBRATION_DIR / "fit.json"
 

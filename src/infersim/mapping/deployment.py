@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from infersim.catalog.hardware import ChipSpec, HardwareCatalog, LinkSpec, SystemSpec, load_catalog
 from infersim.catalog.models import ModelArch, MoESpec
-from infersim.costmodel.calibration import Calibration, Efficiency, load_calibration
-from infersim.costmodel.precision import DEFAULT_PRECISION, PrecisionPlan, plan_precision
+from infersim.calibration.efficiency import Calibration, Efficiency, load_calibration
+from infersim.mapping.precision import DEFAULT_PRECISION, PrecisionPlan, plan_precision
 from infersim.errors import InputError
 
 

@@ -1,0 +1,1 @@
+"""Mapping a model onto hardware: precision plans, parallel layouts and the deployments the cost model times."""
