@@ -15,7 +15,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, as the target states
 import numpy as np  # noqa: E402
 
 from infersim.catalog.models import load_model  # noqa: E402
-from infersim.deployment import build_deployment  # noqa: E402
+from infersim.mapping.deployment import build_deployment  # noqa: E402
 from infersim.estimate import estimate, latency_and_throughput  # noqa: E402
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, as the target states
 
 from infersim.catalog.models import load_model  # noqa: E402
-from infersim.deployment import build_deployment  # noqa: E402
+from infersim.mapping.deployment import build_deployment  # noqa: E402
 from infersim.serving.simulate import simulate  # noqa: E402
 from infersim.workload.synthetic import poisson, sampled_lengths  # noqa: E402
 from infersim.workload.traces import read_trace  # noqa: E402

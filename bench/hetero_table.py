@@ -31,8 +31,8 @@ from pathlib import Path
 
 from infersim.catalog.hardware import load_catalog
 from infersim.catalog.models import load_model
-from infersim.costmodel.calibration import load_calibration
-from infersim.deployment import build_deployment, weight_bytes_total
+from infersim.calibration.efficiency import load_calibration
+from infersim.mapping.deployment import build_deployment, weight_bytes_total
 from infersim.deployments.build import build_plan
 from infersim.deployments.run import simulate_plan
 from infersim.deployments.spec import DeploymentSpec, check_spec

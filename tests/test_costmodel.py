@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 
 from infersim.catalog.hardware import load_catalog
 from infersim.catalog.models import AttentionSpec, load_model
-from infersim.costmodel.calibration import FIELD_NAMES, load_calibration
+from infersim.calibration.efficiency import FIELD_NAMES, load_calibration
 from infersim.costmodel.memory import kv_bytes_per_seq
-from infersim.costmodel.precision import plan_precision
+from infersim.mapping.precision import plan_precision
 from infersim.costmodel.step import step_time
 from infersim.costmodel.work import (Batch, Sharding, attended_keys, attention_ops, expected_distinct_experts,
                                      model_ops)
-from infersim.deployment import build_deployment
+from infersim.mapping.deployment import build_deployment
 from infersim.errors import InputError
 from infersim.estimate import estimate
 

@@ -23,7 +23,7 @@ from infersim.costmodel.afd import AFDStepCost, afd_bottleneck, attention_part, 
 from infersim.costmodel.specdec import expected_tokens_per_step
 from infersim.costmodel.step import StepCost
 from infersim.costmodel.work import Batch, batch_shape, model_windows
-from infersim.deployment import build_deployment, weight_bytes_total
+from infersim.mapping.deployment import build_deployment, weight_bytes_total
 from infersim.deployments.build import build_plan, estimate_plan
 from infersim.deployments.run import simulate_plan
 from infersim.deployments.spec import load_spec

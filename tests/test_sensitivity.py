@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from cli_checks import assert_fails_cleanly
 from infersim.catalog.hardware import load_catalog
 from infersim.catalog.models import load_model
-from infersim.costmodel.calibration import load_calibration
+from infersim.calibration.efficiency import load_calibration
 from infersim.deployments.build import build_plan, estimate_plan
 from infersim.deployments.sensitivity import METRICS, sensitivity
 from infersim.deployments.spec import load_spec

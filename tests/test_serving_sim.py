@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from infersim.catalog.models import load_model
 from infersim.costmodel.step import StepCost, step_time
 from infersim.costmodel.work import model_windows, sequences_shape
-from infersim.deployment import build_deployment
+from infersim.mapping.deployment import build_deployment
 from infersim.errors import InputError
 from infersim.estimate import latency_and_throughput
 from infersim.serving.config import ROUTERS, EngineConfig

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from infersim.cli.main import app
-from infersim.costmodel.calibration import load_calibration
+from infersim.calibration.efficiency import load_calibration
 from infersim.errors import InputError
 from infersim.validation import fit
 from infersim.validation.measurements import REQUIRED_COLUMNS, read_measurements

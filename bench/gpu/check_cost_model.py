@@ -24,9 +24,9 @@ import numpy as np
 
 from infersim.catalog.hardware import load_catalog
 from infersim.catalog.models import load_model, parse_hf_config
-from infersim.costmodel.calibration import load_calibration
+from infersim.calibration.efficiency import load_calibration
 from infersim.costmodel.step import step_time
-from infersim.deployment import build_deployment
+from infersim.mapping.deployment import build_deployment
 
 DATA = Path(sys.argv[1] if len(sys.argv) > 1 else "data/gpu/h100-sxm")
 CHIP = DATA.resolve().name
