@@ -4,27 +4,12 @@ time goes, the AFD / speculative-decoding parts, SLO classes)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from rich.table import Table
 
+from infersim.cli.common import fmt_g as _g, fmt_ms as _ms
 from infersim.errors import InputError
-
-# command-line option -> the deployment file's field that decides it
-FILE_DECIDES = {
-    "--system": "gpu.system / lpu.system",
-    "--tp": "gpu.tp",
-    "--pp": "gpu.pp",
-    "--ep": "gpu.ep",
-    "--chips": "gpu.racks / lpu.racks / lpu.chips",
-    "--replicas": "gpu.racks / lpu.racks (replicas follow from them)",
-    "--precision": "gpu.precision / lpu.precision",
-    "--kv-precision": "gpu.kv_precision",
-    "--prefill-replicas": "gpu.prefill_replicas",
-    "--decode-replicas": "gpu.racks and gpu.prefill_replicas",
-    "--decode-system": "gpu.system",
-    "--decode-tp": "gpu.tp",
-}
 
 BOTTLENECK_MEANS = {
     "chain": "the per-layer GPU->LPU->GPU round trip chain of one micro-batch (step overhead + attention + FFN + "
@@ -37,32 +22,10 @@ BOTTLENECK_MEANS = {
 }
 
 
-def missing_option(name: str) -> Exception:
-    """The usage error typer gives for a missing required option (exit code 2, 'Missing option ...')."""
-    try:
-        from typer._click.exceptions import MissingParameter
-        from typer._click.globals import get_current_context
-    except ImportError:  # pragma: no cover - typer versions that use click itself
-        from click import get_current_context
-        from click.exceptions import MissingParameter
-    return MissingParameter(ctx=get_current_context(silent=True), param_hint=f"'{name}'", param_type="option")
-
-
-def refuse_file_options(given: dict[str, Any]) -> None:
-    """One InputError naming every command-line option (given = not None) that the file decides."""
-    clash = [o for o, v in given.items() if v is not None]
-    if not clash:
-        return
-    fields = "; ".join(f"{o} -> {FILE_DECIDES[o]}" for o in clash)
-    them = "it" if len(clash) == 1 else "them"
-    raise InputError(f"{', '.join(clash)} cannot be combined with --deployment: the deployment file decides "
-                     f"{them} ({fields}); drop {them} or edit the file")
-
-
 def load_plan(path: Path, model: Optional[str], hardware, set_, calibration):
     """(plan, catalog): the deployment file built for `model` (or the file's `model:`)."""
     from infersim.catalog.models import load_model
-    from infersim.cli.main import _catalog
+    from infersim.cli.common import catalog_from_options as _catalog
     from infersim.calibration.efficiency import load_calibration
     from infersim.deployments.build import build_plan
     from infersim.deployments.spec import load_spec
@@ -79,13 +42,7 @@ def _num(x: float) -> str:
     return f"{x:g}" if float(x) != int(x) else f"{int(x)}"
 
 
-def _ms(x) -> str:
-    from infersim.cli.simulate_cmd import _ms as ms  # one millisecond format for every CLI table
-    return ms(x)
-
-
 def _rate(x) -> str:
-    from infersim.cli.main import _g
     return "—" if x is None else _g(x)
 
 
@@ -179,7 +136,7 @@ def _afd_spec_lines(s: dict, say, label: str = "") -> None:
 def print_simulation(s: dict, plan, catalog, workload, console) -> None:
     """The report of `simulate_plan`'s summary: the usual tables, then racks, power, per-rack and
     per-MW throughput, AFD / spec details and, with SLO routing, a table per class."""
-    from infersim.cli import simulate_cmd as cmd
+    from infersim.cli import simulation_view as cmd
     say = lambda x: console.print(x, markup=False, highlight=False)  # noqa: E731
     classes = s.get("classes")
     say(f"deployment {plan.spec.name} ({plan.spec.mode}), {plan.model.name}")

@@ -2,52 +2,21 @@
 validate, calibrate). Bad input prints one line and exits with code 2."""
 from __future__ import annotations
 
-import functools
-import json
 import os
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from infersim.cli.common import (catalog_from_options as _catalog, emit_json as _emit_json, err, fails_cleanly,
+                                  fmt_g as _g, missing_option, out, refuse_file_options)
 from infersim.errors import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Simulate and plan LLM inference on GPUs, LPUs and wafer-scale engines.")
-# Wide enough for the tables when output is not a terminal (pipes, CI logs).
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, soft_wrap=True)
 DEFAULT_MEASUREMENTS = "../shared/calibration/measurements.csv"
 POOR_ERROR = 0.5  # a row whose in-sample or held-out |error| exceeds this is flagged POOR
-
-
-def fails_cleanly(fn):
-    """Turn InputError (and a missing file) into one line on stderr and exit code 2."""
-    @functools.wraps(fn)
-    def run(*a, **kw):
-        try:
-            return fn(*a, **kw)
-        except InputError as e:
-            err.print(f"error: {e}", markup=False, highlight=False)
-            raise typer.Exit(2) from None
-    return run
-
-
-def _emit_json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, indent=1, default=float) + "\n")
-
-
-def _catalog(hardware: list[Path] | None, overrides: list[str] | None):
-    from infersim.catalog.hardware import load_catalog
-    cat = load_catalog(tuple(hardware or ()))
-    return cat.with_overrides(overrides) if overrides else cat
-
-
-def _g(x: float) -> str:
-    return f"{x:,.3g}" if abs(x) < 1000 else f"{x:,.0f}"
 
 
 @app.command()
@@ -142,7 +111,6 @@ def estimate(model: Optional[str] = typer.Option(None, help="catalog name, HF re
     """Predict prefill and decode of one static batch: times, tokens/s, bottleneck, memory per chip.
     With --deployment: per-user speed, throughput per rack and per MW, where the time goes."""
     from infersim.catalog.models import load_model
-    from infersim.cli.deployment_view import missing_option, refuse_file_options
     from infersim.calibration.efficiency import load_calibration
     from infersim.estimate import estimate as run
     if deployment is not None:

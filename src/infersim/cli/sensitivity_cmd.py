@@ -82,7 +82,7 @@ def sensitivity(
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ):
     """How a deployment's headline metric moves across each estimate's and assumption's range."""
-    from infersim.cli.main import _catalog, _emit_json, out
+    from infersim.cli.common import catalog_from_options as _catalog, emit_json as _emit_json, out
     from infersim.calibration.efficiency import load_calibration
     from infersim.deployments.sensitivity import sensitivity as run
     from infersim.deployments.spec import load_spec

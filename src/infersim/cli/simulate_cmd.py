@@ -14,7 +14,6 @@ from typing import Optional
 
 import numpy as np
 import typer
-from rich.table import Table
 
 from infersim.errors import InputError
 
@@ -138,7 +137,7 @@ def _workload(trace, rate_scale, requests, arrivals, rate, cv, input_len, output
 def _deployments(model, system, chips, tp, pp, ep, replicas, precision, kv_precision, prefill_replicas,
                  decode_replicas, decode_system, decode_tp, hardware, set_, calibration):
     from infersim.catalog.models import load_model
-    from infersim.cli.main import _catalog
+    from infersim.cli.common import catalog_from_options as _catalog
     from infersim.calibration.efficiency import load_calibration
     from infersim.mapping.deployment import build_deployment
     arch = load_model(model)
@@ -183,101 +182,6 @@ def _check_sram_sizing(dep, system: str, chips, workload, engine, disagg: bool) 
     raise InputError(f"{dep.chip.name} keeps weights and KV cache in SRAM: {dep.chips_per_replica} chips per replica "
                      f"hold the weights only, {need} hold them plus the KV cache of {seqs} sequence(s) of the longest "
                      f"request ({longest:,} tokens); {how}")
-
-
-def _ms(x) -> str:
-    """Seconds as milliseconds: 3 significant digits below 1 ms, then 2 or 1 decimals."""
-    if x is None:
-        return "—"
-    v = x * 1e3
-    return f"{v:.3g}" if abs(v) < 1 else f"{v:.2f}" if abs(v) < 10 else f"{v:,.1f}"
-
-
-def _pct(x) -> str:
-    return "—" if x is None else f"{x:.1%}"
-
-
-def _deployment_line(role: str, d: dict, blocks: int, block_tokens: int) -> str:
-    p = d["parallel"]
-    return (f"{role}: {d['model']} on {d['system']}: {d['replicas']} replica(s) x {d['chips_per_replica']} "
-            f"{d['chip']} (tp={p['tp']} pp={p['pp']} ep={p['ep']}), {d['precision']}; KV cache {blocks:,} blocks "
-            f"x {block_tokens} tokens per replica; calibration: {d['calibration']}")
-
-
-def print_deployments(s: dict, console, prefix: str = "") -> None:
-    eng = s["engine"]
-    for role, d in s["deployment"].items():
-        console.print(prefix + _deployment_line(role, d, s["kv_blocks_per_replica"][role], eng["block_tokens"]),
-                      markup=False, highlight=False)
-
-
-def print_workload(w: dict, console) -> None:
-    loop = f", closed loop with {w['closed_loop_concurrency']} user(s)" if w["closed_loop_concurrency"] else ", open loop"
-    console.print(f"workload: {w['source']}; {w['requests']:,} requests{loop}", markup=False, highlight=False)
-    for a in w["assumptions"]:
-        console.print(f"  assumption: {a}", markup=False, highlight=False)
-
-
-def print_engine(eng: dict, console) -> None:
-    admission = f", admission {eng['admission']}" if "admission" in eng else ""
-    console.print(f"engine: max batch {eng['max_batch']}, {eng['max_tokens_per_step']:,} tokens per step, prefill "
-                  f"chunk {eng['chunk_tokens']:,}, KV block {eng['block_tokens']} tokens, prefix cache "
-                  f"{'on' if eng['prefix_caching'] else 'off'}{admission}, router {eng['router']}",
-                  markup=False, highlight=False)
-
-
-def print_tables(s: dict, console) -> None:
-    """The summary, latency and SLO tables; rows whose figures the summary lacks (a merged summary
-    of SLO classes has no utilisation or KV figures of its own) are left out."""
-    from infersim.cli.main import _g
-    t = Table(title="serving summary (simulated time)")
-    t.add_column("metric")
-    t.add_column("value", justify="right")
-    done, inj = s["requests_completed"], s["requests_injected"]
-    t.add_row("requests (completed / injected)", f"{done:,} / {inj:,}")
-    if s.get("requests_queued") or s.get("requests_running"):
-        t.add_row("requests left queued / running", f"{s['requests_queued']:,} / {s['requests_running']:,}")
-    t.add_row("duration", f"{_g(s['duration_s'])} s")
-    t.add_row("throughput: requests", f"{_g(s['request_s'])} req/s")
-    t.add_row("throughput: output tokens", f"{_g(s['output_tok_s'])} tok/s")
-    t.add_row("throughput: input tokens", f"{_g(s['input_tok_s'])} tok/s")
-    slo_label = "goodput (meets every SLO target)" if s["slo"] else "goodput (completed; no --slo)"
-    t.add_row(slo_label, f"{_pct(s['goodput'])} of requests, {_g(s['goodput_req_s'])} req/s")
-    if "utilisation" in s:
-        t.add_row("utilisation (busy share, mean over replicas)", _pct(s["utilisation"]))
-    if "kv_occupancy_mean" in s:
-        t.add_row("KV-cache occupancy mean / peak", f"{_pct(s['kv_occupancy_mean'])} / {_pct(s['kv_occupancy_peak'])}")
-    if "preemptions" in s:
-        t.add_row("preemptions", f"{s['preemptions']:,}")
-    if "prefix_cache_hit_rate" in s:
-        t.add_row("prefix-cache hit rate (prompt tokens)", _pct(s["prefix_cache_hit_rate"]))
-    if "decode" in s.get("deployment", {}):
-        t.add_row("KV transfers (prefill -> decode)", f"{s['kv_transfers']:,} ({_g(s['kv_transfer_link_busy_s'])} s "
-                  "link busy)")
-    console.print(t)
-
-    lat = Table(title="latency (ms, completed requests; ITL from a 0.1% histogram)")
-    for c in ("metric", "p50", "p90", "p99", "mean"):
-        lat.add_column(c, justify="right" if c != "metric" else "left")
-    for name, key in (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("ITL", "itl_s"), ("E2E", "e2e_s")):
-        lat.add_row(name, *(_ms(s[key][p]) for p in ("p50", "p90", "p99", "mean")))
-    console.print(lat)
-
-    if s["slo"]:
-        st = Table(title="SLO")
-        for c in ("target", "value (ms)", "limit (ms)", "status"):
-            st.add_column(c, justify="right" if "ms" in c else "left")
-        for key, v in s["slo"].items():
-            st.add_row(key, _ms(v["value_s"]), _ms(v["target_s"]), "met" if v["met"] else "MISSED")
-        console.print(st)
-
-
-def print_summary(s: dict, console) -> None:
-    """The human-readable report of a simulation summary."""
-    print_deployments(s, console)
-    print_workload(s["workload"], console)
-    print_engine(s["engine"], console)
-    print_tables(s, console)
 
 
 def simulate(
@@ -337,8 +241,8 @@ def simulate(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or wall-clock line on stderr"),
 ):
     """Simulate serving a trace or synthetic workload: latency percentiles, throughput, goodput, KV use."""
-    from infersim.cli.deployment_view import missing_option, refuse_file_options
-    from infersim.cli.main import err, out
+    from infersim.cli.common import err, missing_option, out, refuse_file_options
+    from infersim.cli.simulation_view import print_summary
     from infersim.serving.config import ROUTERS, EngineConfig
     from infersim.serving.metrics import parse_slo, write_results
     from infersim.serving.simulate import simulate as run

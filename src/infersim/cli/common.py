@@ -1,0 +1,97 @@
+"""Helpers every CLI command shares: the consoles, the clean-failure wrapper, JSON output, the
+catalog built from --hardware/--set, number formats, and refusing options a deployment file decides.
+Command modules import this one; none imports another command module."""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from infersim.errors import InputError
+
+# Wide enough for the tables when output is not a terminal (pipes, CI logs).
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def fails_cleanly(fn):
+    """Turn InputError (and a missing file) into one line on stderr and exit code 2."""
+    @functools.wraps(fn)
+    def run(*a, **kw):
+        try:
+            return fn(*a, **kw)
+        except InputError as e:
+            err.print(f"error: {e}", markup=False, highlight=False)
+            raise typer.Exit(2) from None
+    return run
+
+
+def emit_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=1, default=float) + "\n")
+
+
+def catalog_from_options(hardware: list[Path] | None, overrides: list[str] | None):
+    from infersim.catalog.hardware import load_catalog
+    cat = load_catalog(tuple(hardware or ()))
+    return cat.with_overrides(overrides) if overrides else cat
+
+
+def fmt_g(x: float) -> str:
+    return f"{x:,.3g}" if abs(x) < 1000 else f"{x:,.0f}"
+
+
+def fmt_ms(x) -> str:
+    """Seconds as milliseconds: 3 significant digits below 1 ms, then 2 or 1 decimals."""
+    if x is None:
+        return "—"
+    v = x * 1e3
+    return f"{v:.3g}" if abs(v) < 1 else f"{v:.2f}" if abs(v) < 10 else f"{v:,.1f}"
+
+
+def fmt_pct(x) -> str:
+    return "—" if x is None else f"{x:.1%}"
+
+
+# command-line option -> the deployment file's field that decides it
+FILE_DECIDES = {
+    "--system": "gpu.system / lpu.system",
+    "--tp": "gpu.tp",
+    "--pp": "gpu.pp",
+    "--ep": "gpu.ep",
+    "--chips": "gpu.racks / lpu.racks / lpu.chips",
+    "--replicas": "gpu.racks / lpu.racks (replicas follow from them)",
+    "--precision": "gpu.precision / lpu.precision",
+    "--kv-precision": "gpu.kv_precision",
+    "--prefill-replicas": "gpu.prefill_replicas",
+    "--decode-replicas": "gpu.racks and gpu.prefill_replicas",
+    "--decode-system": "gpu.system",
+    "--decode-tp": "gpu.tp",
+}
+
+def missing_option(name: str) -> Exception:
+    """The usage error typer gives for a missing required option (exit code 2, 'Missing option ...')."""
+    try:
+        from typer._click.exceptions import MissingParameter
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover - typer versions that use click itself
+        from click import get_current_context
+        from click.exceptions import MissingParameter
+    return MissingParameter(ctx=get_current_context(silent=True), param_hint=f"'{name}'", param_type="option")
+
+
+def refuse_file_options(given: dict[str, Any]) -> None:
+    """One InputError naming every command-line option (given = not None) that the file decides."""
+    clash = [o for o, v in given.items() if v is not None]
+    if not clash:
+        return
+    fields = "; ".join(f"{o} -> {FILE_DECIDES[o]}" for o in clash)
+    them = "it" if len(clash) == 1 else "them"
+    raise InputError(f"{', '.join(clash)} cannot be combined with --deployment: the deployment file decides "
+                     f"{them} ({fields}); drop {them} or edit the file")
+
+
