@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 import typer
 
+from infersim.cli.simulation_view import print_summary
 from infersim.errors import InputError
 
 ARRIVALS = ("poisson", "gamma")
@@ -242,7 +243,6 @@ def simulate(
 ):
     """Simulate serving a trace or synthetic workload: latency percentiles, throughput, goodput, KV use."""
     from infersim.cli.common import err, missing_option, out, refuse_file_options
-    from infersim.cli.simulation_view import print_summary
     from infersim.serving.config import ROUTERS, EngineConfig
     from infersim.serving.metrics import parse_slo, write_results
     from infersim.serving.simulate import simulate as run
