@@ -356,4 +356,4 @@ def test_write_results_is_byte_identical(tmp_path):
 def test_write_results_rejects_nan_summary_without_leaving_files(tmp_path):
     with pytest.raises(ValueError):
         write_results(tmp_path / "c", _records(), {"x": NAN})
-    assert list((tmp_path / "c").iterdir()) == []
+    assert not (tmp_path / "c").exists() and list(tmp_path.iterdir()) == []

@@ -11,11 +11,13 @@ A family missing from the fit file falls back to its chip kind's pooled fit, the
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from functools import lru_cache
 from pathlib import Path
 
-from infersim.errors import InputError
+from infersim.errors import InputError, shown
+from infersim.inputs import os_problem
 
 CALIBRATION_DIR = Path(__file__).resolve().parent
 DEFAULTS_FILE = CALIBRATION_DIR / "defaults.json"
@@ -55,16 +57,67 @@ class Efficiency:
 FIELD_NAMES = tuple(f.name for f in fields(Efficiency))
 
 
-def _read(path: Path, required: bool = False) -> dict:
+# What each parameter may be (see Efficiency): fractions of a peak lie in (0, 1], a reserve in
+# [0, 1), the roofline exponent is at least 1, fixed latencies are non-negative seconds.
+_BOUNDS: dict[str, tuple[float, float, bool, bool]] = {  # (low, high, low allowed, high allowed)
+    "compute_eff": (0.0, 1.0, False, True), "mem_eff": (0.0, 1.0, False, True), "link_eff": (0.0, 1.0, False, True),
+    "mem_reserve": (0.0, 1.0, True, False), "blend_p": (1.0, math.inf, True, False),
+    "kernel_s": (0.0, math.inf, True, False), "step_s": (0.0, math.inf, True, False),
+    "seq_s": (0.0, math.inf, True, False), "layer_s": (0.0, math.inf, True, False),
+}
+
+
+def _check_values(values: object, where: str, fix: str) -> None:
+    """Every entry of a `values` mapping names an Efficiency field and holds a number in its range."""
+    if not isinstance(values, dict):
+        raise InputError(f"{where}: 'values' must be a mapping of parameter -> number; {fix}")
+    for name, v in values.items():
+        if name not in _BOUNDS:
+            raise InputError(f"{where}: unknown parameter '{shown(name)}' (known: {', '.join(FIELD_NAMES)}); {fix}")
+        low, high, low_ok, high_ok = _BOUNDS[name]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise InputError(f"{where}: {name} must be a finite number, got {shown(repr(v))}; {fix}")
+        if v < low or v > high or (v == low and not low_ok) or (v == high and not high_ok):
+            span = f"{'[' if low_ok else '('}{low:g}, {high:g}{']' if high_ok else ')'}"
+            raise InputError(f"{where}: {name} = {v:g} lies outside {span}; {fix}")
+
+
+def _check_shape(doc: object, path: Path, kinds_section: bool) -> dict:
+    """A calibration document: a JSON object whose 'families' (and, for defaults, 'kinds') map names
+    to {"values": {...}} with valid parameters. Anything else is one InputError naming the place."""
+    fix = ("give a fit file written by `infersim calibrate`, or 'none' for the uncalibrated defaults"
+           if not kinds_section else "reinstall infersim")
+    where = f"calibration file '{shown(path)}'"
+    if not isinstance(doc, dict):
+        raise InputError(f"{where}: expected a JSON object at the top level, got {type(doc).__name__}; {fix}")
+    for section in (("kinds", "families") if kinds_section else ("families",)):
+        entries = doc.get(section, {})
+        if not isinstance(entries, dict):
+            raise InputError(f"{where}: '{section}' must map names to {{\"values\": {{...}}}}; {fix}")
+        for name, entry in entries.items():
+            if not isinstance(entry, dict) or "values" not in entry:
+                raise InputError(f"{where}: {section}.{shown(name)} must be an object with 'values'; {fix}")
+            _check_values(entry["values"], f"{where}, {section}.{shown(name)}", fix)
+    return doc
+
+
+def _read(path: Path, required: bool = False, kinds_section: bool = False) -> dict:
+    fix = "give an existing fit file (e.g. one `infersim calibrate` wrote), or 'none' for the uncalibrated defaults"
     try:
-        return json.loads(path.read_text())
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         if required:
-            raise InputError(f"calibration file {path} not found; give an existing fit file, or 'none' "
-                             f"for the uncalibrated defaults") from None
+            raise InputError(f"calibration file '{shown(path)}' not found; {fix}") from None
         return {}
+    except OSError as e:
+        raise InputError(f"cannot read calibration file '{shown(path)}': {os_problem(e)}; {fix}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"calibration file '{shown(path)}' is not UTF-8 text (a binary file?); {fix}") from None
+    try:
+        doc = json.loads(text)
     except json.JSONDecodeError as e:
-        raise InputError(f"calibration file {path}: invalid JSON at line {e.lineno}: {e.msg}") from None
+        raise InputError(f"calibration file '{shown(path)}': invalid JSON at line {e.lineno}: {e.msg}; {fix}") from None
+    return _check_shape(doc, path, kinds_section)
 
 
 @dataclass(frozen=True)
@@ -97,7 +150,7 @@ class Calibration:
 
 @lru_cache(maxsize=4)
 def load_calibration(fit_path: str | None = None) -> Calibration:
-    defaults = _read(DEFAULTS_FILE)
+    defaults = _read(DEFAULTS_FILE, kinds_section=True)
     if not defaults:
         raise InputError(f"missing calibration defaults {DEFAULTS_FILE}; reinstall infersim")
     path = Path(fit_path) if fit_path else FIT_FILE

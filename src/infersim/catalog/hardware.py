@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
-from infersim.errors import InputError, unknown_name
+from infersim.errors import InputError, shown, unknown_name
+from infersim.inputs import read_user_text
 
 Basis = Literal["spec", "paper", "measurement", "estimate", "assumption"]
 Precision = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4"]
@@ -58,6 +60,10 @@ class Quantity(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> Quantity:
+        for part in ("value", "low", "high"):
+            x = getattr(self, part)
+            if x is not None and not math.isfinite(x):
+                raise ValueError(f"{part} must be a finite number, got {x}")
         if self.value is None and not self.note:
             raise ValueError("value is null: say in `note` why it is unknown")
         if self.basis == "assumption" and self.value is not None and (self.low is None or self.high is None):
@@ -68,6 +74,46 @@ class Quantity(_Strict):
         if v is not None and ((self.low is not None and v < self.low) or (self.high is not None and v > self.high)):
             raise ValueError(f"value {v} lies outside [low, high] = [{self.low}, {self.high}]")
         return self
+
+
+# Physical checks of the Quantity fields, by field name: unit, whether zero is possible, the
+# smallest and largest sane value, an example, and whether the cost model needs the value (then an
+# unpublished `value: null` is refused at load rather than failing deep inside the cost model).
+# The bounds are unit-slip guards far outside any real part (a chip with under 1 MB of memory was
+# written in GB; a link latency of over a second was written in microseconds), not model constants.
+_PHYSICAL: dict[str, tuple[str, bool, float, float, str, bool]] = {
+    "mem_bytes": ("bytes", False, 1e6, math.inf, "8e10 for 80 GB", True),
+    "mem_bw_bytes_per_s": ("bytes/s", False, 1e6, math.inf, "3.35e12 for 3.35 TB/s", True),
+    "peak_flops": ("FLOP/s", False, 1e6, math.inf, "9.89e14 for 989 TFLOP/s", False),
+    "tdp_w": ("W", False, 0.0, math.inf, "700", False),
+    "bw_bytes_per_s_per_dir": ("bytes/s", False, 1e6, math.inf, "4.5e11 for 450 GB/s", True),
+    "latency_s": ("s", True, 0.0, 1.0, "2e-6 for 2 microseconds", True),
+    "power_w": ("W", False, 0.0, math.inf, "120000 for 120 kW", False),
+    "capex_usd": ("USD", False, 0.0, math.inf, "27500", False),
+    "cloud_usd_per_hour": ("USD/hour", False, 0.0, math.inf, "2.25", False),
+}
+
+
+def _check_physical(q: Quantity | None, field: str, label: str = "") -> Quantity | None:
+    """`q` if its value and range are physical for `field` (see _PHYSICAL), else ValueError."""
+    if q is None:
+        return q
+    unit, zero_ok, low, high, example, needed = _PHYSICAL[field]
+    name = f"{label} " if label else ""  # pydantic's message already names the field itself
+    if q.value is None and needed:
+        raise ValueError(f"{name}value is unpublished (value: null) but the cost model needs it; give an estimate "
+                         f"(basis: estimate, with low and high), e.g. {example}")
+    for part in ("value", "low", "high"):
+        x = getattr(q, part)
+        if x is None:
+            continue
+        if x < 0 or (x == 0 and not zero_ok):
+            raise ValueError(f"{name}{part} must be {'at least 0' if zero_ok else 'positive'} ({unit}), got {x:g}; "
+                             f"e.g. {example}")
+        if x != 0 and not low <= x <= high:
+            raise ValueError(f"{name}{part} {x:g} {unit} is outside [{low:g}, {high:g}] {unit}: a unit slip? "
+                             f"the unit is {unit}, e.g. {example}")
+    return q
 
 
 def _override_quantity(value: float, old: dict | None) -> dict:
@@ -95,6 +141,18 @@ class ChipSpec(_Named):
     capex_usd: Quantity | None = None
     cloud_usd_per_hour: Quantity | None = None
 
+    @field_validator("mem_bytes", "mem_bw_bytes_per_s", "tdp_w", "capex_usd", "cloud_usd_per_hour")
+    @classmethod
+    def _physical(cls, q: Quantity | None, info: ValidationInfo) -> Quantity | None:
+        return _check_physical(q, info.field_name)
+
+    @field_validator("peak_flops")
+    @classmethod
+    def _physical_peaks(cls, peaks: dict[str, Quantity]) -> dict[str, Quantity]:
+        for precision, q in peaks.items():
+            _check_physical(q, "peak_flops", f"peak_flops.{precision}")
+        return peaks
+
     def flops(self, precision: str) -> float:
         """Dense peak FLOP/s at ``precision``; InputError if unsupported or unknown on this chip."""
         q = self.peak_flops.get(precision)  # type: ignore[call-overload]
@@ -115,6 +173,11 @@ class LinkSpec(_Named):
     bw_bytes_per_s_per_dir: Quantity  # bytes/s, per chip per direction
     latency_s: Quantity  # s, one-way latency of one hop/message
 
+    @field_validator("bw_bytes_per_s_per_dir", "latency_s")
+    @classmethod
+    def _physical(cls, q: Quantity, info: ValidationInfo) -> Quantity:
+        return _check_physical(q, info.field_name)
+
 
 class HostSpec(_Strict):
     cpu: str  # a ChipSpec name of kind cpu
@@ -134,6 +197,11 @@ class SystemSpec(_Named):
     hosts: HostSpec | None = None
     power_w: Quantity | None = None  # W, whole system
     capex_usd: Quantity | None = None  # USD, whole system
+
+    @field_validator("power_w", "capex_usd")
+    @classmethod
+    def _physical(cls, q: Quantity | None, info: ValidationInfo) -> Quantity | None:
+        return _check_physical(q, info.field_name)
 
     @model_validator(mode="after")
     def _check(self) -> SystemSpec:
@@ -259,11 +327,11 @@ class HardwareCatalog:
         for text in assignments:
             m = re.fullmatch(r"\s*([^.=\s]+)\.([A-Za-z_][\w.]*)\s*=\s*(\S.*?)\s*", text)
             if not m:
-                raise InputError(f"bad override '{text}': write NAME.FIELD=VALUE, e.g. lp30.tdp_w=900")
+                raise InputError(f"bad override '{shown(text)}': write NAME.FIELD=VALUE, e.g. lp30.tdp_w=900")
             name, path, raw = m.group(1), m.group(2).split("."), m.group(3)
             hit = self._index.get(name.lower())
             if hit is None:
-                raise unknown_name("chip, link or system", name, self._index, hint=f" in override '{text}'")
+                raise unknown_name("chip, link or system", name, self._index, hint=f" in override '{shown(text)}'")
             _assign(data[hit[0]][hit[1]], _MODELS[hit[0]], path, raw, text)
         return _build(data, where="overrides")
 
@@ -271,7 +339,7 @@ class HardwareCatalog:
 def _num(raw: str, text: str) -> float:
     v = float(raw) if re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", raw) else math.nan
     if not math.isfinite(v):
-        raise InputError(f"override '{text}': '{raw}' is not a finite number; write e.g. 1.5e15")
+        raise InputError(f"override '{shown(text)}': '{shown(raw)}' is not a finite number; write e.g. 1.5e15")
     return v
 
 
@@ -283,12 +351,12 @@ def _assign(entry: dict, cls: type[BaseModel], path: list[str], raw: str, text: 
     field = path[0]
     if field not in cls.model_fields or field in ("name", "aliases") or len(path) > 2:
         fields = ", ".join(f for f in cls.model_fields if f not in ("name", "aliases"))
-        raise InputError(f"override '{text}': unknown field '{'.'.join(path)}'; fields are: {fields}")
+        raise InputError(f"override '{shown(text)}': unknown field '{shown('.'.join(path))}'; fields are: {fields}")
     quantity_slot = "Quantity" in str(cls.model_fields[field].annotation)
     cur, key = entry, field
     if field == "peak_flops":
         if len(path) != 2 or path[1] not in PRECISIONS:
-            raise InputError(f"override '{text}': write peak_flops.<precision>=VALUE, precision one of "
+            raise InputError(f"override '{shown(text)}': write peak_flops.<precision>=VALUE, precision one of "
                              f"{', '.join(PRECISIONS)}")
         cur, key = entry[field], path[1]
     elif len(path) == 2 and not (quantity_slot and path[1] == "value"):  # .value = plain assignment
@@ -297,7 +365,7 @@ def _assign(entry: dict, cls: type[BaseModel], path: list[str], raw: str, text: 
             sub[path[1]] = _num(raw, text)
             return
         if not isinstance(sub, dict) or _is_quantity(sub) or path[1] not in sub:
-            raise InputError(f"override '{text}': field '{field}' has no subfield '{path[1]}'"
+            raise InputError(f"override '{shown(text)}': field '{field}' has no subfield '{shown(path[1])}'"
                              + ("; use .value, .low or .high" if quantity_slot else ""))
         cur, key = sub, path[1]
     if quantity_slot:
@@ -315,14 +383,13 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float",
 
 
 def _read_yaml(path: Path) -> Any:
+    text = read_user_text(path, "hardware file", "give a YAML file with chips:, links: and systems: lists")
     try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
-    except OSError as e:
-        raise InputError(f"cannot read hardware file {path}: {e.strerror}") from None
+        return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" line {mark.line + 1}" if mark else ""
-        raise InputError(f"malformed YAML in {path}{at}: {getattr(e, 'problem', None) or e}") from None
+        raise InputError(f"malformed YAML in {shown(path)}{at}: {getattr(e, 'problem', None) or e}; fix the file") from None
 
 
 def _validate(kind: str, raw: Any, where: str):
@@ -333,7 +400,8 @@ def _validate(kind: str, raw: Any, where: str):
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
         name = raw.get("name", "?") if isinstance(raw, dict) else "?"
         more = f" (+{e.error_count() - 1} more errors)" if e.error_count() > 1 else ""
-        raise InputError(f"{where}: {_SINGULAR[kind]} '{name}', field {loc}: {err['msg']}{more}") from None
+        msg = err["msg"].removeprefix("Value error, ")
+        raise InputError(f"{where}: {_SINGULAR[kind]} '{shown(name)}', field {loc}: {msg}{more}") from None
 
 
 def _build(data: dict[str, dict[str, Any]], where: str) -> HardwareCatalog:
@@ -367,14 +435,15 @@ def load_catalog(extra_paths: list[Path] | tuple[Path, ...] = ()) -> HardwareCat
     for path in map(Path, extra_paths):
         doc = _read_yaml(path)
         if not isinstance(doc, dict) or not doc or set(doc) - set(_KINDS):
-            raise InputError(f"{path}: expected a mapping with only the keys chips, links, systems (each a list)")
+            raise InputError(f"{shown(path)}: expected a mapping with only the keys chips, links, systems (each a "
+                             "list); fix the file")
         for kind, items in doc.items():
             if not isinstance(items, list):
-                raise InputError(f"{path}: '{kind}' must be a list of entries")
+                raise InputError(f"{shown(path)}: '{kind}' must be a list of entries; fix the file")
             for i, raw in enumerate(items):
-                item = _validate(kind, raw, f"{path} ({kind}[{i}])")
+                item = _validate(kind, raw, f"{shown(path)} ({kind}[{i}])")
                 keys = {k.lower() for k in [item.name, *item.aliases]}  # replace any entry it names
                 for n in [n for n, d in data[kind].items() if keys & {k.lower() for k in [n, *d["aliases"]]}]:
                     del data[kind][n]
                 data[kind][item.name] = item.model_dump()
-    return _build(data, where=", ".join(map(str, extra_paths)))
+    return _build(data, where=", ".join(shown(p) for p in extra_paths))

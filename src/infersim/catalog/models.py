@@ -30,7 +30,8 @@ from typing import Any
 
 import yaml
 
-from infersim.errors import InputError, unknown_name
+from infersim.errors import InputError, shown, unknown_name
+from infersim.inputs import os_problem, path_kind
 
 DATA_DIR = Path(__file__).resolve().parent / "data" / "models"
 INDEX_FILE = DATA_DIR / "models.yaml"
@@ -341,9 +342,13 @@ class _Cfg:
         return InputError(f"config.json for {self.label}: {msg}")
 
     def req(self, key: str, purpose: str) -> int:
+        """A required size: present, an integer, at least 1 (a zero-sized model has nothing to run)."""
         if self.d.get(key) is None:
             raise self._err(f"missing field '{key}' (needed for {purpose}); add it to the config.json")
-        return self.as_int(key, self.d[key])
+        v = self.as_int(key, self.d[key])
+        if v == 0:
+            raise self._err(f"field '{key}' is 0; it must be at least 1 (it sets {purpose}); fix the config.json")
+        return v
 
     def opt_int(self, key: str, default: int | None = None) -> int | None:
         v = self.d.get(key)
@@ -695,6 +700,8 @@ def parse_hf_config(cfg: dict, name: str = "", hf_id: str = "") -> ModelArch:
                              "model); add it to the config.json")
     c = _Cfg(text, label)
     out = parser(c, mt)
+    if not out["layers"]:  # layer counts are checked as read; this also covers layouts given as lists
+        raise c._err("the model has no layers (num_hidden_layers / layer list is empty); fix the config.json")
     tie_default = out.pop("tie_default", False)
     tie = cfg.get("tie_word_embeddings", text.get("tie_word_embeddings"))
     tie = tie_default if tie is None else bool(tie)
@@ -719,13 +726,13 @@ def _read_json(path: Path, label: str) -> dict:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror or e}; check the path") from None
+        raise InputError(f"cannot read {shown(path)}: {os_problem(e)}; check the path") from None
     except UnicodeDecodeError:
-        raise InputError(f"{path} is not UTF-8 text; pass a Hugging Face config.json") from None
+        raise InputError(f"{shown(path)} is not UTF-8 text; pass a Hugging Face config.json") from None
     try:
         return json.loads(text)  # accepts the non-standard Infinity/NaN tokens some configs carry
     except json.JSONDecodeError as e:
-        raise InputError(f"malformed JSON in {path} at line {e.lineno}, column {e.colno}: {e.msg}; "
+        raise InputError(f"malformed JSON in {shown(path)} at line {e.lineno}, column {e.colno}: {e.msg}; "
                          f"fix the file ({label})") from None
 
 
@@ -793,17 +800,23 @@ def load_model(spec: str) -> ModelArch:
     if idx is not None:
         return _load_catalog(idx)
     p = Path(spec).expanduser()
-    if p.is_dir():
-        if not (p / "config.json").is_file():
-            raise InputError(f"folder {p} holds no config.json; pass the path of a Hugging Face config.json")
-        p = p / "config.json"
-    if p.is_file():
+    try:
+        kind = path_kind(p, "--model")
+    except InputError:  # e.g. a name longer than the file system allows: only a path deserves that answer
+        if "/" in spec or spec.endswith(".json"):
+            raise
+        kind = None
+    if kind == "dir":
+        if path_kind(p / "config.json", "--model") != "file":
+            raise InputError(f"folder {shown(p)} holds no config.json; pass the path of a Hugging Face config.json")
+        p, kind = p / "config.json", "file"
+    if kind == "file":
         cfg = _read_json(p, spec)
         name = p.parent.name if p.name == "config.json" else p.stem
         hf_id = str(cfg.get("_name_or_path") or "") if isinstance(cfg, dict) else ""
         return parse_hf_config(cfg, name=name or str(p), hf_id=hf_id)
     if spec.endswith(".json"):
-        raise InputError(f"config file '{spec}' not found; check the path")
+        raise InputError(f"config file '{shown(spec)}' not found; check the path")
     known = [e["name"] for e in entries] + [e["hf_id"] for e in entries]
     raise unknown_name("model", spec, known,
                        hint=" (list them with `infersim models`, or pass a path to a config.json)")

@@ -4,7 +4,6 @@ Command modules import this one; none imports another command module."""
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,27 +11,50 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from infersim.errors import InputError
+from infersim.errors import InputError, shown
 
 # Wide enough for the tables when output is not a terminal (pipes, CI logs).
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 
 
+LONGEST_WORD = 200  # characters; a longer run without spaces in an error is an echoed value, cut short
+
+
+def one_line(message: str) -> str:
+    """`message` on one line, every unbroken run longer than LONGEST_WORD cut by `shown` (a safety
+    net for a value echoed whole: errors should already use `shown`)."""
+    return " ".join(w if len(w) <= LONGEST_WORD else shown(w) for w in message.split())
+
+
 def fails_cleanly(fn):
-    """Turn InputError (and a missing file) into one line on stderr and exit code 2."""
+    """Turn InputError (and an unforeseen file or memory failure) into one line on stderr and exit code 2."""
     @functools.wraps(fn)
     def run(*a, **kw):
         try:
             return fn(*a, **kw)
         except InputError as e:
-            err.print(f"error: {e}", markup=False, highlight=False)
+            err.print(f"error: {one_line(str(e))}", markup=False, highlight=False)
+            raise typer.Exit(2) from None
+        except BrokenPipeError:  # the reader of stdout went away (`| head`): not the user's input
+            raise
+        except OSError as e:  # a file problem no reader anticipated: still one line, never a traceback
+            from infersim.inputs import os_problem
+            where = f" '{shown(e.filename)}'" if e.filename else ""
+            err.print(f"error: cannot use{where}: {os_problem(e)}; check the path and its permissions",
+                      markup=False, highlight=False)
+            raise typer.Exit(2) from None
+        except MemoryError:  # the commands estimate their need first; this catches what they could not foresee
+            err.print("error: out of memory; use a smaller workload (--requests, trace length) or a machine with "
+                      "more memory", markup=False, highlight=False)
             raise typer.Exit(2) from None
     return run
 
 
 def emit_json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, indent=1, default=float) + "\n")
+    """`obj` as JSON on stdout; NaN/inf are refused with one error line (they are not JSON)."""
+    from infersim.results import json_text
+    sys.stdout.write(json_text(obj, indent=1))
 
 
 def catalog_from_options(hardware: list[Path] | None, overrides: list[str] | None):

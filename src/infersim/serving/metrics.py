@@ -16,11 +16,9 @@ TPOT = (completion - first_token) / (output_tokens - 1) for outputs of more than
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from infersim.errors import InputError
+from infersim.results import json_text, write_dir_atomically
 
 __all__ = [
     "LatencyHistogram",
@@ -419,21 +418,8 @@ def summarize(records: RequestRecords, *, duration_s: float, itl: LatencyHistogr
 
 # ----------------------------------------------------------------------------- result files
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write `path` through a temporary file in the same directory and os.replace it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+REQUESTS_FILE, SUMMARY_FILE = "requests.parquet", "summary.json"
+RESULT_FILES = (REQUESTS_FILE, SUMMARY_FILE)  # what a results directory holds (and --overwrite replaces)
 
 
 def write_results(out_dir: str | os.PathLike[str], records: RequestRecords,
@@ -441,15 +427,14 @@ def write_results(out_dir: str | os.PathLike[str], records: RequestRecords,
     """Write ``requests.parquet`` (columns `REQUEST_COLUMNS`, in that order; NaN times stay NaN float64)
     and ``summary.json`` (sorted keys, indent 2, trailing newline) into `out_dir`, creating it.
 
-    Identical inputs give byte-identical files; each file is written atomically (temp + os.replace).
-    Returns (parquet path, json path). Raises ValueError if `summary` holds NaN/inf (use `summarize`)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    Identical inputs give byte-identical files. The directory is written as a whole, atomically
+    (`infersim.results.write_dir_atomically`): an interrupted write leaves the earlier results intact,
+    never a new parquet beside an old summary; an existing `out_dir` holding anything but these two
+    files is refused. Files follow the user's umask. Returns (parquet path, json path). Raises
+    InputError if `summary` holds NaN/inf (use `summarize`)."""
     table = pa.table({name: pa.array(getattr(records, name)) for name in REQUEST_COLUMNS})
-    text = json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + "\n"
-
-    parquet_path = out / "requests.parquet"
-    json_path = out / "summary.json"
-    _atomic_write(parquet_path, lambda f: pq.write_table(table, f, compression="snappy"))
-    _atomic_write(json_path, lambda f: f.write(text.encode("utf-8")))
-    return parquet_path, json_path
+    text = json_text(summary, indent=2, sort_keys=True)
+    out = write_dir_atomically(out_dir, {
+        REQUESTS_FILE: lambda f: pq.write_table(table, f, compression="snappy"),
+        SUMMARY_FILE: lambda f: f.write(text.encode("utf-8"))})
+    return out / REQUESTS_FILE, out / SUMMARY_FILE
