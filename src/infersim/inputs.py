@@ -15,8 +15,8 @@ from typing import Literal
 
 from infersim.errors import InputError, shown
 
-# requests per second of a synthetic open loop: one request a day up to a million a second
-RATE_RANGE_PER_S = (1.0 / 86_400, 1e6)
+# requests per second of a synthetic open loop: about one request a day up to a million a second
+RATE_RANGE_PER_S = (1e-5, 1e6)
 # factor dividing a trace's arrival times (--rate-scale)
 RATE_SCALE_RANGE = (1e-6, 1e6)
 # coefficient of variation of gamma inter-arrival times: 0.01 is near-periodic, 100 extreme bursts
@@ -35,6 +35,8 @@ def os_problem(e: OSError) -> str:
         return "is a directory, not a file"
     if e.errno == errno.ENOTDIR:
         return "a part of the path is a file, not a directory"
+    if e.errno == errno.EEXIST:
+        return "a file is in the way of a directory of that name"
     if e.errno in (errno.EACCES, errno.EPERM):
         return "permission denied"
     if e.errno == errno.EROFS:

@@ -16,6 +16,8 @@ from infersim.errors import InputError
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Simulate and plan LLM inference on GPUs, LPUs and wafer-scale engines.")
 DEFAULT_MEASUREMENTS = "../shared/calibration/measurements.csv"
+DEFAULT_FIT_OUT = "infersim-fit.json"  # calibrate's output, in the current directory
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the installed infersim package: calibrate never writes here
 POOR_ERROR = 0.5  # a row whose in-sample or held-out |error| exceeds this is flagged POOR
 
 
@@ -231,11 +233,17 @@ def validate(measurements: Path = typer.Option(Path(DEFAULT_MEASUREMENTS), help=
 @app.command()
 @fails_cleanly
 def calibrate(measurements: Path = typer.Option(Path(DEFAULT_MEASUREMENTS), help="measurement CSV"),
-              out_file: Path = typer.Option(Path(__file__).resolve().parent.parent / "calibration" / "fit.json", "--out",
-                                            help="where to write the fit (default: the packaged fit.json)"),
+              out_file: Path = typer.Option(Path(DEFAULT_FIT_OUT), "--out",
+                                            help="where to write the fit; use it with --calibration FILE"),
+              overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out file"),
               as_json: bool = typer.Option(False, "--json")):
-    """Fit per-family efficiency parameters to a measurement CSV, with K-fold cross-validation."""
+    """Fit per-family efficiency parameters to a measurement CSV, with K-fold cross-validation.
+    Writes the fit to --out (never into the installed package: the shipped fit changes by a commit)."""
+    from infersim.results import check_out_file
     from infersim.validation.fit import calibrate as run, write_fit
+    check_out_file(out_file, overwrite=overwrite, not_inside=PACKAGE_DIR,
+                   why_not_inside="the shipped fit changes only through a commit: write the fit elsewhere (e.g. "
+                                  f"--out {DEFAULT_FIT_OUT}), check it with --calibration FILE, then copy it in")
     res = run(measurements)
     write_fit(res, out_file)
     if as_json:
@@ -248,7 +256,8 @@ def calibrate(measurements: Path = typer.Option(Path(DEFAULT_MEASUREMENTS), help
     for fam, v in res.fit_file["families"].items():
         t.add_row(fam, ", ".join(f"{k}={x:.3g}" for k, x in v["values"].items()), str(len(v["rows"])))
     out.print(t)
-    out.print("run `infersim validate` to see in-sample and held-out errors")
+    out.print(f"run `infersim validate --calibration {out_file}` to see in-sample and held-out errors with this fit",
+              markup=False, highlight=False)
 
 
 # `infersim simulate` lives in its own module (it only imports this one lazily, at call time).

@@ -6,7 +6,6 @@ Determinism: stdout (table or --json) and the --out files hold simulated quantit
 wall-clock time of the run goes to stderr."""
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +15,9 @@ import numpy as np
 import typer
 
 from infersim.cli.simulation_view import print_summary
-from infersim.errors import InputError
+from infersim.capacity import check_request_memory
+from infersim.errors import InputError, shown
+from infersim.inputs import CV_RANGE, RATE_RANGE_PER_S, RATE_SCALE_RANGE, check_in_range, os_problem, path_kind
 
 ARRIVALS = ("poisson", "gamma")
 LENGTH_DISTS = ("fixed", "exponential", "uniform")
@@ -66,6 +67,8 @@ def _workload(trace, rate_scale, requests, arrivals, rate, cv, input_len, output
     _positive("--requests", requests)
     _positive("--concurrency", concurrency)
     _positive("--rate-scale", rate_scale, integer=False)
+    if rate_scale is not None:
+        check_in_range("--rate-scale", rate_scale, RATE_SCALE_RANGE)
     if seed < 0:
         raise InputError(f"--seed must be a non-negative integer, got {seed}")
     if arrivals is not None and arrivals not in ARRIVALS:
@@ -84,10 +87,15 @@ def _workload(trace, rate_scale, requests, arrivals, rate, cv, input_len, output
         if concurrency is not None and rate_scale is not None:
             raise InputError("--rate-scale has no effect on a closed-loop replay (--concurrency ignores arrival "
                              "times); drop one of them")
+        if path_kind(trace, "--trace") == "dir":
+            raise InputError(f"--trace '{shown(trace)}' is a directory; give a trace file (.csv or .jsonl) inside it")
         try:
             reqs = read_trace(trace, rate_scale=1.0 if rate_scale is None else rate_scale, max_requests=requests)
         except (OSError, UnicodeDecodeError) as e:
-            raise InputError(f"{trace}: cannot read the trace ({e}); check the path and that it is a text file") from None
+            why = os_problem(e) if isinstance(e, OSError) else "not UTF-8 text"
+            raise InputError(f"--trace '{shown(trace)}': cannot read the trace ({why}); check the path and that it is "
+                             "a text file") from None
+        check_request_memory(len(reqs), f"--trace with {len(reqs):,} requests")
         if concurrency is None:
             return reqs
         reqs = replace(reqs, assumptions=(*reqs.assumptions,
@@ -108,6 +116,7 @@ def _workload(trace, rate_scale, requests, arrivals, rate, cv, input_len, output
         if rate is None:
             raise InputError(f"--arrivals {arrivals} needs --rate (requests per second)")
         _positive("--rate", rate, integer=False)
+        check_in_range("--rate", rate, RATE_RANGE_PER_S, "requests/s")
         n = DEFAULT_OPEN_REQUESTS if requests is None else requests
         if requests is None:
             defaults.append(f"--requests defaulted to {n}")
@@ -115,6 +124,7 @@ def _workload(trace, rate_scale, requests, arrivals, rate, cv, input_len, output
         n = CLOSED_LOOP_REQUESTS_PER_USER * concurrency if requests is None else requests
         if requests is None:
             defaults.append(f"--requests defaulted to {CLOSED_LOOP_REQUESTS_PER_USER} x --concurrency = {n}")
+    check_request_memory(n, f"--requests {n:,}" if requests is not None else f"the default of {n:,} requests")
     in_lengths, in_note = _lengths(inp, n, seed, dist, 1, "input")
     out_lengths, out_note = _lengths(outp, n, seed, dist, 2, "output")
     notes = [in_note, out_note] + ([f"lengths drawn from --seed {seed}"] if dist != "fixed" else []) + defaults
@@ -124,6 +134,7 @@ def _workload(trace, rate_scale, requests, arrivals, rate, cv, input_len, output
             reqs = poisson(float(rate), n, in_lengths, out_lengths, _derived_seed(seed, 0))
         else:
             _positive("--cv", cv, integer=False)
+            check_in_range("--cv", cv, CV_RANGE)
             reqs = gamma_arrivals(float(rate), float(DEFAULT_CV if cv is None else cv), n, in_lengths, out_lengths,
                                   _derived_seed(seed, 0))
         # the generators record the derived seed; show the user's
@@ -238,13 +249,15 @@ def simulate(
                                             "preempt); default eager"),
     slo: Optional[str] = typer.Option(None, help="latency targets, e.g. ttft_p99=2s,tpot_p99=100ms"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="write requests.parquet and summary.json here"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the results an earlier run left in --out"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON instead of tables"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar or wall-clock line on stderr"),
 ):
     """Simulate serving a trace or synthetic workload: latency percentiles, throughput, goodput, KV use."""
     from infersim.cli.common import err, missing_option, out, refuse_file_options
     from infersim.serving.config import ROUTERS, EngineConfig
-    from infersim.serving.metrics import parse_slo, write_results
+    from infersim.results import check_out_dir
+    from infersim.serving.metrics import RESULT_FILES, parse_slo, write_results
     from infersim.serving.simulate import simulate as run
     from infersim.workload.synthetic import ClosedLoop
 
@@ -264,8 +277,8 @@ def simulate(
                      ("--chunk-tokens", chunk_tokens), ("--block-tokens", block_tokens), ("--decode-tp", decode_tp),
                      ("--pp", pp), ("--ep", ep)):
         _positive(label, v)
-    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"--out {out_dir} is a file; give a directory (it is created if missing)")
+    if out_dir is not None:  # checked (parent created, writability probed) before the long run
+        check_out_dir(out_dir, RESULT_FILES, overwrite=overwrite)
     plan = catalog = None
     if deployment is not None:
         from infersim.cli.deployment_view import load_plan
@@ -318,7 +331,7 @@ def simulate(
         try:
             pq_path, js_path = write_results(out_dir, res.records, res.summary)
         except OSError as e:
-            raise InputError(f"--out {out_dir}: cannot write the results ({e.strerror or e}); "
+            raise InputError(f"--out '{shown(out_dir)}': cannot write the results ({os_problem(e)}); "
                              "pick a writable directory") from None
     if not quiet:
         s = res.summary
@@ -327,7 +340,8 @@ def simulate(
                   markup=False, highlight=False)
     if as_json:
         import sys
-        sys.stdout.write(json.dumps(res.summary, indent=2, sort_keys=True, allow_nan=False) + "\n")
+        from infersim.results import json_text
+        sys.stdout.write(json_text(res.summary, indent=2, sort_keys=True))
         return
     if plan is not None:
         from infersim.cli.deployment_view import print_simulation

@@ -73,6 +73,38 @@ def min_dataflow_chips(model: ModelArch, chip: ChipSpec, plan: PrecisionPlan, ef
     return max(1, int(-(-weight_bytes_total(model, plan) // usable)))
 
 
+def valid_tensor_parallel(model: ModelArch) -> list[int]:
+    """The tp degrees that split `model`'s heads evenly, as vLLM and TensorRT-LLM require: tp divides
+    every layer's attention heads (and Mamba heads), and either tp divides the KV heads or the KV
+    heads divide tp (then each KV head is replicated on tp / kv_heads chips). MLA keeps its latent
+    cache whole on every chip, so only its attention heads count."""
+    from infersim.catalog.models import AttentionSpec, MambaSpec
+    heads, kv_heads = set(), set()
+    for layer, _ in model.layer_groups():
+        if isinstance(layer.mixer, AttentionSpec):
+            heads.add(layer.mixer.n_heads)
+            if layer.mixer.kind != "mla":
+                kv_heads.add(layer.mixer.n_kv_heads)
+        elif isinstance(layer.mixer, MambaSpec):
+            heads.add(layer.mixer.n_heads)
+    top = min(heads, default=1)
+    return [tp for tp in range(1, top + 1) if all(h % tp == 0 for h in heads)
+            and all(kv % tp == 0 or tp % kv == 0 for kv in kv_heads)]
+
+
+def check_tensor_parallel(model: ModelArch, tp: int) -> None:
+    """InputError unless `tp` splits the model's heads evenly (see valid_tensor_parallel), naming the valid values."""
+    valid = valid_tensor_parallel(model)
+    if tp in valid:
+        return
+    from infersim.catalog.models import AttentionSpec, MambaSpec
+    shapes = sorted({f"{l.mixer.n_heads} attention heads / {l.mixer.n_kv_heads} KV heads" if isinstance(l.mixer, AttentionSpec)
+                     and l.mixer.kind != "mla" else f"{l.mixer.n_heads} {'Mamba' if isinstance(l.mixer, MambaSpec) else 'attention'} heads"
+                     for l, _ in model.layer_groups() if l.mixer is not None})
+    raise InputError(f"tp {tp} does not split the heads of {model.name} ({'; '.join(shapes)}) evenly; use a tp of "
+                     f"{', '.join(map(str, valid))} (--tp, or --chips = tp x pp x ep x replicas)")
+
+
 def build_deployment(model: ModelArch, system_name: str, *, chips: int | None = None, tp: int | None = None,
                      pp: int = 1, ep: int = 1, replicas: int | None = None, precision: str | None = None,
                      kv_precision: str | None = None, catalog: HardwareCatalog | None = None,
@@ -127,6 +159,8 @@ def build_deployment(model: ModelArch, system_name: str, *, chips: int | None = 
     if chip.kind not in ("lpu", "wafer") and par.chips_per_replica > system.scale_up_domain and system.scale_out_link is None:
         raise InputError(f"a replica of {par.chips_per_replica} chips spans more than one {system.scale_up_domain}-chip "
                          f"scale-up domain of {system.name}, which has no scale-out link")
+    if chip.kind not in ("lpu", "wafer"):
+        check_tensor_parallel(model, par.tp)
     up = catalog.link(system.scale_up_link) if system.scale_up_link else None
     out = catalog.link(system.scale_out_link) if system.scale_out_link else None
     return Deployment(model=model, system=system, chip=chip, par=par, plan=plan, eff=eff,

@@ -139,7 +139,8 @@ def calibrate(measurements: str | Path, catalog: HardwareCatalog | None = None, 
     fit_file = {
         "about": "Per chip-family efficiency parameters fitted by `infersim calibrate` (grid search, mean |log error|). "
                  "Reproduce with the command below; do not edit by hand.",
-        "command": f"infersim calibrate --measurements {measurements} --out src/infersim/calibration/fit.json",
+        "command": f"infersim calibrate --measurements {measurements} --out infersim-fit.json (the shipped "
+                   "src/infersim/calibration/fit.json is such a file, copied in by a commit)",
         "measurements": str(measurements),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "code_version": _git_rev(),
