@@ -38,6 +38,7 @@ from infersim.deployments.run import simulate_plan
 from infersim.deployments.spec import DeploymentSpec, check_spec
 from infersim.costmodel.afd import ffn_part
 from infersim.errors import InputError
+from infersim.results import check_out_file, write_file_atomically
 from infersim.workload.synthetic import ClosedLoop
 from infersim.workload.traces import read_trace
 
@@ -139,6 +140,17 @@ def main() -> None:
     ap.add_argument("--gpu-step-s", type=float, default=None,
                     help="replace the fitted GPU per-step engine overhead (s), e.g. 2e-4 (kernel-level default)")
     a = ap.parse_args()
+    try:  # refuse bad arguments before the long run: one line, exit code 2
+        for flag, v in (("--requests", a.requests), ("--users-per-replica", a.users_per_replica)):
+            if v < 1:
+                raise InputError(f"{flag} must be at least 1, got {v}")
+        if a.gpu_step_s is not None and not (math.isfinite(a.gpu_step_s) and a.gpu_step_s >= 0):
+            raise InputError(f"--gpu-step-s must be a non-negative number of seconds, got {a.gpu_step_s}")
+        if a.out is not None:
+            check_out_file(a.out, overwrite=True)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     t0 = time.perf_counter()
     cal = calibration_with_gpu_step(a.gpu_step_s)
     rows = run(a.requests, a.users_per_replica, cal)
@@ -149,8 +161,7 @@ def main() -> None:
                       *(_line(r) for r in rows), ""])
     print(text)
     if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(text)
+        write_file_atomically(a.out, text.encode("utf-8"))
     print(f"wall {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
 
