@@ -440,3 +440,36 @@ def test_hetero_table_refuses_bad_arguments_before_running(tmp_path, args, needl
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0]
+
+
+# ----------------------------------------------------------------------------- found while trying every command
+
+@pytest.mark.parametrize("slo", ["ttft_p99=1e300s", "tpot_p99=1e-10"])
+def test_slo_durations_outside_a_sane_range(slo):
+    assert "outside the sane range" in fails([*SIM, *SMALL, "--slo", slo])
+
+
+def test_kv_block_larger_than_any_engine_offers():
+    assert "--block-tokens 100,000,000 tokens is outside" in fails([*SIM, *SMALL, "--block-tokens", "100000000"])
+
+
+@pytest.mark.parametrize("name,needle", [("binary.yaml", "not UTF-8"), ("folder", "directory"),
+                                         ("list.yaml", "expected a mapping")])
+def test_deployment_file_that_is_not_a_deployment(files, name, needle):
+    for cmd in ("estimate", "simulate", "sensitivity"):
+        args = [cmd, "--deployment", str(files / name), "--model", "gpt-oss-120b"]
+        assert needle in fails(args + (SMALL if cmd == "simulate" else []))
+
+
+def test_deployment_file_with_infinite_ratio(tmp_path):
+    p = tmp_path / "d.yaml"
+    p.write_text("name: x\nmode: afd\ngpu: {system: vr-nvl72, tp: 8}\nlpu: {system: lpx, racks_per_gpu_rack: .inf}\n"
+                 "link: gpu-lpu-direct\n")
+    assert "racks_per_gpu_rack" in fails(["estimate", "--deployment", str(p), "--model", "gpt-oss-120b"])
+
+
+@pytest.mark.parametrize("name,needle", [("binary.yaml", "not UTF-8"), ("folder", "directory")])
+def test_measurements_that_are_not_a_csv(files, name, needle):
+    assert needle in fails(["validate", "--measurements", str(files / name)])
+    assert needle in fails(["calibrate", "--measurements", str(files / name), "--out", str(files / "fit.json")])
+    assert not (files / "fit.json").exists()

@@ -23,6 +23,9 @@ RATE_SCALE_RANGE = (1e-6, 1e6)
 CV_RANGE = (1e-2, 1e2)
 # a latency target (--slo): 1 microsecond to one day
 DURATION_RANGE_S = (1e-6, 86_400.0)
+# tokens per KV-cache block: vLLM offers 1 to 256 on GPUs, TensorRT-LLM 32 to 128; 4096 leaves room
+# for any engine while refusing a block that holds a whole context (and leaves no room for a cache)
+BLOCK_TOKENS_RANGE = (1, 4096)
 
 
 def os_problem(e: OSError) -> str:
@@ -79,6 +82,10 @@ def check_in_range(label: str, value: float, bounds: tuple[float, float], unit: 
     if not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InputError(f"{label} must be a finite number, got {shown(value)}")
     if value < low or value > high:
-        raise InputError(f"{label} {value:g}{u} is outside the sane range [{low:g}, {high:g}]{u}; "
+        raise InputError(f"{label} {_number(value)}{u} is outside the sane range [{_number(low)}, {_number(high)}]{u}; "
                          f"give a value within it")
     return float(value)
+
+
+def _number(x: float) -> str:
+    return f"{x:,}" if isinstance(x, int) else f"{x:g}"

@@ -17,7 +17,7 @@ import typer
 from infersim.cli.simulation_view import print_summary
 from infersim.capacity import check_request_memory
 from infersim.errors import InputError, shown
-from infersim.inputs import CV_RANGE, RATE_RANGE_PER_S, RATE_SCALE_RANGE, check_in_range, os_problem, path_kind
+from infersim.inputs import BLOCK_TOKENS_RANGE, CV_RANGE, RATE_RANGE_PER_S, RATE_SCALE_RANGE, check_in_range, os_problem, path_kind
 
 ARRIVALS = ("poisson", "gamma")
 LENGTH_DISTS = ("fixed", "exponential", "uniform")
@@ -277,6 +277,8 @@ def simulate(
                      ("--chunk-tokens", chunk_tokens), ("--block-tokens", block_tokens), ("--decode-tp", decode_tp),
                      ("--pp", pp), ("--ep", ep)):
         _positive(label, v)
+    if block_tokens is not None:
+        check_in_range("--block-tokens", block_tokens, BLOCK_TOKENS_RANGE, "tokens")
     if out_dir is not None:  # checked (parent created, writability probed) before the long run
         check_out_dir(out_dir, RESULT_FILES, overwrite=overwrite)
     plan = catalog = None

@@ -37,13 +37,14 @@ from typing import Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from infersim.errors import InputError
+from infersim.errors import InputError, shown
+from infersim.inputs import BLOCK_TOKENS_RANGE, read_user_text
 
 MODES = ("gpu", "lpu", "afd", "spec")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .inf / .nan are no sizes or ratios
 
 
 class GPUPart(_Strict):
@@ -81,7 +82,7 @@ class EnginePart(_Strict):
     max_batch: int = Field(256, ge=1)
     max_tokens_per_step: int = Field(8192, ge=1)
     chunk_tokens: Optional[int] = Field(None, ge=1)
-    block_tokens: int = Field(16, ge=1)
+    block_tokens: int = Field(16, ge=BLOCK_TOKENS_RANGE[0], le=BLOCK_TOKENS_RANGE[1])
     prefix_caching: bool = True
     admission: Literal["eager", "reserve"] = "eager"
     router: Literal["least-outstanding", "round-robin", "prefix-affinity"] = "least-outstanding"
@@ -128,14 +129,13 @@ def check_spec(s: DeploymentSpec, where: str) -> DeploymentSpec:
 def load_spec(path: str | Path) -> DeploymentSpec:
     """Read and validate a deployment file; every problem is one InputError line."""
     p = Path(path)
+    text = read_user_text(p, "deployment file", "see examples/deployments/ for ready ones")
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"deployment file {p} not found; see examples/deployments/ for ready ones") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise InputError(f"{p.name}: not readable YAML ({str(e).splitlines()[0]}); fix the syntax") from None
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise InputError(f"{shown(p.name)}: not readable YAML ({str(e).splitlines()[0]}); fix the syntax") from None
     if not isinstance(raw, dict):
-        raise InputError(f"{p.name}: expected a mapping of fields (name, mode, gpu, lpu, ...), got {type(raw).__name__}")
+        raise InputError(f"{shown(p.name)}: expected a mapping of fields (name, mode, gpu, lpu, ...), got {type(raw).__name__}")
     try:
         spec = DeploymentSpec.model_validate(raw)
     except ValidationError as e:

@@ -102,7 +102,8 @@ def check_tensor_parallel(model: ModelArch, tp: int) -> None:
                      and l.mixer.kind != "mla" else f"{l.mixer.n_heads} {'Mamba' if isinstance(l.mixer, MambaSpec) else 'attention'} heads"
                      for l, _ in model.layer_groups() if l.mixer is not None})
     raise InputError(f"tp {tp} does not split the heads of {model.name} ({'; '.join(shapes)}) evenly; use a tp of "
-                     f"{', '.join(map(str, valid))} (--tp, or --chips = tp x pp x ep x replicas)")
+                     f"{', '.join(map(str, valid))} (--tp or a deployment file's gpu.tp; with --chips alone, "
+                     "tp = chips / (pp x ep x replicas))")
 
 
 def build_deployment(model: ModelArch, system_name: str, *, chips: int | None = None, tp: int | None = None,

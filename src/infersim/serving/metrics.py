@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from infersim.errors import InputError
+from infersim.inputs import DURATION_RANGE_S, check_in_range
 from infersim.results import json_text, write_dir_atomically
 
 __all__ = [
@@ -224,6 +225,7 @@ def parse_slo(text: str | None) -> SLO | None:
                              f"{_SLO_EXAMPLE}")
         if seconds <= 0.0:
             raise InputError(f"{where}: the duration must be > 0; {_SLO_EXAMPLE}")
+        check_in_range(f"{where}: the duration", seconds, DURATION_RANGE_S, "s")
         canonical = f"{metric}_{pct}"
         if canonical in seen:
             raise InputError(f"{where}: {canonical} is given twice; give each target once, {_SLO_EXAMPLE}")

@@ -9,7 +9,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from infersim.errors import InputError
+from infersim.errors import InputError, shown
+from infersim.inputs import os_problem
 
 REQUIRED_COLUMNS = ("id", "model", "chip", "n_chips", "precision", "scenario", "input_len", "output_len", "batch",
                     "concurrency", "request_rate", "spec_decode", "metric", "stat", "value", "unit")
@@ -64,7 +65,8 @@ def read_measurements(path: str | Path) -> list[Measurement]:
     try:
         fh = path.open(newline="", encoding="utf-8")
     except OSError as e:
-        raise InputError(f"cannot read measurements file {path}: {e.strerror}") from None
+        raise InputError(f"cannot read measurements file '{shown(path)}': {os_problem(e)}; give a measurement CSV "
+                         "(the calibration schema)") from None
     try:
         with fh:
             return _parse(csv.DictReader(fh), path)
