@@ -165,6 +165,13 @@ def test_unpublished_peak_and_power_stay_allowed_until_used(tmp_path):
         cat.chip("mychip").flops("bf16")
 
 
+def test_unpublished_peak_a_deployment_needs_names_chip_and_field(tmp_path):
+    """Never a KeyError/TypeError from inside the cost model."""
+    p = _chip_yaml(tmp_path, peak_flops="{bf16: {value: null, basis: estimate, source: s, note: unpublished}}")
+    line = fails(["estimate", "--model", "llama-3.1-8b", "--system", "mychip", "--hardware", str(p)])
+    assert "bf16 peak of chip 'mychip' is not published" in line and "mychip.peak_flops.bf16=" in line
+
+
 @pytest.mark.parametrize("value", [".inf", ".nan", "-1.0e12"])
 def test_non_finite_or_negative_quantities_in_hardware_yaml(tmp_path, value):
     p = _chip_yaml(tmp_path, mem_bw_bytes_per_s=f"{{value: {value}, basis: spec, source: s}}")

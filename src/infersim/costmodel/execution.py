@@ -48,10 +48,8 @@ class Breakdown:
 
 
 def peak(chip: ChipSpec, key: str) -> float:
-    q = chip.peak_flops.get(key)
-    if q is None or q.value is None:
-        raise KeyError(key)
-    return float(q.value)
+    """Dense peak FLOP/s at precision `key`; InputError naming the chip if unsupported or unpublished."""
+    return float(chip.flops(key))
 
 
 def _op_rates(chip: ChipSpec, plan: PrecisionPlan, op: Op) -> float:

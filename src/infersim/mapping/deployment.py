@@ -121,6 +121,8 @@ def build_deployment(model: ModelArch, system_name: str, *, chips: int | None = 
     chip = catalog.chip(probe.chip)
     eff = calibration.for_chip(chip.kind, chip.family)
     plan = plan_precision(precision or DEFAULT_PRECISION[chip.kind], chip.peak_flops, chip.name, native_expert_format(model), kv_precision)
+    for key in {plan.gemm_peak, plan.attention_peak}:  # an unpublished peak is refused here, not mid-model
+        chip.flops(key)
     is_named_system = probe.name.lower() == system_name.lower() or system_name.lower() in [a.lower() for a in probe.aliases]
 
     if chip.kind in ("lpu", "wafer"):
