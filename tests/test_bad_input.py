@@ -480,3 +480,21 @@ def test_measurements_that_are_not_a_csv(files, name, needle):
     assert needle in fails(["validate", "--measurements", str(files / name)])
     assert needle in fails(["calibrate", "--measurements", str(files / name), "--out", str(files / "fit.json")])
     assert not (files / "fit.json").exists()
+
+
+def test_unforeseen_file_and_memory_failures_still_give_one_line():
+    """The CLI wrapper's safety net: an OSError or MemoryError no reader anticipated is one line too."""
+    import typer
+
+    from infersim.cli.common import fails_cleanly
+    one = typer.Typer()
+
+    @one.command()
+    @fails_cleanly
+    def boom(kind: str):
+        if kind == "os":
+            raise PermissionError(13, "Permission denied", "/some/where")
+        raise MemoryError()
+    line = assert_fails_cleanly(runner.invoke(one, ["os"]))
+    assert "'/some/where'" in line and "permission denied" in line
+    assert "out of memory" in assert_fails_cleanly(runner.invoke(one, ["memory"]))
