@@ -33,7 +33,7 @@ from infersim.catalog.hardware import load_catalog
 from infersim.catalog.models import load_model
 from infersim.calibration.efficiency import load_calibration
 from infersim.mapping.deployment import build_deployment, weight_bytes_total
-from infersim.deployments.build import build_plan
+from infersim.modes import build_plan
 from infersim.deployments.run import simulate_plan
 from infersim.deployments.spec import DeploymentSpec, check_spec
 from infersim.costmodel.afd import ffn_part
@@ -77,10 +77,7 @@ def specs_for(model) -> list[tuple[str, dict]]:
 
 
 def decode_units(plan) -> int:
-    if plan.afd is not None:
-        return plan.afd.attention.par.replicas
-    dep = plan.decode or plan.serve
-    return dep.par.replicas
+    return plan.decode_pool.replicas
 
 
 def calibration_with_gpu_step(step_s: float | None):

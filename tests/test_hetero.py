@@ -24,9 +24,10 @@ from infersim.costmodel.specdec import expected_tokens_per_step
 from infersim.costmodel.step import StepCost
 from infersim.costmodel.work import Batch, batch_shape, model_windows
 from infersim.mapping.deployment import build_deployment, weight_bytes_total
-from infersim.deployments.build import build_plan, estimate_plan
+from infersim.estimate import estimate_plan
+from infersim.modes import build_plan
 from infersim.deployments.run import simulate_plan
-from infersim.deployments.spec import load_spec
+from infersim.modes import load_spec
 from infersim.errors import InputError
 from infersim.workload.synthetic import closed_loop, poisson
 
@@ -136,7 +137,7 @@ def test_afd_m1_is_the_strict_sum_of_gpu_lpu_and_link(tmp_path, gptoss):
     2 link crossings per FFN layer, each timed on its own here."""
     cat = load_catalog()
     plan = _plan(tmp_path, "vr-nvl72-lpx-afd", gptoss, micro_batches=1)
-    afd = plan.afd
+    afd = plan.pool("decode").timer.afd
     # layout by hand: 72 GPUs / tp 8 = 9 replicas, 2 prefill -> 7 attention replicas; gpt-oss FFN
     # weights (~61 GB at 8-bit/MXFP4) need > 128 LPUs, so the pool is one whole LPX rack of 256
     assert afd.attention.par.tp == 8 and afd.attention.par.replicas == 7
@@ -177,7 +178,7 @@ def test_afd_micro_batches_overlap_bounds(tmp_path, gptoss):
     times = {}
     for m in (1, 2, 4):
         plan = _plan(tmp_path, "vr-nvl72-lpx-afd", gptoss, name=f"m{m}", micro_batches=m)
-        afd = plan.afd
+        afd = plan.pool("decode").timer.afd
         gpu, lpu, cost = StepCost(afd.attention), StepCost(afd.ffn), AFDStepCost(afd)
         o = afd.attention.eff.step_s  # engine step overhead, paid once per step
         for batch in (1, 64):
@@ -210,7 +211,7 @@ def test_afd_shared_lpu_pool_can_exceed_the_chain(tmp_path, gptoss):
     replicas through 36 FFN stages: per step each stage is busy 71 x F / 36 > F, so even with m = 1
     the step is the LPU-pool bound, above the strict sum (the sum is a floor, not the value)."""
     plan = _plan(tmp_path, "vr-nvl72-lpx-afd", gptoss, micro_batches=1, gpu={"tp": 1, "prefill_replicas": 1})
-    afd = plan.afd
+    afd = plan.pool("decode").timer.afd
     assert afd.attention.par.replicas == 71 and afd.units == 1
     cost, gpu, lpu = AFDStepCost(afd), StepCost(afd.attention), StepCost(afd.ffn)
     shape = _decode_shape(gptoss, 1, 1024, 256)
@@ -226,7 +227,7 @@ def test_afd_lpu_bound_counts_the_busiest_pool(tmp_path, gptoss):
     """7 attention replicas over 2 LPU pools: some pool carries >= 3.5 replicas' micro-batches on
     average (4 if replicas stick to a pool), so its stages are busy >= 3.5 x m x F / 36 per step."""
     plan = _plan(tmp_path, "vr-nvl72-lpx-afd", gptoss, lpu={"racks_per_gpu_rack": 2})
-    afd = plan.afd
+    afd = plan.pool("decode").timer.afd
     assert afd.attention.par.replicas == 7 and afd.units == 2
     cost, lpu = AFDStepCost(afd), StepCost(afd.ffn)
     shape = _decode_shape(gptoss, 64, 1024, 256)
@@ -284,7 +285,7 @@ def test_host_path_round_trips_are_a_big_part_of_the_chain(tmp_path):
 def test_lpu_pipeline_holds_the_weights_in_sram(tmp_path, name, racks):
     m = load_model(name)
     plan = _plan(tmp_path, "lpx", m, lpu={"racks": racks})
-    dep = plan.serve
+    dep = plan.prefill_pool.deployment
     sram = float(load_catalog().chip("groq3-lpu").mem_bytes.value)
     need = math.ceil(weight_bytes_total(m, dep.plan) / (sram * (1 - dep.eff.mem_reserve)))
     assert dep.chips_per_replica >= need
@@ -295,9 +296,9 @@ def test_lpu_pipeline_holds_the_weights_in_sram(tmp_path, name, racks):
 
 def test_smaller_sram_needs_more_chips_or_more_racks(tmp_path, gptoss):
     small = load_catalog().with_overrides(["groq3-lpu.mem_bytes=2e8"])
-    normal = _plan(tmp_path, "lpx", gptoss).serve
+    normal = _plan(tmp_path, "lpx", gptoss).prefill_pool.deployment
     plan = _plan(tmp_path, "lpx", gptoss, name="small", catalog=small)
-    dep = plan.serve
+    dep = plan.prefill_pool.deployment
     need = math.ceil(weight_bytes_total(gptoss, dep.plan) / (2e8 * (1 - dep.eff.mem_reserve)))
     assert need > LPX_CHIPS                                   # ~61 GB / 190 MB = ~330 chips
     assert dep.chips_per_replica >= need > normal.chips_per_replica
@@ -328,7 +329,7 @@ def test_more_lpx_racks_never_lower_speed_or_throughput(tmp_path, gptoss):
         for m in (1, 2, 4):
             plan = _plan(tmp_path, "vr-nvl72-lpx-afd", gptoss, name=f"r{r}m{m}", micro_batches=m,
                          lpu={"racks_per_gpu_rack": r})
-            assert plan.afd.units == r  # one ~61 GB FFN copy per 256-LPU rack
+            assert plan.pool("decode").timer.afd.units == r  # one ~61 GB FFN copy per 256-LPU rack
             assert plan.total_racks == 1 + r
             for b in (1, 64):
                 est = estimate_plan(plan, batch=b)
@@ -394,7 +395,7 @@ def test_spec_simulation_matches_estimate(monkeypatch, gptoss):
     23 / 22.72 = 1.2% higher. Reproduced here by counting the verifications by hand."""
     seen = _gen_at_completion(monkeypatch)
     plan = build_plan(load_spec(EXAMPLES / "vr-nvl72-lpx-spec.yaml"), gptoss)
-    assert plan.serve.par.replicas == 9
+    assert plan.prefill_pool.deployment.par.replicas == 9
     inp, out = 500, 64  # 564-token contexts (block-aligned ones have their own test below)
     res = simulate_plan(plan, closed_loop(8, 16, inp, out), debug=True)
     r = res.records

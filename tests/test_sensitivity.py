@@ -13,9 +13,10 @@ from cli_checks import assert_fails_cleanly
 from infersim.catalog.hardware import load_catalog
 from infersim.catalog.models import load_model
 from infersim.calibration.efficiency import load_calibration
-from infersim.deployments.build import build_plan, estimate_plan
+from infersim.estimate import estimate_plan
+from infersim.modes import build_plan
 from infersim.deployments.sensitivity import METRICS, sensitivity
-from infersim.deployments.spec import load_spec
+from infersim.modes import load_spec
 from infersim.cli.main import app
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "deployments"

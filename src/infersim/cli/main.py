@@ -153,7 +153,7 @@ def estimate(model: Optional[str] = typer.Option(None, help="catalog name, HF re
 def _estimate_deployment(path: Path, model, batch: int, inp: int, outp: int, hardware, set_, calibration,
                          as_json: bool) -> None:
     from infersim.cli.deployment_view import load_plan, print_estimate
-    from infersim.deployments.build import estimate_plan
+    from infersim.estimate import estimate_plan
     if batch < 1 or inp < 1 or outp < 1:
         raise InputError("--batch, --input and --output must each be at least 1")
     plan, catalog = load_plan(path, model, hardware, set_, calibration)
@@ -182,7 +182,7 @@ def validate(measurements: Path = typer.Option(Path(DEFAULT_MEASUREMENTS), help=
     from infersim.validation.report import validate as run
     if jobs < 1:
         raise InputError(f"--jobs must be at least 1, got {jobs}")
-    from infersim.deployments.spec import load_spec
+    from infersim.modes import load_spec
     spec = load_spec(deployment) if deployment is not None else None
     rep = run(measurements, _catalog(hardware, set_), load_calibration(calibration), method=method, jobs=jobs,
               deployment=spec)

@@ -14,13 +14,13 @@ import numpy as np
 from infersim.catalog.models import AttentionSpec, MambaSpec, MoESpec
 from infersim.costmodel.work import SSM_STATE_BYTES
 from infersim.mapping.deployment import Deployment, weight_bytes_total
+from infersim.mapping.engine import MAX_TOKENS_PER_STEP
 
 # Activation working set per token in flight, in hidden-sized tensors (residual, norm output,
 # attention output, projections; the FFN intermediate is counted separately).
 ACT_HIDDEN_TENSORS = 4
-# Engines prefill long prompts in chunks; the activation peak is bounded by the largest step.
-# Assumption: TensorRT-LLM / vLLM max_num_tokens of 8192 per step (both engines' common setting).
-MAX_TOKENS_PER_STEP = 8192
+# Engines prefill long prompts in chunks; the activation peak is bounded by the largest step
+# (mapping/engine.py: the engines' common 8192 tokens per step).
 
 
 @dataclass

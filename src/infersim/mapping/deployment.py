@@ -88,7 +88,7 @@ def build_deployment(model: ModelArch, system_name: str, *, chips: int | None = 
     chip = catalog.chip(probe.chip)
     eff = calibration.for_chip(chip.kind, chip.family)
     plan = plan_precision(precision or DEFAULT_PRECISION[chip.kind], chip.peak_flops, chip.name, native_expert_format(model), kv_precision)
-    is_named_system = probe.name.lower() == system_name.lower() or system_name.lower() in [a.lower() for a in probe.aliases]
+    is_named_system = catalog.is_named_system(system_name)
 
     if chip.kind in ("lpu", "wafer"):
         reps = replicas or 1
@@ -132,3 +132,12 @@ def build_deployment(model: ModelArch, system_name: str, *, chips: int | None = 
     return Deployment(model=model, system=system, chip=chip, par=par, plan=plan, eff=eff,
                       calibration_note=calibration.provenance(chip.kind, chip.family),
                       scale_up=up, scale_out=out, chips_per_replica=per)
+
+
+def kv_transfer_link(prefill: Deployment, decode: Deployment) -> LinkSpec | None:
+    """The link a request's KV cache crosses from a prefill replica to a decode replica: pools
+    that fit one scale-up domain together (e.g. prefill and decode replicas of one NVL72) use it;
+    otherwise the scale-out network."""
+    together = (prefill.n_chips + decode.n_chips <= decode.system.scale_up_domain
+                and prefill.system.chip == decode.system.chip)
+    return (decode.scale_up if together and decode.scale_up is not None else None) or decode.scale_out or decode.scale_up

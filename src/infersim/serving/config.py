@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from infersim.costmodel.memory import MAX_TOKENS_PER_STEP, kv_bytes_per_seq, kv_chip_share, memory_fit
+from infersim.costmodel.memory import kv_bytes_per_seq, kv_chip_share, memory_fit
 from infersim.mapping.deployment import Deployment
+from infersim.mapping.engine import BLOCK_TOKENS, MAX_BATCH, MAX_TOKENS_PER_STEP
 from infersim.errors import InputError
 from infersim.serving.kvcache import KVCache
 
@@ -30,10 +31,10 @@ class EngineConfig:
     closed form (exactly equal to stepping; off only for the equivalence test);
     max_run_steps: longest closed-form run (bounds array sizes)."""
 
-    max_batch: int = 256
+    max_batch: int = MAX_BATCH
     max_tokens_per_step: int = MAX_TOKENS_PER_STEP
     chunk_tokens: int | None = None
-    block_tokens: int = 16
+    block_tokens: int = BLOCK_TOKENS
     prefix_caching: bool = True
     admission: str = "eager"
     fast_path: bool = True
