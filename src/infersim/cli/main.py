@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from infersim.datasets import measurements_csv
 from infersim.errors import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -20,7 +21,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 # Wide enough for the tables when output is not a terminal (pipes, CI logs).
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
-DEFAULT_MEASUREMENTS = "../shared/calibration/measurements.csv"
+DEFAULT_MEASUREMENTS = measurements_csv()  # the shipped calibration set, wherever the package is installed
 POOR_ERROR = 0.5  # a row whose in-sample or held-out |error| exceeds this is flagged POOR
 
 
@@ -198,7 +199,8 @@ def _estimate_deployment(path: Path, model, batch: int, inp: int, outp: int, har
 
 @app.command()
 @fails_cleanly
-def validate(measurements: Path = typer.Option(Path(DEFAULT_MEASUREMENTS), help="measurement CSV (calibration schema)"),
+def validate(measurements: Path = typer.Option(DEFAULT_MEASUREMENTS, help="measurement CSV (calibration schema)",
+                                              show_default="the shipped calibration set"),
              calibration: Optional[str] = typer.Option(None, help="fit file, or 'none' for defaults"),
              hardware: Optional[list[Path]] = typer.Option(None, "--hardware"),
              set_: Optional[list[str]] = typer.Option(None, "--set"),
@@ -262,7 +264,8 @@ def validate(measurements: Path = typer.Option(Path(DEFAULT_MEASUREMENTS), help=
 
 @app.command()
 @fails_cleanly
-def calibrate(measurements: Path = typer.Option(Path(DEFAULT_MEASUREMENTS), help="measurement CSV"),
+def calibrate(measurements: Path = typer.Option(DEFAULT_MEASUREMENTS, help="measurement CSV",
+                                               show_default="the shipped calibration set"),
               out_file: Path = typer.Option(Path(__file__).resolve().parent.parent / "calibration" / "fit.json", "--out",
                                             help="where to write the fit (default: the packaged fit.json)"),
               as_json: bool = typer.Option(False, "--json")):
