@@ -37,6 +37,7 @@ from infersim.modes import build_plan
 from infersim.deployments.run import simulate_plan
 from infersim.deployments.spec import DeploymentSpec, check_spec
 from infersim.costmodel.afd import ffn_part
+from infersim.datasets import trace as shipped_trace
 from infersim.errors import InputError
 from infersim.workload.synthetic import ClosedLoop
 from infersim.workload.traces import read_trace
@@ -96,7 +97,7 @@ def calibration_with_gpu_step(step_s: float | None):
 def run(requests: int, users: int, calibration=None) -> list[dict]:
     rows = []
     for trace_label, fname in TRACES.items():
-        trace = read_trace(Path(__file__).resolve().parents[2] / "shared" / "traces" / fname, max_requests=requests)
+        trace = read_trace(shipped_trace(fname), max_requests=requests)
         for name in MODELS:
             model = load_model(name)
             for label, body in specs_for(model):

@@ -15,14 +15,14 @@ from typer.testing import CliRunner
 
 from infersim.cli.main import app
 from infersim.calibration.efficiency import load_calibration
+from infersim.datasets import measurements_csv
 from infersim.errors import InputError
 from infersim.validation import fit
 from infersim.validation.measurements import REQUIRED_COLUMNS, read_measurements
 from infersim.validation.report import validate
 
 runner = CliRunner()
-SHARED_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "calibration" / "measurements.csv"
-needs_shared = pytest.mark.skipif(not SHARED_CSV.exists(), reason=f"{SHARED_CSV} not present")
+SHARED_CSV = measurements_csv()  # the shipped copy of the shared calibration set
 
 COLUMNS = list(REQUIRED_COLUMNS) + ["software", "trust", "source", "notes"]
 L8B = "meta-llama/Llama-3.1-8B-Instruct"
@@ -184,7 +184,6 @@ def _check_conservation(rep: dict, csv_rows: list[dict]):
     return {s["id"]: s["reason"] for s in rep["skipped"]}
 
 
-@needs_shared
 def test_validate_json_accounts_for_every_published_row():
     # the closed-form serving predictions keep this test fast; the simulated path has its own test
     r = runner.invoke(app, ["validate", "--json", "--method", "analytical", "--measurements", str(SHARED_CSV)])
@@ -381,7 +380,6 @@ def test_calibrate_cli_writes_only_to_out(tmp_path, monkeypatch):
     assert json.loads(r.stdout)["families"] == json.loads(out.read_text())["families"]
 
 
-@needs_shared
 def test_calibrate_on_published_rows_cross_validates_every_usable_row():
     res = fit.calibrate(SHARED_CSV)
     _check_fit(res)
@@ -391,7 +389,6 @@ def test_calibrate_on_published_rows_cross_validates_every_usable_row():
     assert len(res.heldout) == len(res.plans) > 0
 
 
-@needs_shared
 def test_validate_scoped_to_a_deployment_uses_its_chips_and_spec_inputs(tmp_path):
     """--deployment keeps only rows measured on the file's chips; a speculative row that publishes
     neither draft nor acceptance takes them from the file's spec: section."""

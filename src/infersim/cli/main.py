@@ -11,11 +11,12 @@ from rich.table import Table
 
 from infersim.cli.common import (catalog_from_options as _catalog, emit_json as _emit_json, err, fails_cleanly,
                                   fmt_g as _g, missing_option, out, refuse_file_options)
+from infersim.datasets import measurements_csv
 from infersim.errors import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Simulate and plan LLM inference on GPUs, LPUs and wafer-scale engines.")
-DEFAULT_MEASUREMENTS = "../shared/calibration/measurements.csv"
+DEFAULT_MEASUREMENTS = measurements_csv()  # the shipped calibration set, wherever the package is installed
 POOR_ERROR = 0.5  # a row whose in-sample or held-out |error| exceeds this is flagged POOR
 
 
@@ -166,7 +167,8 @@ def _estimate_deployment(path: Path, model, batch: int, inp: int, outp: int, har
 
 @app.command()
 @fails_cleanly
-def validate(measurements: Path = typer.Option(Path(DEFAULT_MEASUREMENTS), help="measurement CSV (calibration schema)"),
+def validate(measurements: Path = typer.Option(DEFAULT_MEASUREMENTS, help="measurement CSV (calibration schema)",
+                                              show_default="the shipped calibration set"),
              calibration: Optional[str] = typer.Option(None, help="fit file, or 'none' for defaults"),
              hardware: Optional[list[Path]] = typer.Option(None, "--hardware"),
              set_: Optional[list[str]] = typer.Option(None, "--set"),
@@ -230,7 +232,8 @@ def validate(measurements: Path = typer.Option(Path(DEFAULT_MEASUREMENTS), help=
 
 @app.command()
 @fails_cleanly
-def calibrate(measurements: Path = typer.Option(Path(DEFAULT_MEASUREMENTS), help="measurement CSV"),
+def calibrate(measurements: Path = typer.Option(DEFAULT_MEASUREMENTS, help="measurement CSV",
+                                               show_default="the shipped calibration set"),
               out_file: Path = typer.Option(Path(__file__).resolve().parent.parent / "calibration" / "fit.json", "--out",
                                             help="where to write the fit (default: the packaged fit.json)"),
               as_json: bool = typer.Option(False, "--json")):

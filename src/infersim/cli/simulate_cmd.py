@@ -152,7 +152,9 @@ def simulate(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override NAME.FIELD=VALUE"),
     calibration: Optional[str] = typer.Option(None, help="fit file, or 'none' for defaults"),
     # workload
-    trace: Optional[Path] = typer.Option(None, help="request trace (.csv Azure/BurstGPT, .jsonl Mooncake/...)"),
+    trace: Optional[Path] = typer.Option(None, help="request trace (.csv Azure/BurstGPT, .jsonl Mooncake/...); a bare "
+                                         "name with no such local file means a shipped trace, e.g. "
+                                         "AzureLLMInferenceTrace_conv.csv (list: infersim/datasets/README.md)"),
     rate_scale: Optional[float] = typer.Option(None, help="trace only: divide arrival times by this (>1 = faster)"),
     requests: Optional[int] = typer.Option(None, help="trace: keep the first N; synthetic: N requests (default 1000; "
                                            "closed loop 10 x --concurrency)"),

@@ -24,6 +24,7 @@ import numpy as np
 
 from infersim.catalog.hardware import HardwareCatalog, load_catalog
 from infersim.calibration.efficiency import Calibration, Efficiency, load_calibration
+from infersim.datasets import display_path
 from infersim.validation.measurements import read_measurements
 from infersim.validation.scenarios import RowPlan, Skip, plan_row, predict
 
@@ -139,8 +140,9 @@ def calibrate(measurements: str | Path, catalog: HardwareCatalog | None = None, 
     fit_file = {
         "about": "Per chip-family efficiency parameters fitted by `infersim calibrate` (grid search, mean |log error|). "
                  "Reproduce with the command below; do not edit by hand.",
-        "command": f"infersim calibrate --measurements {measurements} --out src/infersim/calibration/fit.json",
-        "measurements": str(measurements),
+        "command": (f"infersim calibrate --measurements {display_path(measurements)} "
+                    "--out src/infersim/calibration/fit.json"),
+        "measurements": display_path(measurements),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "code_version": _git_rev(),
         "grids": {k: {n: [float(x) for x in v] for n, v in g.items()} for k, g in GRIDS.items()},
