@@ -29,10 +29,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from infersim.catalog.hardware import load_catalog
 from infersim.catalog.models import load_model
 from infersim.calibration.efficiency import load_calibration
-from infersim.mapping.deployment import build_deployment, weight_bytes_total
+from infersim.costmodel.memory import min_chips_for_context
+from infersim.mapping.deployment import build_deployment
 from infersim.modes import build_plan
 from infersim.deployments.run import simulate_plan
 from infersim.deployments.spec import DeploymentSpec, check_spec
@@ -49,10 +49,9 @@ LPX_CHIPS = 256
 
 
 def _sram_racks(model, part, chip: str, per_rack: int, precision: str) -> int:
-    cat = load_catalog()
+    """Fewest racks of `per_rack` chips whose SRAM holds `part`'s weights."""
     dep = build_deployment(part, chip, chips=1, precision=precision)
-    usable = float(cat.chip(chip).mem_bytes.value) * (1 - dep.eff.mem_reserve)
-    return math.ceil(weight_bytes_total(part, dep.plan) / usable / per_rack)
+    return math.ceil(min_chips_for_context(dep, 0, 0) / per_rack)
 
 
 def specs_for(model) -> list[tuple[str, dict]]:

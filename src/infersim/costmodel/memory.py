@@ -11,9 +11,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from infersim.catalog.models import AttentionSpec, MambaSpec, MoESpec
+from infersim.catalog.models import AttentionSpec, MambaSpec
 from infersim.costmodel.work import SSM_STATE_BYTES
-from infersim.mapping.deployment import Deployment, weight_bytes_total
+from infersim.mapping.deployment import Deployment, routed_expert_params, weight_bytes_total
 from infersim.mapping.engine import MAX_TOKENS_PER_STEP
 
 # Activation working set per token in flight, in hidden-sized tensors (residual, norm output,
@@ -95,8 +95,7 @@ def memory_fit(dep: Deployment, seqs, context, step_tokens) -> MemoryFit:
         kv = seqs * kv_bytes_per_seq(dep, context) * kv_chip_share(dep)
         acts = tokens * (ACT_HIDDEN_TENSORS * m.hidden + 2 * max_inter) * plan.act_bytes / n
         return MemoryFit(cap, reserve, weights, kv, acts)
-    routed = sum(n * l.ffn.expert_params(m.hidden) * l.ffn.n_routed
-                 for l, n in m.layer_groups() if isinstance(l.ffn, MoESpec))
+    routed = routed_expert_params(m)
     embed = m.embedding_params + (0 if m.tie_embeddings else m.lm_head_params)
     dense = m.total_params - routed - embed
     weights = (dense * plan.weight_bytes / (par.tp * par.pp) + routed * plan.expert_weight_bytes / (par.tp * par.ep * par.pp)

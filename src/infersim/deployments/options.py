@@ -30,7 +30,7 @@ def spec_from_options(catalog: HardwareCatalog, *, system: str, model: str | Non
         if extra:
             raise InputError(f"{', '.join(extra)}: for a disaggregated deployment only; add --prefill-replicas N "
                              "--decode-replicas M or drop them")
-    name = f"{system} (command line)"
+    name = system  # the spec of a command line is named after its system
     if kind in ("lpu", "wafer"):
         if disagg:
             raise InputError("--prefill-replicas/--decode-replicas split GPU replicas; for LPU or wafer chips use a "

@@ -91,6 +91,12 @@ def gpu_deployment(ctx: BuildContext, part: GPUPart, *, replicas: int | None = N
                             **kw)
 
 
+def shared_domain(ctx: BuildContext, part: GPUPart) -> int | None:
+    """The scale-up domain of the named system a GPU section's pools are carved from (None for a
+    bare chip: its pools have no domain in common beyond their own)."""
+    return ctx.catalog.resolve_system(part.system).scale_up_domain if ctx.catalog.is_named_system(part.system) else None
+
+
 def gpu_footprint(ctx: BuildContext, part: GPUPart, deps: list[Deployment]) -> tuple[dict, float]:
     """Racks and power of the GPU section: its racks of a named system; from flags, the named
     system's share the pools use (none for a bare chip: it has no rack or power figure)."""

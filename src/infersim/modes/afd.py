@@ -8,7 +8,7 @@ from infersim.deployments.plan import Plan, Pool, plain_pool
 from infersim.errors import InputError
 from infersim.mapping.deployment import build_deployment, kv_transfer_link
 from infersim.modes import register
-from infersim.modes._shared import (GB, BuildContext, gpu_deployment, gpu_footprint, gpu_lpu_link,
+from infersim.modes._shared import (GB, BuildContext, gpu_deployment, gpu_footprint, gpu_lpu_link, shared_domain,
                                     sram_chips_for_weights, sram_system, system_power_w, whole_racks)
 
 
@@ -46,7 +46,7 @@ def build(ctx: BuildContext) -> Plan:
     ffn_dep = build_deployment(ffn, lsys.chip, chips=per_pool, replicas=1, precision=part.precision,
                                catalog=ctx.catalog, calibration=ctx.calibration)
     afd = AFDDeployment(model, attention, ffn_dep, link, units=units, micro_batches=spec.micro_batches)
-    kv_link = kv_transfer_link(prefill, attention)
+    kv_link = kv_transfer_link(prefill, attention, shared_domain(ctx, spec.gpu))
     summary = {"lpu_chips_per_pool": per_pool, "lpu_pools": units, "attention_replicas": attn_reps,
                "link": link.name, "micro_batches": spec.micro_batches}
     racks, power = gpu_footprint(ctx, spec.gpu, [gpu_full])

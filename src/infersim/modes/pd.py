@@ -7,7 +7,7 @@ from infersim.deployments.plan import Plan, plain_pool
 from infersim.errors import InputError
 from infersim.mapping.deployment import kv_transfer_link
 from infersim.modes import register
-from infersim.modes._shared import BuildContext, gpu_deployment, gpu_footprint
+from infersim.modes._shared import BuildContext, gpu_deployment, gpu_footprint, shared_domain
 
 
 @register("pd", needs=("gpu",), description="GPU prefill pool -> KV transfer -> GPU decode pool")
@@ -33,7 +33,8 @@ def build(ctx: BuildContext) -> Plan:
         decode = gpu_deployment(ctx, part, replicas=part.decode_replicas,
                                 system=override.system if override else None, tp=override.tp if override else None)
     prefill = gpu_deployment(ctx, part, replicas=p)
-    link = kv_transfer_link(prefill, decode)
+    same = override is None or override.system in (None, part.system)
+    link = kv_transfer_link(prefill, decode, shared_domain(ctx, part) if same else None)
     if link is None:
         raise InputError(f"{decode.system.name} has no link to move KV caches between the prefill and decode pools; "
                          "pick a system with a scale-out link")
