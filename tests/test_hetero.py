@@ -10,6 +10,7 @@ deployment and the AFD composition (sum / max / link) is redone by hand.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import numpy as np
 import pytest
 import yaml
 
+from deployment_by_hand import racks_and_power, system_power_w
+from infersim.calibration.efficiency import load_calibration
 from infersim.catalog.hardware import load_catalog
 from infersim.catalog.models import AttentionSpec, MambaSpec, MoESpec, load_model
 from infersim.costmodel.afd import AFDStepCost, afd_bottleneck, attention_part, ffn_part
@@ -31,7 +34,6 @@ from infersim.errors import InputError
 from infersim.workload.synthetic import closed_loop, poisson
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "deployments"
-CATALOG_DATA = Path(__file__).resolve().parents[1] / "src" / "infersim" / "catalog" / "data"
 LPX_CHIPS = 256  # LPUs per LPX rack (catalog systems/lpx.yaml n_chips)
 
 
@@ -70,11 +72,6 @@ def _decode_shape(model, batch, inp, out):
     steps (the same shape estimate_plan states it evaluates)."""
     return batch_shape(Batch(seqs=np.float64(batch), new=np.float64(1), past=np.float64(inp), span=max(out - 1, 1)),
                        model_windows(model))
-
-
-def _system_power_w(name: str) -> float:
-    """A rack's power straight from the catalog YAML (systems/<name>.yaml power_w.value)."""
-    return float(yaml.safe_load((CATALOG_DATA / "systems" / f"{name}.yaml").read_text())["power_w"]["value"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -158,13 +155,27 @@ def test_afd_m1_is_the_strict_sum_of_gpu_lpu_and_link(tmp_path, gptoss):
         assert afd_bottleneck(cost, shape) == "chain"
         # per-user speed can never beat the unoverlapped round trip
         assert float(cost.total(shape)) >= 2 * n_ffn * float(link.latency_s.value) + float(lpu.total(shape))
-    # batch 1 golden link time: 72 x (2 us + 5760 B / (50 GB/s x 0.9 x 7)) = 145.3 us (direct link,
-    # LPU-side link_eff 0.9 as in the calibration defaults)
-    if float(link.bw_bytes_per_s_per_dir.value) == 5.0e10 and float(link.latency_s.value) == 2.0e-6 \
-            and afd.ffn.eff.link_eff == 0.9:
-        assert _hand_link_s(link, afd.ffn.eff, n_ffn, 1, hidden, act_bytes, lanes) == pytest.approx(1.45317e-4, rel=1e-4)
     est = estimate_plan(plan, batch=1, input_len=1024, output_len=256)
     assert est["tpot_s"] == pytest.approx(float(cost.total(_decode_shape(gptoss, 1, 1024, 256))), rel=1e-12)
+
+
+def test_afd_link_time_golden_batch_1(tmp_path, gptoss):
+    """The link part of one decode token, with its inputs pinned here (a 50 GB/s, 2 us direct link;
+    0.9 of its bandwidth achieved on the LPU side): 36 FFN layers x 2 crossings, each 2 us plus one
+    token's 2880 bf16 activations (5760 B) over 7 parallel lanes (min(tp 8, 256 LPUs / 36 layers)):
+    72 x (2e-6 + 5760 / (5e10 x 0.9 x 7)) = 72 x 2.01829e-6 = 145.317 us."""
+    cat = load_catalog().with_overrides(["gpu-lpu-direct.bw_bytes_per_s_per_dir=5e10", "gpu-lpu-direct.latency_s=2e-6"])
+    shipped = load_calibration()
+    defaults = copy.deepcopy(shipped.defaults)
+    defaults["kinds"]["lpu"]["values"]["link_eff"] = 0.9
+    calibration = dataclasses.replace(shipped, defaults=defaults)
+    assert calibration.for_chip("lpu", cat.chip("groq3-lpu").family).link_eff == 0.9   # no fit overrides the pin
+    spec = load_spec(_variant(tmp_path, "vr-nvl72-lpx-afd", micro_batches=1))
+    est = estimate_plan(build_plan(spec, gptoss, catalog=cat, calibration=calibration), batch=1, input_len=1024,
+                        output_len=256)
+    assert 72 * (2e-6 + 5760 / (5e10 * 0.9 * 7)) == pytest.approx(1.45317e-4, rel=1e-5)
+    assert est["afd"]["parts_s"]["link_s"] == pytest.approx(1.45317e-4, rel=1e-5)
+    assert est["afd"]["parts_s"]["link_bw_s"] == pytest.approx(72 * 5760 / (5e10 * 0.9 * 7), rel=1e-9)
 
 
 def test_afd_micro_batches_overlap_bounds(tmp_path, gptoss):
@@ -427,28 +438,12 @@ def test_spec_simulation_block_aligned_context(gptoss):
 # ------------------------------------------------------------------------------------------------
 
 
-def _racks_and_power(d: dict) -> tuple[float, float]:
-    """Racks and power of an example file, by hand from the file and the catalog's systems."""
-    racks, power = 0.0, 0.0
-    if d["mode"] in ("gpu", "afd", "spec"):
-        racks += d["gpu"].get("racks", 1)
-        power += d["gpu"].get("racks", 1) * _system_power_w(d["gpu"]["system"])
-    if d["mode"] in ("afd", "spec"):
-        n = d["lpu"].get("racks_per_gpu_rack", 1) * d["gpu"].get("racks", 1)
-        racks += n
-        power += n * _system_power_w(d["lpu"]["system"])
-    if d["mode"] == "lpu":
-        racks += d["lpu"]["racks"]
-        power += d["lpu"]["racks"] * _system_power_w(d["lpu"]["system"])
-    return racks, power
-
-
 @pytest.mark.parametrize("name", [
     "vr-nvl72", "vr-nvl72-lpx-afd", "vr-nvl72-lpx-spec", "lpx", "cs3"])
 def test_every_example_builds_estimates_and_simulates(name, gptoss):
     d = _example(name)
     plan = build_plan(load_spec(EXAMPLES / f"{name}.yaml"), gptoss)
-    racks, power = _racks_and_power(d)
+    racks, power = racks_and_power(d)
     # by hand: vr-nvl72 1 rack 210 kW; afd/spec 1 NVL72 + 1 LPX = 2 racks 370 kW; lpx 2 x 160 kW; cs3 16 x 23 kW
     assert plan.total_racks == racks and plan.power_w == pytest.approx(power)
 
@@ -462,7 +457,9 @@ def test_every_example_builds_estimates_and_simulates(name, gptoss):
     assert s["requests_completed"] == 24 and r.completed.all()
     assert np.array_equal(r.output_tokens, np.full(24, 64))
     assert np.all(r.first_token_s <= r.completion_s)
-    tok_s = 24 * 64 / s["duration_s"]
+    # throughput from the per-request records: 24 x 64 tokens by the last completion (the run starts at t = 0)
+    assert r.output_tokens.sum() == 24 * 64
+    tok_s = 24 * 64 / float(r.completion_s.max())
     assert s["output_tok_s"] == pytest.approx(tok_s, rel=1e-12)
     assert s["output_tok_s_per_rack"] == pytest.approx(tok_s / racks, rel=1e-12)
     assert s["output_tok_s_per_mw"] == pytest.approx(tok_s / (power / 1e6), rel=1e-12)
@@ -480,7 +477,7 @@ def test_slo_routing_premium_on_lpu(tmp_path, gptoss):
          "routing": {"premium_fraction": 0.3, "premium_path": "lpu"}}
     plan = build_plan(load_spec(_write(tmp_path, d)), gptoss)
     assert plan.racks == {"gpu": 1, "lpu": 1}
-    assert plan.power_w == pytest.approx(_system_power_w("vr-nvl72") + _system_power_w("lpx"))
+    assert plan.power_w == pytest.approx(system_power_w("vr-nvl72") + system_power_w("lpx"))
     n = 200
     res = simulate_plan(plan, poisson(20.0, n, 512, 64, seed=1), debug=True)
     r, s = res.records, res.summary
@@ -501,7 +498,12 @@ def test_slo_routing_premium_on_lpu(tmp_path, gptoss):
     tpot = r.tpot_s()
     assert np.nanmean(tpot[premium]) < np.nanmean(tpot[~premium])
     assert cls["premium"]["tpot_s"]["mean"] < cls["standard"]["tpot_s"]["mean"]
-    assert s["output_tok_s_per_rack"] == pytest.approx(s["output_tok_s"] / 2, rel=1e-12)
+    # 1 NVL72 + 1 LPX rack; tokens and time from the per-request records (the run starts at t = 0)
+    tok_s = float(r.output_tokens.sum()) / float(r.completion_s.max())
+    assert s["output_tok_s"] == pytest.approx(tok_s, rel=1e-12)
+    assert s["output_tok_s_per_rack"] == pytest.approx(tok_s / 2, rel=1e-12)
+    assert s["output_tok_s_per_mw"] == pytest.approx(tok_s / ((system_power_w("vr-nvl72") + system_power_w("lpx")) / 1e6),
+                                                     rel=1e-12)
 
 
 # ------------------------------------------------------------------------------------------------
