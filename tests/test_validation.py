@@ -15,12 +15,12 @@ from typer.testing import CliRunner
 
 from infersim.cli.main import app
 from infersim.calibration.efficiency import load_calibration
-from infersim.catalog.models import load_model
 from infersim.errors import InputError
-from infersim.estimate import estimate
 from infersim.validation import fit
 from infersim.validation.measurements import REQUIRED_COLUMNS, read_measurements
 from infersim.validation.report import validate
+from infersim.catalog.models import load_model   # the estimate API: a second path to the same figures
+from infersim.estimate import estimate
 
 runner = CliRunner()
 SHARED_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "calibration" / "measurements.csv"
