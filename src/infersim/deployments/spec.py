@@ -10,7 +10,7 @@ gpu:                   # GPU racks (gpu, afd, spec)
   tp: 8
   ep: 1
   precision: fp8
-  prefill_replicas: 1  # GPU replicas that only prefill (P/D); 0 = aggregated (gpu/spec modes)
+  prefill_replicas: 1  # pd / afd: GPU replicas that only prefill (pd: decode_replicas, default the rest, decode)
 lpu:                   # LPU / wafer racks (lpu, afd, spec)
   system: lpx
   racks_per_gpu_rack: 1   # the LPX : NVL72 ratio (afd, spec); lpu mode: `racks`
