@@ -60,6 +60,15 @@ def kv_bytes_per_seq(dep: Deployment, context) -> np.ndarray:
     return total
 
 
+def kv_block_bytes(dep: Deployment, block_tokens: int) -> float:
+    """Bytes of one paged-KV block (replica-wide): `block_tokens` tokens of every attention layer's
+    cache. Bounded per-sequence state (sliding windows, SSM state) is charged through
+    kv_bytes_per_seq's block table; a model with no attention cache counts one block's worth of it."""
+    per_token = dep.model.kv_cache_elems_per_token
+    full = float(kv_bytes_per_seq(dep, block_tokens)) if per_token == 0 else block_tokens * per_token * dep.plan.kv_bytes
+    return max(full, 1.0)
+
+
 def kv_chip_share(dep: Deployment) -> float:
     """The fraction of one sequence's (replica-wide) KV cache and state that one chip holds:
     an even spread over an SRAM pipeline's chips; on GPUs split by the KV-head / stage layout, and
