@@ -26,17 +26,17 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, as the target states
 
 from infersim.catalog.models import load_model  # noqa: E402
+from infersim.datasets import trace as shipped_trace  # noqa: E402
 from infersim.mapping.deployment import build_deployment  # noqa: E402
 from infersim.serving.simulate import simulate  # noqa: E402
 from infersim.workload.synthetic import poisson, sampled_lengths  # noqa: E402
 from infersim.workload.traces import read_trace  # noqa: E402
 
-CONV_TRACE = Path(os.environ.get("INFERSIM_TRACES", "/work/shared/traces")) / "AzureLLMInferenceTrace_conv.csv"
+CONV_TRACE = shipped_trace("AzureLLMInferenceTrace_conv.csv")
 VIDUR_S_PER_REQUEST = 4.5e-3  # Vidur's reported simulation cost, ~85 s for this trace
 # (b): 16 x llama-3.1-8b on H100 saturate at ~239 requests/s on this workload (simulated with a rate of
 # 5000/s); 167/s loads them to ~70%.

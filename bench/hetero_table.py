@@ -29,14 +29,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from infersim.catalog.hardware import load_catalog
 from infersim.catalog.models import load_model
 from infersim.calibration.efficiency import load_calibration
-from infersim.mapping.deployment import build_deployment, weight_bytes_total
-from infersim.deployments.build import build_plan
+from infersim.costmodel.memory import min_chips_for_context
+from infersim.mapping.deployment import build_deployment
+from infersim.modes import build_plan
 from infersim.deployments.run import simulate_plan
 from infersim.deployments.spec import DeploymentSpec, check_spec
 from infersim.costmodel.afd import ffn_part
+from infersim.datasets import trace as shipped_trace
 from infersim.errors import InputError
 from infersim.results import check_out_file, write_file_atomically
 from infersim.workload.synthetic import ClosedLoop
@@ -49,10 +50,9 @@ LPX_CHIPS = 256
 
 
 def _sram_racks(model, part, chip: str, per_rack: int, precision: str) -> int:
-    cat = load_catalog()
+    """Fewest racks of `per_rack` chips whose SRAM holds `part`'s weights."""
     dep = build_deployment(part, chip, chips=1, precision=precision)
-    usable = float(cat.chip(chip).mem_bytes.value) * (1 - dep.eff.mem_reserve)
-    return math.ceil(weight_bytes_total(part, dep.plan) / usable / per_rack)
+    return math.ceil(min_chips_for_context(dep, 0, 0) / per_rack)
 
 
 def specs_for(model) -> list[tuple[str, dict]]:
@@ -78,10 +78,7 @@ def specs_for(model) -> list[tuple[str, dict]]:
 
 
 def decode_units(plan) -> int:
-    if plan.afd is not None:
-        return plan.afd.attention.par.replicas
-    dep = plan.decode or plan.serve
-    return dep.par.replicas
+    return plan.decode_pool.replicas
 
 
 def calibration_with_gpu_step(step_s: float | None):
@@ -100,7 +97,7 @@ def calibration_with_gpu_step(step_s: float | None):
 def run(requests: int, users: int, calibration=None) -> list[dict]:
     rows = []
     for trace_label, fname in TRACES.items():
-        trace = read_trace(Path(__file__).resolve().parents[2] / "shared" / "traces" / fname, max_requests=requests)
+        trace = read_trace(shipped_trace(fname), max_requests=requests)
         for name in MODELS:
             model = load_model(name)
             for label, body in specs_for(model):

@@ -13,6 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from cli_checks import assert_fails_cleanly
+from deployment_by_hand import racks_and_power
 from infersim.cli.main import app
 
 runner = CliRunner()
@@ -66,9 +67,11 @@ def test_every_example_estimates(name):
     assert ESTIMATE_KEYS <= d.keys()
     assert d["deployment"] == name and d["model"] == "gpt-oss-120b"
     assert d["ttft_s"] > 0 and d["tpot_s"] > 0 and d["output_tok_s"] > 0
-    assert d["tok_s_per_user"] == pytest.approx(1 / d["tpot_s"])
-    assert d["tok_s_per_rack"] == pytest.approx(d["output_tok_s"] / sum(d["racks"].values()))
-    assert d["tok_s_per_mw"] == pytest.approx(d["output_tok_s"] / (d["power_w"] / 1e6))
+    # racks and watts counted from the file and the catalog's system files, not from the output
+    racks, power = racks_and_power(yaml.safe_load(Path(_example(name)).read_text()))
+    assert sum(d["racks"].values()) == racks and d["power_w"] == pytest.approx(power)
+    assert d["tok_s_per_rack"] == pytest.approx(d["output_tok_s"] / racks)
+    assert d["tok_s_per_mw"] == pytest.approx(d["output_tok_s"] / (power / 1e6))
     for kind, shares in d["time_shares"].items():
         assert kind in ("gpu", "lpu", "wafer", "link") and all(0 <= v <= 1 for v in shares.values())
     if d["mode"] == "afd":
@@ -77,6 +80,22 @@ def test_every_example_estimates(name):
         assert set(d["racks"]) == {"gpu", "lpu"}
     if d["mode"] == "spec":
         assert {"draft_s", "link_s", "verify_s", "expected_tokens_per_verify"} <= d["spec"].keys()
+        # the file's k = 4 drafts at acceptance 0.7 yield 1 + 0.7 + 0.7^2 + 0.7^3 + 0.7^4 = 2.7731
+        # tokens per draft-verify cycle
+        assert d["tok_s_per_user"] == pytest.approx(2.7731 / d["spec"]["cycle_s"], rel=1e-12)
+
+
+def test_file_and_flags_agree_on_decode_speed():
+    """vr-nvl72.yaml is one NVL72 rack at tp 8 in fp8: the same layout given as flags decodes at the
+    same speed. The file's steady-state throughput cannot beat 9 replicas (72 GPUs / tp 8) each
+    emitting its 16 sequences' tokens once per decode step."""
+    d = _estimate("vr-nvl72")
+    flags = json.loads(_run(["estimate", *MODEL, "--system", "vr-nvl72", "--tp", "8", "--precision", "fp8", "--batch",
+                             "16", "--input", "1000", "--output", "200", "--json"]).stdout)
+    assert flags["parallel"] == {"tp": 8, "pp": 1, "ep": 1, "replicas": 9}
+    assert d["tpot_s"] == pytest.approx(flags["tpot_s"], rel=1e-12)
+    assert d["tok_s_per_user"] == pytest.approx(flags["tok_s_per_user"], rel=1e-12)
+    assert d["output_tok_s"] <= 9 * 16 / d["tpot_s"]
 
 
 def test_afd_estimate_prints_parts_bottleneck_and_power():
@@ -111,12 +130,19 @@ def test_set_and_calibration_reach_the_plan():
 # ------------------------------------------------------------------------------------------------ simulate
 
 @pytest.mark.parametrize("name", FILES)
-def test_every_example_simulates(name):
-    s = _simulate(_example(name))
+def test_every_example_simulates(name, tmp_path):
+    s = _simulate(_example(name), "--out", str(tmp_path / "run"))
     assert SUMMARY_KEYS <= s.keys()
     assert s["requests_completed"] == 24
-    assert s["output_tok_s_per_rack"] == pytest.approx(s["output_tok_s"] / sum(s["racks"].values()))
-    assert s["output_tok_s_per_mw"] == pytest.approx(s["output_tok_s"] / (s["power_w"] / 1e6))
+    # throughput from the per-request file (24 x 32 tokens by the last completion; the run starts at
+    # t = 0), racks and watts from the deployment file and the catalog's system files
+    table = pq.read_table(tmp_path / "run" / "requests.parquet").to_pydict()
+    assert sum(table["output_tokens"]) == 24 * 32
+    tok_s = 24 * 32 / max(table["completion_s"])
+    racks, power = racks_and_power(yaml.safe_load(Path(_example(name)).read_text()))
+    assert s["output_tok_s"] == pytest.approx(tok_s, rel=1e-12)
+    assert s["output_tok_s_per_rack"] == pytest.approx(tok_s / racks, rel=1e-12)
+    assert s["output_tok_s_per_mw"] == pytest.approx(tok_s / (power / 1e6), rel=1e-12)
     if name.endswith("afd"):
         assert s["afd"]["lpu_pools"] >= 1 and "decode" in s["deployment"]
     if name.endswith("spec"):

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli_checks import assert_fails_cleanly
+from infersim.calibration.efficiency import load_calibration
 from infersim.cli.main import app
 
 runner = CliRunner()
@@ -88,11 +89,24 @@ def test_issue_example_commands_work(args, chips, replicas):
     assert "TTFT" in text and "TPOT" in text
 
 
-def test_estimate_json_memory_adds_up():
+def test_estimate_json_memory_by_hand():
+    """The defaults (batch 1, 1024 + 128 tokens, bf16, one H100 of 80 GB): Llama-3.1-8B's 8,030,261,248
+    weights at 2 B; K and V of 8 heads x 128 dims in 32 layers at 2 B = 131,072 B per token for 1152
+    tokens; activations (memory.py's accounting: 4 hidden-sized bf16 tensors and the 2 x 14336 FFN
+    intermediates per prompt token, one fp32 row of 128,256 logits per sequence); the reserve is the
+    calibration's fraction of the 80 GB. Free memory is what the hand-computed parts leave."""
     d = json.loads(_ok(["estimate", "--model", "llama-3.1-8b", "--system", "h100-sxm", "--json"]).stdout)
     mem = d["memory_per_chip"]
-    total = sum(mem[k] for k in ("weights_bytes", "kv_cache_bytes", "activations_bytes", "reserve_bytes", "free_bytes"))
-    assert total == pytest.approx(mem["capacity_bytes"], rel=1e-9)
+    weights = 8_030_261_248 * 2
+    kv = 1152 * 32 * 2 * 8 * 128 * 2
+    acts = 1024 * (4 * 4096 + 2 * 14336) * 2 + 128256 * 4
+    reserve = 80e9 * load_calibration().for_chip("gpu", "hopper").mem_reserve
+    assert (weights, kv, acts) == (16_060_522_496, 150_994_944, 92_787_712)
+    assert mem["capacity_bytes"] == 80e9
+    assert mem["weights_bytes"] == pytest.approx(weights, rel=1e-12)
+    assert mem["kv_cache_bytes"] == pytest.approx(kv, rel=1e-12)
+    assert mem["activations_bytes"] == pytest.approx(acts, rel=1e-12)
+    assert mem["free_bytes"] == pytest.approx(80e9 - reserve - weights - kv - acts, rel=1e-12)
 
 
 def test_estimate_set_override_changes_the_hardware():

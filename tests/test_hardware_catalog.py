@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import csv
-import time
-from pathlib import Path
 
 import pytest
 
 from infersim.catalog.hardware import PRECISIONS, HardwareCatalog, Quantity, load_catalog
+from infersim.datasets import measurements_csv
 from infersim.errors import InputError
 
-CALIBRATION_CSV = Path("/work/shared/calibration/measurements.csv")
+CALIBRATION_CSV = measurements_csv()  # the shipped calibration set
 
 CHIPS = ["a100-sxm-80gb", "a100", "h100-sxm", "h100", "h100-pcie", "h100-nvl", "h200-sxm", "h200", "h200-nvl",
          "gh200", "b200", "gb200", "b300", "gb300", "rubin", "vr200", "rubin-gpu", "l40s", "rtx-pro-6000",
@@ -43,11 +42,9 @@ def _quantities(cat: HardwareCatalog):
                         yield f"{name}.{field}.{k}", q
 
 
-def test_loads_fast_and_cached():
-    t = time.perf_counter()
+def test_load_is_cached():  # its speed is timed by bench/bench_load.py
     a = load_catalog()
     assert load_catalog() is a
-    assert time.perf_counter() - t < 1.0  # generous; the packaged load takes ~20 ms
 
 
 @pytest.mark.parametrize("name", CHIPS)
@@ -67,8 +64,6 @@ def test_system_names_resolve(cat, name):
 
 
 def test_calibration_chip_vocabulary_resolves(cat):
-    if not CALIBRATION_CSV.exists():
-        pytest.skip("calibration CSV not available")
     with CALIBRATION_CSV.open(newline="", encoding="utf-8") as f:
         chips = {row["chip"] for row in csv.DictReader(f)}
     assert chips
@@ -76,7 +71,7 @@ def test_calibration_chip_vocabulary_resolves(cat):
         assert cat.chip(name).kind != "cpu"
 
 
-# the controlled chip vocabulary of /work/shared/calibration/README.md: each must be a canonical name
+# the controlled chip vocabulary of infersim/datasets/calibration/README.md: each must be a canonical name
 CALIBRATION_VOCABULARY = ["a100-sxm-80gb", "h100-sxm", "h100-pcie", "h100-nvl", "h200-sxm", "h200-nvl", "gh200", "b200",
                           "gb200", "gb300", "l40s", "rtx-pro-6000", "mi300x", "mi325x", "groq-lpu-v1", "cerebras-wse3"]
 

@@ -10,6 +10,7 @@ deployment and the AFD composition (sum / max / link) is redone by hand.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from pathlib import Path
 
@@ -17,21 +18,23 @@ import numpy as np
 import pytest
 import yaml
 
+from deployment_by_hand import racks_and_power, system_power_w
+from infersim.calibration.efficiency import load_calibration
 from infersim.catalog.hardware import load_catalog
-from infersim.catalog.models import AttentionSpec, MambaSpec, MoESpec, load_model
+from infersim.catalog.models import AttentionSpec, MambaSpec, load_model
 from infersim.costmodel.afd import AFDStepCost, afd_bottleneck, attention_part, ffn_part
 from infersim.costmodel.specdec import expected_tokens_per_step
 from infersim.costmodel.step import StepCost
 from infersim.costmodel.work import Batch, batch_shape, model_windows
 from infersim.mapping.deployment import build_deployment, weight_bytes_total
-from infersim.deployments.build import build_plan, estimate_plan
+from infersim.estimate import estimate_plan
+from infersim.modes import build_plan
 from infersim.deployments.run import simulate_plan
-from infersim.deployments.spec import load_spec
+from infersim.modes import load_spec
 from infersim.errors import InputError
 from infersim.workload.synthetic import closed_loop, poisson
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "deployments"
-CATALOG_DATA = Path(__file__).resolve().parents[1] / "src" / "infersim" / "catalog" / "data"
 LPX_CHIPS = 256  # LPUs per LPX rack (catalog systems/lpx.yaml n_chips)
 
 
@@ -72,11 +75,6 @@ def _decode_shape(model, batch, inp, out):
                        model_windows(model))
 
 
-def _system_power_w(name: str) -> float:
-    """A rack's power straight from the catalog YAML (systems/<name>.yaml power_w.value)."""
-    return float(yaml.safe_load((CATALOG_DATA / "systems" / f"{name}.yaml").read_text())["power_w"]["value"])
-
-
 # ------------------------------------------------------------------------------------------------
 # 1. The model split conserves parameters
 # ------------------------------------------------------------------------------------------------
@@ -109,13 +107,30 @@ def test_model_split_conserves_parameters(name, n_ffn, n_mixer_layers):
     assert len(f.layers) == n_ffn
     assert all(l.mixer is None and l.ffn is not None for l in f.layers)
     assert f.vocab == 0 and f.final_norm_vectors == 0
-    assert f.total_params == sum(l.ffn.n_params_total(m.hidden) if isinstance(l.ffn, MoESpec)
-                                 else l.ffn.n_params(m.hidden) for l in m.layers if l.ffn is not None)
     # the attention side: no FFN / MoE at all, every mixer kept, embeddings / LM head kept
     assert len(a.layers) == n_mixer_layers
     assert all(l.ffn is None and isinstance(l.mixer, (AttentionSpec, MambaSpec)) for l in a.layers)
     assert a.vocab == m.vocab and a.hidden == m.hidden and a.tie_embeddings == m.tie_embeddings
     assert a.n_attention_layers == m.n_attention_layers and a.n_mamba_layers == m.n_mamba_layers
+
+
+def test_gpt_oss_120b_split_and_weight_bytes_by_hand(gptoss):
+    """gpt-oss-120b from its config.json: hidden 2880, 36 layers, 64 query heads and 8 KV heads of 64,
+    attention biases and 64 sinks per layer, 128 SwiGLU experts of intermediate 2880 with biases, a
+    biased 2880 x 128 router, vocab 201,088 untied. The MoE blocks go to the LPUs; everything else stays
+    with attention. At 'mixed' precision the experts keep their MXFP4 (4.25 bits), the rest is 8-bit."""
+    h = 2880
+    expert = 3 * h * h + 3 * h                                   # gate+up (2 x h x h) and down, with biases
+    router = h * 128 + 128
+    ffn = 36 * (128 * expert + router)
+    attention_layer = (h * 4096 + 4096) + 2 * (h * 512 + 512) + (4096 * h + h) + 64 + 2 * h   # q, k, v, o, sinks, norms
+    attention = 36 * attention_layer + 2 * 201088 * h + h          # + embedding, LM head, final norm
+    assert (ffn, attention) == (114_714_874_368, 2_114_282_304)
+    assert ffn_part(gptoss).total_params == ffn
+    assert attention_part(gptoss).total_params == attention
+    plan = build_deployment(gptoss, "groq3-lpu", chips=1, precision="mixed").plan
+    routed = 36 * 128 * expert
+    assert weight_bytes_total(gptoss, plan) == pytest.approx((ffn + attention - routed) * 1 + routed * 4.25 / 8, rel=1e-12)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -136,7 +151,7 @@ def test_afd_m1_is_the_strict_sum_of_gpu_lpu_and_link(tmp_path, gptoss):
     2 link crossings per FFN layer, each timed on its own here."""
     cat = load_catalog()
     plan = _plan(tmp_path, "vr-nvl72-lpx-afd", gptoss, micro_batches=1)
-    afd = plan.afd
+    afd = plan.pool("decode").timer.afd
     # layout by hand: 72 GPUs / tp 8 = 9 replicas, 2 prefill -> 7 attention replicas; gpt-oss FFN
     # weights (~61 GB at 8-bit/MXFP4) need > 128 LPUs, so the pool is one whole LPX rack of 256
     assert afd.attention.par.tp == 8 and afd.attention.par.replicas == 7
@@ -158,13 +173,27 @@ def test_afd_m1_is_the_strict_sum_of_gpu_lpu_and_link(tmp_path, gptoss):
         assert afd_bottleneck(cost, shape) == "chain"
         # per-user speed can never beat the unoverlapped round trip
         assert float(cost.total(shape)) >= 2 * n_ffn * float(link.latency_s.value) + float(lpu.total(shape))
-    # batch 1 golden link time: 72 x (2 us + 5760 B / (50 GB/s x 0.9 x 7)) = 145.3 us (direct link,
-    # LPU-side link_eff 0.9 as in the calibration defaults)
-    if float(link.bw_bytes_per_s_per_dir.value) == 5.0e10 and float(link.latency_s.value) == 2.0e-6 \
-            and afd.ffn.eff.link_eff == 0.9:
-        assert _hand_link_s(link, afd.ffn.eff, n_ffn, 1, hidden, act_bytes, lanes) == pytest.approx(1.45317e-4, rel=1e-4)
     est = estimate_plan(plan, batch=1, input_len=1024, output_len=256)
     assert est["tpot_s"] == pytest.approx(float(cost.total(_decode_shape(gptoss, 1, 1024, 256))), rel=1e-12)
+
+
+def test_afd_link_time_golden_batch_1(tmp_path, gptoss):
+    """The link part of one decode token, with its inputs pinned here (a 50 GB/s, 2 us direct link;
+    0.9 of its bandwidth achieved on the LPU side): 36 FFN layers x 2 crossings, each 2 us plus one
+    token's 2880 bf16 activations (5760 B) over 7 parallel lanes (min(tp 8, 256 LPUs / 36 layers)):
+    72 x (2e-6 + 5760 / (5e10 x 0.9 x 7)) = 72 x 2.01829e-6 = 145.317 us."""
+    cat = load_catalog().with_overrides(["gpu-lpu-direct.bw_bytes_per_s_per_dir=5e10", "gpu-lpu-direct.latency_s=2e-6"])
+    shipped = load_calibration()
+    defaults = copy.deepcopy(shipped.defaults)
+    defaults["kinds"]["lpu"]["values"]["link_eff"] = 0.9
+    calibration = dataclasses.replace(shipped, defaults=defaults)
+    assert calibration.for_chip("lpu", cat.chip("groq3-lpu").family).link_eff == 0.9   # no fit overrides the pin
+    spec = load_spec(_variant(tmp_path, "vr-nvl72-lpx-afd", micro_batches=1))
+    est = estimate_plan(build_plan(spec, gptoss, catalog=cat, calibration=calibration), batch=1, input_len=1024,
+                        output_len=256)
+    assert 72 * (2e-6 + 5760 / (5e10 * 0.9 * 7)) == pytest.approx(1.45317e-4, rel=1e-5)
+    assert est["afd"]["parts_s"]["link_s"] == pytest.approx(1.45317e-4, rel=1e-5)
+    assert est["afd"]["parts_s"]["link_bw_s"] == pytest.approx(72 * 5760 / (5e10 * 0.9 * 7), rel=1e-9)
 
 
 def test_afd_micro_batches_overlap_bounds(tmp_path, gptoss):
@@ -177,7 +206,7 @@ def test_afd_micro_batches_overlap_bounds(tmp_path, gptoss):
     times = {}
     for m in (1, 2, 4):
         plan = _plan(tmp_path, "vr-nvl72-lpx-afd", gptoss, name=f"m{m}", micro_batches=m)
-        afd = plan.afd
+        afd = plan.pool("decode").timer.afd
         gpu, lpu, cost = StepCost(afd.attention), StepCost(afd.ffn), AFDStepCost(afd)
         o = afd.attention.eff.step_s  # engine step overhead, paid once per step
         for batch in (1, 64):
@@ -210,7 +239,7 @@ def test_afd_shared_lpu_pool_can_exceed_the_chain(tmp_path, gptoss):
     replicas through 36 FFN stages: per step each stage is busy 71 x F / 36 > F, so even with m = 1
     the step is the LPU-pool bound, above the strict sum (the sum is a floor, not the value)."""
     plan = _plan(tmp_path, "vr-nvl72-lpx-afd", gptoss, micro_batches=1, gpu={"tp": 1, "prefill_replicas": 1})
-    afd = plan.afd
+    afd = plan.pool("decode").timer.afd
     assert afd.attention.par.replicas == 71 and afd.units == 1
     cost, gpu, lpu = AFDStepCost(afd), StepCost(afd.attention), StepCost(afd.ffn)
     shape = _decode_shape(gptoss, 1, 1024, 256)
@@ -226,7 +255,7 @@ def test_afd_lpu_bound_counts_the_busiest_pool(tmp_path, gptoss):
     """7 attention replicas over 2 LPU pools: some pool carries >= 3.5 replicas' micro-batches on
     average (4 if replicas stick to a pool), so its stages are busy >= 3.5 x m x F / 36 per step."""
     plan = _plan(tmp_path, "vr-nvl72-lpx-afd", gptoss, lpu={"racks_per_gpu_rack": 2})
-    afd = plan.afd
+    afd = plan.pool("decode").timer.afd
     assert afd.attention.par.replicas == 7 and afd.units == 2
     cost, lpu = AFDStepCost(afd), StepCost(afd.ffn)
     shape = _decode_shape(gptoss, 64, 1024, 256)
@@ -284,7 +313,7 @@ def test_host_path_round_trips_are_a_big_part_of_the_chain(tmp_path):
 def test_lpu_pipeline_holds_the_weights_in_sram(tmp_path, name, racks):
     m = load_model(name)
     plan = _plan(tmp_path, "lpx", m, lpu={"racks": racks})
-    dep = plan.serve
+    dep = plan.prefill_pool.deployment
     sram = float(load_catalog().chip("groq3-lpu").mem_bytes.value)
     need = math.ceil(weight_bytes_total(m, dep.plan) / (sram * (1 - dep.eff.mem_reserve)))
     assert dep.chips_per_replica >= need
@@ -295,9 +324,9 @@ def test_lpu_pipeline_holds_the_weights_in_sram(tmp_path, name, racks):
 
 def test_smaller_sram_needs_more_chips_or_more_racks(tmp_path, gptoss):
     small = load_catalog().with_overrides(["groq3-lpu.mem_bytes=2e8"])
-    normal = _plan(tmp_path, "lpx", gptoss).serve
+    normal = _plan(tmp_path, "lpx", gptoss).prefill_pool.deployment
     plan = _plan(tmp_path, "lpx", gptoss, name="small", catalog=small)
-    dep = plan.serve
+    dep = plan.prefill_pool.deployment
     need = math.ceil(weight_bytes_total(gptoss, dep.plan) / (2e8 * (1 - dep.eff.mem_reserve)))
     assert need > LPX_CHIPS                                   # ~61 GB / 190 MB = ~330 chips
     assert dep.chips_per_replica >= need > normal.chips_per_replica
@@ -328,7 +357,7 @@ def test_more_lpx_racks_never_lower_speed_or_throughput(tmp_path, gptoss):
         for m in (1, 2, 4):
             plan = _plan(tmp_path, "vr-nvl72-lpx-afd", gptoss, name=f"r{r}m{m}", micro_batches=m,
                          lpu={"racks_per_gpu_rack": r})
-            assert plan.afd.units == r  # one ~61 GB FFN copy per 256-LPU rack
+            assert plan.pool("decode").timer.afd.units == r  # one ~61 GB FFN copy per 256-LPU rack
             assert plan.total_racks == 1 + r
             for b in (1, 64):
                 est = estimate_plan(plan, batch=b)
@@ -394,7 +423,7 @@ def test_spec_simulation_matches_estimate(monkeypatch, gptoss):
     23 / 22.72 = 1.2% higher. Reproduced here by counting the verifications by hand."""
     seen = _gen_at_completion(monkeypatch)
     plan = build_plan(load_spec(EXAMPLES / "vr-nvl72-lpx-spec.yaml"), gptoss)
-    assert plan.serve.par.replicas == 9
+    assert plan.prefill_pool.deployment.par.replicas == 9
     inp, out = 500, 64  # 564-token contexts (block-aligned ones have their own test below)
     res = simulate_plan(plan, closed_loop(8, 16, inp, out), debug=True)
     r = res.records
@@ -427,28 +456,12 @@ def test_spec_simulation_block_aligned_context(gptoss):
 # ------------------------------------------------------------------------------------------------
 
 
-def _racks_and_power(d: dict) -> tuple[float, float]:
-    """Racks and power of an example file, by hand from the file and the catalog's systems."""
-    racks, power = 0.0, 0.0
-    if d["mode"] in ("gpu", "afd", "spec"):
-        racks += d["gpu"].get("racks", 1)
-        power += d["gpu"].get("racks", 1) * _system_power_w(d["gpu"]["system"])
-    if d["mode"] in ("afd", "spec"):
-        n = d["lpu"].get("racks_per_gpu_rack", 1) * d["gpu"].get("racks", 1)
-        racks += n
-        power += n * _system_power_w(d["lpu"]["system"])
-    if d["mode"] == "lpu":
-        racks += d["lpu"]["racks"]
-        power += d["lpu"]["racks"] * _system_power_w(d["lpu"]["system"])
-    return racks, power
-
-
 @pytest.mark.parametrize("name", [
     "vr-nvl72", "vr-nvl72-lpx-afd", "vr-nvl72-lpx-spec", "lpx", "cs3"])
 def test_every_example_builds_estimates_and_simulates(name, gptoss):
     d = _example(name)
     plan = build_plan(load_spec(EXAMPLES / f"{name}.yaml"), gptoss)
-    racks, power = _racks_and_power(d)
+    racks, power = racks_and_power(d)
     # by hand: vr-nvl72 1 rack 210 kW; afd/spec 1 NVL72 + 1 LPX = 2 racks 370 kW; lpx 2 x 160 kW; cs3 16 x 23 kW
     assert plan.total_racks == racks and plan.power_w == pytest.approx(power)
 
@@ -462,7 +475,9 @@ def test_every_example_builds_estimates_and_simulates(name, gptoss):
     assert s["requests_completed"] == 24 and r.completed.all()
     assert np.array_equal(r.output_tokens, np.full(24, 64))
     assert np.all(r.first_token_s <= r.completion_s)
-    tok_s = 24 * 64 / s["duration_s"]
+    # throughput from the per-request records: 24 x 64 tokens by the last completion (the run starts at t = 0)
+    assert r.output_tokens.sum() == 24 * 64
+    tok_s = 24 * 64 / float(r.completion_s.max())
     assert s["output_tok_s"] == pytest.approx(tok_s, rel=1e-12)
     assert s["output_tok_s_per_rack"] == pytest.approx(tok_s / racks, rel=1e-12)
     assert s["output_tok_s_per_mw"] == pytest.approx(tok_s / (power / 1e6), rel=1e-12)
@@ -480,7 +495,7 @@ def test_slo_routing_premium_on_lpu(tmp_path, gptoss):
          "routing": {"premium_fraction": 0.3, "premium_path": "lpu"}}
     plan = build_plan(load_spec(_write(tmp_path, d)), gptoss)
     assert plan.racks == {"gpu": 1, "lpu": 1}
-    assert plan.power_w == pytest.approx(_system_power_w("vr-nvl72") + _system_power_w("lpx"))
+    assert plan.power_w == pytest.approx(system_power_w("vr-nvl72") + system_power_w("lpx"))
     n = 200
     res = simulate_plan(plan, poisson(20.0, n, 512, 64, seed=1), debug=True)
     r, s = res.records, res.summary
@@ -501,7 +516,12 @@ def test_slo_routing_premium_on_lpu(tmp_path, gptoss):
     tpot = r.tpot_s()
     assert np.nanmean(tpot[premium]) < np.nanmean(tpot[~premium])
     assert cls["premium"]["tpot_s"]["mean"] < cls["standard"]["tpot_s"]["mean"]
-    assert s["output_tok_s_per_rack"] == pytest.approx(s["output_tok_s"] / 2, rel=1e-12)
+    # 1 NVL72 + 1 LPX rack; tokens and time from the per-request records (the run starts at t = 0)
+    tok_s = float(r.output_tokens.sum()) / float(r.completion_s.max())
+    assert s["output_tok_s"] == pytest.approx(tok_s, rel=1e-12)
+    assert s["output_tok_s_per_rack"] == pytest.approx(tok_s / 2, rel=1e-12)
+    assert s["output_tok_s_per_mw"] == pytest.approx(tok_s / ((system_power_w("vr-nvl72") + system_power_w("lpx")) / 1e6),
+                                                     rel=1e-12)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -7,15 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from cli_checks import assert_fails_cleanly
+from deployment_by_hand import racks_and_power, system_power, system_power_w
 from infersim.catalog.hardware import load_catalog
 from infersim.catalog.models import load_model
-from infersim.calibration.efficiency import load_calibration
-from infersim.deployments.build import build_plan, estimate_plan
 from infersim.deployments.sensitivity import METRICS, sensitivity
-from infersim.deployments.spec import load_spec
+from infersim.modes import load_spec
 from infersim.cli.main import app
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "deployments"
@@ -28,7 +28,8 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def afd_reports():
     spec, model = load_spec(AFD), load_model("gpt-oss-120b")
-    return {m: sensitivity(spec, model, metric=m, **POINT) for m in ("tok_s_per_user", "tok_s_per_mw")}
+    return {m: sensitivity(spec, model, metric=m, **POINT)
+            for m in ("tok_s_per_user", "tok_s_per_mw", "tok_s_per_rack", "output_tok_s")}
 
 
 def _row(rep, name):
@@ -65,11 +66,36 @@ def test_swept_inputs_cover_the_plan(afd_reports):
     assert "gpu-lpu-ethernet-host.latency_s" not in names and "gpu-lpu-on-package.latency_s" not in names
 
 
-def test_baseline_equals_estimate_plan(afd_reports):
-    plan = build_plan(load_spec(AFD), load_model("gpt-oss-120b"), load_catalog(), load_calibration())
-    est = estimate_plan(plan, POINT["batch"], POINT["input_len"], POINT["output_len"])
-    for metric, rep in afd_reports.items():
-        assert rep.baseline == pytest.approx(est[metric], rel=1e-12)
+def test_baseline_per_user_speed_lies_on_the_link_latency_line(afd_reports):
+    """At this point (batch 32, 2 micro-batches) one micro-batch's GPU->LPU->GPU chain sets the decode
+    step, and that chain crosses the link twice per FFN layer: gpt-oss-120b's config has 36 layers,
+    each with an MoE block, so 72 crossings. TPOT = 1 / tok_s_per_user is then affine in the link
+    latency with slope 72: the baseline (latency at its catalog value) and the two sweep ends must
+    lie on that line. A baseline taken at another point or with another latency is off it."""
+    rep = afd_reports["tok_s_per_user"]
+    r = _row(rep, "gpu-lpu-direct.latency_s")
+    assert r.base == float(load_catalog().link("gpu-lpu-direct").latency_s.value)
+    crossings = 2 * 36
+    tpot_base, tpot_low, tpot_high = 1 / rep.baseline, 1 / r.metric_low, 1 / r.metric_high
+    assert tpot_base - tpot_low == pytest.approx(crossings * (r.base - r.low), rel=1e-9)
+    assert tpot_high - tpot_base == pytest.approx(crossings * (r.high - r.base), rel=1e-9)
+
+
+def test_per_rack_and_per_mw_baselines_follow_the_files_racks_and_power(afd_reports):
+    """Racks and watts counted here from the deployment file and the catalog's system files
+    (1 NVL72 + 1 LPX rack, 210 + 160 kW): per rack = output / racks, per MW = output / MW. Sweeping
+    only the LPX rack's power to the ends of its catalog range scales per-MW by the power ratio."""
+    racks, power = racks_and_power(yaml.safe_load(AFD.read_text()))
+    assert (racks, power) == (2, system_power_w("vr-nvl72") + system_power_w("lpx"))
+    out = afd_reports["output_tok_s"].baseline
+    assert afd_reports["tok_s_per_rack"].baseline == pytest.approx(out / racks, rel=1e-12)
+    assert afd_reports["tok_s_per_mw"].baseline == pytest.approx(out / (power / 1e6), rel=1e-12)
+    lpx = system_power("lpx")
+    r = _row(afd_reports["tok_s_per_mw"], "lpx.power_w")
+    assert (r.low, r.high) == (lpx["low"], lpx["high"])
+    other = power - lpx["value"]
+    assert r.metric_low == pytest.approx(out / ((other + lpx["low"]) / 1e6), rel=1e-12)
+    assert r.metric_high == pytest.approx(out / ((other + lpx["high"]) / 1e6), rel=1e-12)
 
 
 def test_link_latency_never_speeds_up_a_user(afd_reports):

@@ -150,7 +150,7 @@ def test_results_are_written_before_printing(tmp_path, monkeypatch):
 
     def broken(*a, **kw):
         raise RuntimeError("terminal went away")
-    monkeypatch.setattr(cmd, "print_summary", broken)
+    monkeypatch.setattr(cmd, "print_simulation", broken)
     r = runner.invoke(app, [*BASE, *POISSON, "--out", str(tmp_path)])
     assert r.exit_code != 0
     assert (tmp_path / "requests.parquet").is_file() and (tmp_path / "summary.json").is_file()

@@ -15,14 +15,16 @@ from typer.testing import CliRunner
 
 from infersim.cli.main import app
 from infersim.calibration.efficiency import load_calibration
+from infersim.datasets import measurements_csv
 from infersim.errors import InputError
 from infersim.validation import fit
 from infersim.validation.measurements import REQUIRED_COLUMNS, read_measurements
 from infersim.validation.report import validate
+from infersim.catalog.models import load_model   # the estimate API: a second path to the same figures
+from infersim.estimate import estimate
 
 runner = CliRunner()
-SHARED_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "calibration" / "measurements.csv"
-needs_shared = pytest.mark.skipif(not SHARED_CSV.exists(), reason=f"{SHARED_CSV} not present")
+SHARED_CSV = measurements_csv()  # the shipped copy of the shared calibration set
 
 COLUMNS = list(REQUIRED_COLUMNS) + ["software", "trust", "source", "notes"]
 L8B = "meta-llama/Llama-3.1-8B-Instruct"
@@ -184,7 +186,6 @@ def _check_conservation(rep: dict, csv_rows: list[dict]):
     return {s["id"]: s["reason"] for s in rep["skipped"]}
 
 
-@needs_shared
 def test_validate_json_accounts_for_every_published_row():
     # the closed-form serving predictions keep this test fast; the simulated path has its own test
     r = runner.invoke(app, ["validate", "--json", "--method", "analytical", "--measurements", str(SHARED_CSV)])
@@ -242,21 +243,34 @@ def test_validate_synthetic_rows_are_predicted_or_skipped_with_reasons(tmp_path)
 def test_validate_predictions_respect_units_and_the_roofline(tmp_path):
     """Llama-3.1-8B (8.03e9 bf16 weights = 16.06 GB) alone on an H100 (3.35 TB/s, 989 TFLOP/s bf16).
     Any token needs >= 16.06e9 / 3.35e12 = 4.79 ms of weight streaming, so TPOT >= 4.79 ms,
-    a single user gets <= 208 tok/s, and TTFT of a 128-token prompt >= 4.79 ms too. The per-chip
-    throughput of a 1-chip system equals its total throughput."""
+    a single user gets <= 208 tok/s, and TTFT of a 128-token prompt >= 4.79 ms too.
+
+    Each metric is also checked against the static-batch `estimate` API (its own path to TTFT, TPOT
+    and tokens/s) in seconds: the row's unit conversions and scenario arithmetic must agree with it.
+    Two chips hold at least two independent copies, so they give at least twice one chip's tokens/s,
+    and per chip is that total over the row's 2 chips."""
     floor_ms = 8_030_261_248 * 2 / 3.35e12 * 1e3  # = 4.794 ms
+    two = dict(n_chips="2", batch="4")
     rows = [row(id="U1", metric="tpot_ms"), row(id="U2", metric="tok_s_per_user", unit="tok/s/user"),
             row(id="U3", metric="ttft_ms"), row(id="U4", metric="itl_ms"),
             row(id="U5", metric="output_tok_s", unit="tok/s", batch="4"),
-            row(id="U6", metric="output_tok_s_per_chip", unit="tok/s/chip", batch="4")]
+            row(id="U6", metric="output_tok_s", unit="tok/s", **two),
+            row(id="U7", metric="output_tok_s_per_chip", unit="tok/s/chip", **two)]
     rep = validate(write_csv(tmp_path / "m.csv", rows))
     pred = {r.id: r.predicted for r in rep.rows}
-    assert set(pred) == {"U1", "U2", "U3", "U4", "U5", "U6"}
+    assert set(pred) == {"U1", "U2", "U3", "U4", "U5", "U6", "U7"}
     assert pred["U1"] >= floor_ms and pred["U3"] >= floor_ms * 0.99  # prefill need not read the lm_head twice
     assert pred["U2"] <= 1e3 / floor_ms
-    assert pred["U2"] == pytest.approx(1e3 / pred["U1"], rel=1e-9)   # tok/s per user is 1 / TPOT
-    assert pred["U4"] == pytest.approx(pred["U1"], rel=1e-9)          # static batch: ITL is TPOT
-    assert pred["U6"] == pytest.approx(pred["U5"] / 1, rel=1e-9)      # one chip
+    m = load_model("llama-3.1-8b")
+    one = estimate(m, "h100-sxm", batch=1, input_len=128, output_len=128, precision="bf16")
+    four = estimate(m, "h100-sxm", batch=4, input_len=128, output_len=128, precision="bf16")
+    assert pred["U1"] == pytest.approx(one.tpot_s * 1e3, rel=1e-9)
+    assert pred["U2"] == pytest.approx(one.tok_s_per_user, rel=1e-9)
+    assert pred["U3"] == pytest.approx(one.ttft_s * 1e3, rel=1e-9)
+    assert pred["U4"] == pytest.approx(one.tpot_s * 1e3, rel=1e-9)   # static batch: one token per step each
+    assert pred["U5"] == pytest.approx(four.output_tok_s, rel=1e-9)
+    assert pred["U6"] >= 2 * pred["U5"] * (1 - 1e-9)
+    assert pred["U7"] == pytest.approx(pred["U6"] / 2, rel=1e-9)
 
 
 def test_speculative_rows_gain_at_most_the_expected_tokens_per_step(tmp_path):
@@ -381,7 +395,6 @@ def test_calibrate_cli_writes_only_to_out(tmp_path, monkeypatch):
     assert json.loads(r.stdout)["families"] == json.loads(out.read_text())["families"]
 
 
-@needs_shared
 def test_calibrate_on_published_rows_cross_validates_every_usable_row():
     res = fit.calibrate(SHARED_CSV)
     _check_fit(res)
@@ -391,7 +404,6 @@ def test_calibrate_on_published_rows_cross_validates_every_usable_row():
     assert len(res.heldout) == len(res.plans) > 0
 
 
-@needs_shared
 def test_validate_scoped_to_a_deployment_uses_its_chips_and_spec_inputs(tmp_path):
     """--deployment keeps only rows measured on the file's chips; a speculative row that publishes
     neither draft nor acceptance takes them from the file's spec: section."""

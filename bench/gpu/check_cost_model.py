@@ -28,7 +28,8 @@ from infersim.calibration.efficiency import load_calibration
 from infersim.costmodel.step import step_time
 from infersim.mapping.deployment import build_deployment
 
-DATA = Path(sys.argv[1] if len(sys.argv) > 1 else "data/gpu/h100-sxm")
+REPO = Path(__file__).resolve().parents[2]
+DATA = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "data" / "gpu" / "h100-sxm"
 CHIP = DATA.resolve().name
 
 

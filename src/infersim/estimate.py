@@ -1,8 +1,14 @@
-"""`estimate`: analytical prefill + decode of a static batch on a deployment (typed API under the CLI).
+"""`estimate`: analytical figures of a plan (typed API under the CLI); no simulation.
 
-A batch of `batch` requests of `input_len` prompt tokens is prefilled together, then decoded
-together for `output_len` tokens (the `fixed_batch` scenario). TTFT = prefill time; TPOT = mean
-decode step over contexts input_len+1 .. input_len+output_len-1 (closed form, see work.py).
+Two views of the same plan (modes.build_plan):
+- `estimate_static(plan, ...)`: prefill + decode of one static batch on a single-pool plan: a
+  batch of `batch` requests of `input_len` prompt tokens is prefilled together, then decoded
+  together for `output_len` tokens (the `fixed_batch` scenario). TTFT = prefill time; TPOT = mean
+  decode step over contexts input_len+1 .. input_len+output_len-1 (closed form, see work.py).
+  `estimate(model, system, ...)` is the same from command-line style options.
+- `estimate_plan(plan, ...)`: steady state of any plan, every decode replica running `batch`
+  sequences: per-user speed, throughput, per rack and per MW, where the time goes. Its decode step
+  comes from the decode pool's step timer (costmodel/timer.py), so it holds for every mode.
 """
 from __future__ import annotations
 
@@ -14,10 +20,15 @@ from infersim.catalog.hardware import HardwareCatalog
 from infersim.catalog.models import ModelArch
 from infersim.calibration.efficiency import Calibration, efficiency_dict
 from infersim.costmodel.execution import CATEGORIES, Breakdown
-from infersim.costmodel.memory import MAX_TOKENS_PER_STEP, max_sequences, memory_fit, min_chips_for_context
+from infersim.costmodel.memory import max_sequences, memory_fit, min_chips_for_context
 from infersim.costmodel.step import step_time
-from infersim.mapping.deployment import Deployment, build_deployment
+from infersim.deployments.options import spec_from_options
+from infersim.deployments.plan import Plan
 from infersim.errors import InputError
+from infersim.mapping.deployment import Deployment
+from infersim.mapping.engine import MAX_TOKENS_PER_STEP
+from infersim.modes import build_plan
+from infersim.modes._shared import Sizing
 
 GB = 1e9
 
@@ -121,18 +132,32 @@ def estimate(model: ModelArch, system: str, *, batch: int = 1, input_len: int = 
              chips: int | None = None, tp: int | None = None, pp: int = 1, ep: int = 1, replicas: int | None = None,
              precision: str | None = None, kv_precision: str | None = None, catalog: HardwareCatalog | None = None,
              calibration: Calibration | None = None) -> Estimate:
-    """Predict one static batch: per-phase time, tokens/s, bottleneck and per-chip memory."""
+    """Predict one static batch from command-line style options (see `estimate_static`)."""
+    from infersim.catalog.hardware import load_catalog
+    catalog = catalog or load_catalog()
+    spec = spec_from_options(catalog, system=system, chips=chips, tp=tp, pp=pp, ep=ep, replicas=replicas,
+                             precision=precision, kv_precision=kv_precision)
+    _check_lengths(batch, input_len, output_len)
+    plan = build_plan(spec, model, catalog, calibration, sizing=Sizing(input_len + output_len, batch, auto=True))
+    return estimate_static(plan, batch=batch, input_len=input_len, output_len=output_len)
+
+
+def _check_lengths(batch: int, input_len: int, output_len: int) -> None:
     if batch < 1 or input_len < 1 or output_len < 1:
         raise InputError("--batch, --input and --output must each be at least 1")
-    dep = build_deployment(model, system, chips=chips, tp=tp, pp=pp, ep=ep, replicas=replicas,
-                           precision=precision, kv_precision=kv_precision, catalog=catalog, calibration=calibration)
+
+
+def estimate_static(plan: Plan, *, batch: int = 1, input_len: int = 1024, output_len: int = 128) -> Estimate:
+    """Predict one static batch on a single-pool plan: per-phase time, tokens/s, bottleneck and
+    per-chip memory."""
+    _check_lengths(batch, input_len, output_len)
+    pools = plan.serving_pools()
+    if len(pools) != 1:
+        raise InputError("a static-batch estimate runs on one pool; estimate a disaggregated deployment's steady state "
+                         "with a deployment file (--deployment) or simulate it")
+    dep = pools[0].deployment
+    model = plan.model
     context = input_len + output_len
-    named = dep.system.name == system.lower() or system.lower() in (a.lower() for a in dep.system.aliases)
-    if dep.dataflow and chips is None and not named:
-        # a bare LPU/wafer chip: as many chips as the weights plus this batch's KV cache need
-        dep = build_deployment(model, system, chips=min_chips_for_context(dep, context, batch) * dep.par.replicas,
-                               replicas=replicas, precision=precision, kv_precision=kv_precision, catalog=catalog,
-                               calibration=calibration)
     if context > model.max_context:
         raise InputError(f"input + output = {context} tokens exceeds {model.name}'s context of {model.max_context}")
     fit = check_fit(dep, batch, context, batch * input_len)
@@ -143,10 +168,6 @@ def estimate(model: ModelArch, system: str, *, batch: int = 1, input_len: int = 
     tpot = float(dec.total) if dec is not None else 0.0
     e2e = ttft + steps * tpot
     reps = dep.par.replicas
-    notes = []
-    if dep.dataflow:
-        notes.append(f"{dep.chip.kind} layer pipeline over {dep.chips_per_replica} chips "
-                     f"({dep.chips_per_replica / model.n_layers:.2f} chips per layer)")
     return Estimate(
         model=model.name, system=dep.system.name, chip=dep.chip.name, chips=dep.n_chips,
         parallel={"tp": dep.par.tp, "pp": dep.par.pp, "ep": dep.par.ep, "replicas": reps},
@@ -155,4 +176,59 @@ def estimate(model: ModelArch, system: str, *, batch: int = 1, input_len: int = 
         output_tok_s=reps * batch * output_len / e2e, decode_tok_s=(reps * batch / tpot if tpot else 0.0),
         prefill=_phase(pre, reps * batch * input_len), decode=_phase(dec, reps * batch) if dec is not None else None,
         memory_per_chip=fit.as_dict(), max_batch_at_context=max_sequences(dep, context, input_len),
-        calibration=dep.calibration_note, efficiency=efficiency_dict(dep.eff), notes=notes)
+        calibration=dep.calibration_note, efficiency=efficiency_dict(dep.eff), notes=list(plan.notes))
+
+
+def estimate_plan(plan: Plan, batch: int = 1, input_len: int = 1024, output_len: int = 256) -> dict:
+    """Per-user speed, throughput, per-rack and per-MW figures of a plan at `batch` sequences per
+    decode replica (steady state: every replica decodes a full batch; prefill capacity can cap it)."""
+    _check_lengths(batch, input_len, output_len)
+    m, inp, out = plan.model, input_len, output_len
+    res: dict = {"deployment": plan.spec.name, "mode": plan.spec.mode, "model": m.name, "batch": batch,
+                 "input_len": inp, "output_len": out, "racks": dict(plan.racks), "power_w": plan.power_w,
+                 "notes": list(plan.notes)}
+    prefill, decode = plan.prefill_pool, plan.decode_pool
+    step = decode.timer.decode_step(batch, inp, max(out - 1, 1))
+    tokens_per_step = decode.timer.tokens_per_decode_step
+    tpot = step.seconds / tokens_per_step
+    res.update(step.details)
+    _check_batch(decode.deployment, batch, inp + out, res)
+    alone, batched = prefill_times(prefill.deployment, inp)
+    ttft, per_prompt = float(alone), float(batched)
+    decode_reps = decode.replicas
+    if prefill.role == "prefill":   # disaggregated: the slower pool sets the rate
+        req_s = min(prefill.replicas / per_prompt, decode_reps * batch / (max(out - 1, 1) * tpot))
+        res["prefill_replicas"] = prefill.replicas
+    else:                           # aggregated: each replica alternates prefill and decode
+        req_s = decode_reps / (per_prompt + out * tpot / batch)
+    tok_s = req_s * out
+    res.update({"ttft_s": ttft, "tpot_s": tpot, "tok_s_per_user": 1.0 / tpot, "output_tok_s": tok_s,
+                "decode_replicas": decode_reps, "decode_steps_per_request": max((out - 1) / tokens_per_step, 1.0),
+                "time_shares": step.shares})
+    if plan.premium is not None:
+        # SLO classes: both paths run at `batch` per decode replica; the headline per-user figures
+        # are the standard class's, throughput is both paths' together (racks and power are too)
+        prem = estimate_plan(plan.premium, batch, inp, out)
+        std = {k: res[k] for k in ("ttft_s", "tpot_s", "tok_s_per_user", "output_tok_s")}
+        res["classes"] = {"standard": std, "premium": {k: prem[k] for k in std}}
+        tok_s = res["output_tok_s"] = tok_s + prem["output_tok_s"]
+        share = plan.spec.routing.premium_fraction
+        res["notes"].append(f"capacity split: premium path {prem['output_tok_s'] / tok_s:.0%} of output tokens vs "
+                            f"{share:.0%} of requests routed to it")
+    res["tok_s_per_rack"] = tok_s / plan.total_racks if plan.total_racks else None
+    res["tok_s_per_mw"] = tok_s / (plan.power_w / 1e6) if plan.power_w else None
+    return res
+
+
+def _check_batch(dep: Deployment, batch: int, context: int, res: dict) -> None:
+    cap = max_sequences(dep, context, context)
+    res["max_batch_at_context"] = cap
+    if cap < 1:
+        raise InputError(f"{dep.model.name} on {dep.chip.name} x{dep.chips_per_replica} cannot hold one {context}-token "
+                         f"context: its KV cache does not fit next to the weights; use more chips per replica")
+    if batch > cap:
+        where = "SRAM" if dep.dataflow else "HBM"
+        res["notes"].append(f"KV cache in {where} binds: at most {cap} sequences of {context} tokens fit per replica, "
+                            f"not {batch}")
+        raise InputError(f"batch {batch} does not fit: KV cache in {where} holds at most {cap} sequences of {context} "
+                         f"tokens per {dep.chip.name} x{dep.chips_per_replica} replica; lower --batch to {cap}")

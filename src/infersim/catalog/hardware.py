@@ -275,6 +275,11 @@ class HardwareCatalog:
     def system(self, name: str) -> SystemSpec:
         return self._get("systems", name)
 
+    def is_named_system(self, name: str) -> bool:
+        """Whether `name` (or an alias, any case) names a system rather than a chip."""
+        hit = self._index.get(name.lower())
+        return hit is not None and hit[0] == "systems"
+
     def resolve_system(self, name: str, n_chips: int | None = None) -> SystemSpec:
         """A system by system name, or ``n_chips`` (default 1) of a chip as an ad-hoc system.
 

@@ -1,7 +1,7 @@
 """Model catalog: parse Hugging Face ``config.json`` files into a compact architecture description.
 
 The catalog index is ``data/models/models.yaml``; each entry points at a vendored ``config.json``
-(copied from ``/work/shared/reference/configs``). :func:`load_model` accepts a catalog name, an alias,
+(copied from the project's shared ``reference/configs``). :func:`load_model` accepts a catalog name, an alias,
 an HF repo id (case-insensitive, ``/`` or ``__``), or a path to a ``config.json`` (or a folder holding one).
 
 Parameter counting conventions (weights only):

@@ -8,7 +8,7 @@ from typing import Optional
 
 from rich.table import Table
 
-from infersim.cli.common import fmt_g as _g, fmt_ms as _ms
+from infersim.cli.common import catalog_from_options as _catalog, fmt_g as _g, fmt_ms as _ms
 from infersim.errors import InputError
 
 BOTTLENECK_MEANS = {
@@ -22,18 +22,20 @@ BOTTLENECK_MEANS = {
 }
 
 
-def load_plan(path: Path, model: Optional[str], hardware, set_, calibration):
-    """(plan, catalog): the deployment file built for `model` (or the file's `model:`)."""
+def load_plan(path: Path | None, model: Optional[str], hardware, set_, calibration, options: dict | None = None,
+              sizing=None):
+    """(plan, catalog): the deployment file at `path`, or the command-line `options` compiled into
+    the same spec (deployments/options.py), built for `model` (or the file's `model:`)."""
     from infersim.catalog.models import load_model
-    from infersim.cli.common import catalog_from_options as _catalog
     from infersim.calibration.efficiency import load_calibration
-    from infersim.deployments.build import build_plan
-    from infersim.deployments.spec import load_spec
-    spec = load_spec(path)
+    from infersim.deployments.options import spec_from_options
+    from infersim.modes import load_spec
+    from infersim.modes import build_plan
     catalog = _catalog(hardware, set_)
+    spec = load_spec(path) if path is not None else spec_from_options(catalog, model=model, **(options or {}))
     cal = load_calibration(calibration)
     arch = load_model(model) if model is not None else None
-    return build_plan(spec, arch, catalog, cal), catalog
+    return build_plan(spec, arch, catalog, cal, sizing=sizing if path is None else None), catalog
 
 
 # ------------------------------------------------------------------------------------------------ shared

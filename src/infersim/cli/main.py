@@ -11,11 +11,12 @@ from rich.table import Table
 
 from infersim.cli.common import (catalog_from_options as _catalog, emit_json as _emit_json, err, fails_cleanly,
                                   fmt_g as _g, missing_option, out, refuse_file_options)
+from infersim.datasets import measurements_csv
 from infersim.errors import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Simulate and plan LLM inference on GPUs, LPUs and wafer-scale engines.")
-DEFAULT_MEASUREMENTS = "../shared/calibration/measurements.csv"
+DEFAULT_MEASUREMENTS = measurements_csv()  # the shipped calibration set, wherever the package is installed
 DEFAULT_FIT_OUT = "infersim-fit.json"  # calibrate's output, in the current directory
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the installed infersim package: calibrate never writes here
 POOR_ERROR = 0.5  # a row whose in-sample or held-out |error| exceeds this is flagged POOR
@@ -155,7 +156,7 @@ def estimate(model: Optional[str] = typer.Option(None, help="catalog name, HF re
 def _estimate_deployment(path: Path, model, batch: int, inp: int, outp: int, hardware, set_, calibration,
                          as_json: bool) -> None:
     from infersim.cli.deployment_view import load_plan, print_estimate
-    from infersim.deployments.build import estimate_plan
+    from infersim.estimate import estimate_plan
     if batch < 1 or inp < 1 or outp < 1:
         raise InputError("--batch, --input and --output must each be at least 1")
     plan, catalog = load_plan(path, model, hardware, set_, calibration)
@@ -168,7 +169,8 @@ def _estimate_deployment(path: Path, model, batch: int, inp: int, outp: int, har
 
 @app.command()
 @fails_cleanly
-def validate(measurements: Path = typer.Option(Path(DEFAULT_MEASUREMENTS), help="measurement CSV (calibration schema)"),
+def validate(measurements: Path = typer.Option(DEFAULT_MEASUREMENTS, help="measurement CSV (calibration schema)",
+                                              show_default="the shipped calibration set"),
              calibration: Optional[str] = typer.Option(None, help="fit file, or 'none' for defaults"),
              hardware: Optional[list[Path]] = typer.Option(None, "--hardware"),
              set_: Optional[list[str]] = typer.Option(None, "--set"),
@@ -184,7 +186,7 @@ def validate(measurements: Path = typer.Option(Path(DEFAULT_MEASUREMENTS), help=
     from infersim.validation.report import validate as run
     if jobs < 1:
         raise InputError(f"--jobs must be at least 1, got {jobs}")
-    from infersim.deployments.spec import load_spec
+    from infersim.modes import load_spec
     spec = load_spec(deployment) if deployment is not None else None
     rep = run(measurements, _catalog(hardware, set_), load_calibration(calibration), method=method, jobs=jobs,
               deployment=spec)
@@ -232,7 +234,8 @@ def validate(measurements: Path = typer.Option(Path(DEFAULT_MEASUREMENTS), help=
 
 @app.command()
 @fails_cleanly
-def calibrate(measurements: Path = typer.Option(Path(DEFAULT_MEASUREMENTS), help="measurement CSV"),
+def calibrate(measurements: Path = typer.Option(DEFAULT_MEASUREMENTS, help="measurement CSV",
+                                               show_default="the shipped calibration set"),
               out_file: Path = typer.Option(Path(DEFAULT_FIT_OUT), "--out",
                                             help="where to write the fit; use it with --calibration FILE"),
               overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out file"),

@@ -85,7 +85,7 @@ def sensitivity(
     from infersim.cli.common import catalog_from_options as _catalog, emit_json as _emit_json, out
     from infersim.calibration.efficiency import load_calibration
     from infersim.deployments.sensitivity import sensitivity as run
-    from infersim.deployments.spec import load_spec
+    from infersim.modes import load_spec
 
     if top is not None and top < 1:
         raise InputError(f"--top must be at least 1, got {top}")

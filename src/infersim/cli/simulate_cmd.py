@@ -14,10 +14,12 @@ from typing import Optional
 import numpy as np
 import typer
 
-from infersim.cli.simulation_view import print_summary
 from infersim.capacity import check_request_memory
+from infersim.cli.deployment_view import load_plan, print_simulation
 from infersim.errors import InputError, shown
 from infersim.inputs import BLOCK_TOKENS_RANGE, CV_RANGE, RATE_RANGE_PER_S, RATE_SCALE_RANGE, check_in_range, os_problem, path_kind
+from infersim.mapping.engine import BLOCK_TOKENS as DEFAULT_BLOCK_TOKENS, MAX_BATCH as DEFAULT_MAX_BATCH
+from infersim.mapping.engine import MAX_TOKENS_PER_STEP as DEFAULT_MAX_TOKENS_PER_STEP, ROUTER as DEFAULT_ROUTER
 
 ARRIVALS = ("poisson", "gamma")
 LENGTH_DISTS = ("fixed", "exponential", "uniform")
@@ -26,9 +28,6 @@ DEFAULT_OUTPUT_LEN = 256
 DEFAULT_OPEN_REQUESTS = 1000
 CLOSED_LOOP_REQUESTS_PER_USER = 10
 DEFAULT_CV = 2.0
-DEFAULT_ROUTER = "least-outstanding"
-# engine defaults for the help text (EngineConfig's own defaults, vLLM v1's)
-DEFAULT_MAX_BATCH, DEFAULT_MAX_TOKENS_PER_STEP, DEFAULT_BLOCK_TOKENS = 256, 8192, 16
 
 
 def _positive(label: str, v, *, integer: bool = True) -> None:
@@ -146,56 +145,6 @@ def _workload(trace, rate_scale, requests, arrivals, rate, cv, input_len, output
                                                                                              *notes)))
 
 
-def _deployments(model, system, chips, tp, pp, ep, replicas, precision, kv_precision, prefill_replicas,
-                 decode_replicas, decode_system, decode_tp, hardware, set_, calibration):
-    from infersim.catalog.models import load_model
-    from infersim.cli.common import catalog_from_options as _catalog
-    from infersim.calibration.efficiency import load_calibration
-    from infersim.mapping.deployment import build_deployment
-    arch = load_model(model)
-    catalog = _catalog(hardware, set_)
-    cal = load_calibration(calibration)
-    kw = dict(pp=pp, ep=ep, precision=precision, kv_precision=kv_precision, catalog=catalog, calibration=cal)
-    disagg = prefill_replicas is not None or decode_replicas is not None
-    if not disagg:
-        extra = [o for o, v in (("--decode-system", decode_system), ("--decode-tp", decode_tp)) if v is not None]
-        if extra:
-            raise InputError(f"{', '.join(extra)}: for a disaggregated deployment only; add --prefill-replicas N "
-                             "--decode-replicas M or drop them")
-        return build_deployment(arch, system, chips=chips, tp=tp, replicas=replicas, **kw), None
-    if prefill_replicas is None or decode_replicas is None:
-        raise InputError("a disaggregated deployment needs both --prefill-replicas and --decode-replicas")
-    clash = [o for o, v in (("--replicas", replicas), ("--chips", chips)) if v is not None]
-    if clash:
-        raise InputError(f"{' and '.join(clash)} cannot be combined with --prefill-replicas/--decode-replicas "
-                         "(each pool's size is its replicas x tp x pp x ep); drop them")
-    _positive("--prefill-replicas", prefill_replicas)
-    _positive("--decode-replicas", decode_replicas)
-    pre = build_deployment(arch, system, tp=tp, replicas=prefill_replicas, **kw)
-    dec = build_deployment(arch, decode_system or system, tp=tp if decode_tp is None else decode_tp,
-                           replicas=decode_replicas, **kw)
-    return pre, dec
-
-
-def _check_sram_sizing(dep, system: str, chips, workload, engine, disagg: bool) -> None:
-    """A bare LPU / wafer chip without --chips gets just enough chips for the weights, which leaves no
-    SRAM for a KV cache: ask for a chip count instead of guessing one (estimate sizes for its batch)."""
-    from infersim.costmodel.memory import min_chips_for_context
-    from infersim.workload.synthetic import ClosedLoop
-    named = dep.system.name == system.lower() or system.lower() in (a.lower() for a in dep.system.aliases)
-    if not dep.dataflow or chips is not None or named:
-        return
-    reqs = workload.requests if isinstance(workload, ClosedLoop) else workload
-    longest = int(np.max(reqs.input_tokens + reqs.output_tokens))
-    seqs = min(engine.max_batch, len(reqs), workload.concurrency if isinstance(workload, ClosedLoop) else len(reqs))
-    need = min_chips_for_context(dep, longest, seqs)
-    how = ("use a named system (`infersim systems`) for each pool" if disagg else
-           f"pass --chips (e.g. --chips {need * dep.par.replicas} for {dep.par.replicas} replica(s))")
-    raise InputError(f"{dep.chip.name} keeps weights and KV cache in SRAM: {dep.chips_per_replica} chips per replica "
-                     f"hold the weights only, {need} hold them plus the KV cache of {seqs} sequence(s) of the longest "
-                     f"request ({longest:,} tokens); {how}")
-
-
 def simulate(
     model: Optional[str] = typer.Option(None, help="catalog name, HF repo id, or path to a config.json (with "
                                         "--deployment: default the file's `model:`)"),
@@ -214,7 +163,9 @@ def simulate(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override NAME.FIELD=VALUE"),
     calibration: Optional[str] = typer.Option(None, help="fit file, or 'none' for defaults"),
     # workload
-    trace: Optional[Path] = typer.Option(None, help="request trace (.csv Azure/BurstGPT, .jsonl Mooncake/...)"),
+    trace: Optional[Path] = typer.Option(None, help="request trace (.csv Azure/BurstGPT, .jsonl Mooncake/...); a bare "
+                                         "name with no such local file means a shipped trace, e.g. "
+                                         "AzureLLMInferenceTrace_conv.csv (list: infersim/datasets/README.md)"),
     rate_scale: Optional[float] = typer.Option(None, help="trace only: divide arrival times by this (>1 = faster)"),
     requests: Optional[int] = typer.Option(None, help="trace: keep the first N; synthetic: N requests (default 1000; "
                                            "closed loop 10 x --concurrency)"),
@@ -255,10 +206,11 @@ def simulate(
 ):
     """Simulate serving a trace or synthetic workload: latency percentiles, throughput, goodput, KV use."""
     from infersim.cli.common import err, missing_option, out, refuse_file_options
-    from infersim.serving.config import ROUTERS, EngineConfig
+    from infersim.deployments.run import engine_of, simulate_plan
+    from infersim.modes._shared import Sizing
+    from infersim.serving.config import ROUTERS
     from infersim.results import check_out_dir
     from infersim.serving.metrics import RESULT_FILES, parse_slo, write_results
-    from infersim.serving.simulate import simulate as run
     from infersim.workload.synthetic import ClosedLoop
 
     if deployment is not None:
@@ -281,33 +233,26 @@ def simulate(
         check_in_range("--block-tokens", block_tokens, BLOCK_TOKENS_RANGE, "tokens")
     if out_dir is not None:  # checked (parent created, writability probed) before the long run
         check_out_dir(out_dir, RESULT_FILES, overwrite=overwrite)
-    plan = catalog = None
-    if deployment is not None:
-        from infersim.cli.deployment_view import load_plan
-        from infersim.deployments.run import engine_of
-        plan, catalog = load_plan(deployment, model, hardware, set_, calibration)
-        base, router = engine_of(plan), router or plan.spec.engine.router
-    else:
-        base, router = EngineConfig(), router or DEFAULT_ROUTER
+    workload = _workload(trace, rate_scale, requests, arrivals, rate, cv, input_len, output_len, length_dist, seed,
+                         concurrency)
+    reqs = workload.requests if isinstance(workload, ClosedLoop) else workload
+    # a bare LPU / wafer chip without --chips: the workload decides how many chips its KV cache needs
+    seqs = min(max_batch or DEFAULT_MAX_BATCH, len(reqs), workload.concurrency if isinstance(workload, ClosedLoop)
+               else len(reqs))
+    sizing = Sizing(int(np.max(reqs.input_tokens + reqs.output_tokens)), seqs, auto=False,
+                    how="pass --chips (chips in all; --replicas pipelines)")
+    options = dict(system=system, chips=chips, tp=tp, pp=pp, ep=ep, replicas=replicas, precision=precision,
+                   kv_precision=kv_precision, prefill_replicas=prefill_replicas, decode_replicas=decode_replicas,
+                   decode_system=decode_system, decode_tp=decode_tp)
+    plan, catalog = load_plan(deployment, model, hardware, set_, calibration, options=options, sizing=sizing)
+    base, router = engine_of(plan), router or plan.spec.engine.router
     given = {"max_batch": max_batch, "max_tokens_per_step": max_tokens_per_step, "chunk_tokens": chunk_tokens,
              "block_tokens": block_tokens, "prefix_caching": prefix_cache, "admission": admission}
     engine = replace(base, **{k: v for k, v in given.items() if v is not None})
-    workload = _workload(trace, rate_scale, requests, arrivals, rate, cv, input_len, output_len, length_dist, seed,
-                         concurrency)
-    if plan is None:
-        dep, decode = _deployments(model, system, chips, tp, 1 if pp is None else pp, 1 if ep is None else ep,
-                                   replicas, precision, kv_precision, prefill_replicas, decode_replicas, decode_system,
-                                   decode_tp, hardware, set_, calibration)
-        _check_sram_sizing(dep, system, chips, workload, engine, decode is not None)
-        if decode is not None:
-            _check_sram_sizing(decode, decode_system or system, None, workload, engine, True)
-    total = len(workload.requests if isinstance(workload, ClosedLoop) else workload)
+    total = len(reqs)
 
     def go(progress=None):
-        if plan is not None:
-            from infersim.deployments.run import simulate_plan
-            return simulate_plan(plan, workload, engine=engine, router=router, slo=slo_spec, progress=progress)
-        return run(workload, dep, decode=decode, engine=engine, router=router, slo=slo_spec, progress=progress)
+        return simulate_plan(plan, workload, engine=engine, router=router, slo=slo_spec, progress=progress)
 
     show = not quiet and err.is_terminal
     started = time.perf_counter()
@@ -345,10 +290,6 @@ def simulate(
         from infersim.results import json_text
         sys.stdout.write(json_text(res.summary, indent=2, sort_keys=True))
         return
-    if plan is not None:
-        from infersim.cli.deployment_view import print_simulation
-        print_simulation(res.summary, plan, catalog, workload, out)
-    else:
-        print_summary(res.summary, out)
+    print_simulation(res.summary, plan, catalog, workload, out)
     if out_dir is not None:
         out.print(f"wrote {pq_path} and {js_path}", markup=False, highlight=False)

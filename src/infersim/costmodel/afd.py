@@ -31,6 +31,7 @@ from infersim.catalog.hardware import LinkSpec
 from infersim.catalog.models import LayerSpec, ModelArch
 from infersim.costmodel.execution import collective_time
 from infersim.costmodel.step import StepCost
+from infersim.costmodel.timer import DecodeStep, ShapeTimer
 from infersim.costmodel.work import StepShape
 from infersim.mapping.deployment import Deployment
 
@@ -79,9 +80,9 @@ class AFDDeployment:
         return max(1, min(self.attention.par.tp, lpus_per_layer))
 
 
-class AFDStepCost:
-    """Step time of one attention replica under AFD, with the same interface as StepCost
-    (`total`, `windows`) so the serving simulator can run it."""
+class AFDStepCost(ShapeTimer):
+    """Step time of one attention replica under AFD: a `StepTimer`, so the serving simulator and
+    the estimate run it like any other."""
 
     def __init__(self, afd: AFDDeployment):
         self.afd = afd
@@ -120,6 +121,14 @@ class AFDStepCost:
 
     def total(self, shape: StepShape) -> np.ndarray:
         return np.maximum.reduce(list(np.broadcast_arrays(*self.bounds(shape).values())))
+
+    def decode_step(self, batch: float, past: float, span: float) -> DecodeStep:
+        shape = self.uniform_decode_shape(batch, past, span)
+        parts = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in self.parts(shape).items()}
+        details = {"parts_s": parts, "bottleneck": afd_bottleneck(self, shape), "micro_batches": self.afd.micro_batches,
+                   "link": self.afd.link.name, "lpu_pools": self.afd.units,
+                   "attention_replicas_per_pool": self.afd.replicas_per_unit}
+        return DecodeStep(float(np.asarray(self.total(shape)).reshape(-1)[0]), self.time_shares(shape), {"afd": details})
 
     def time_shares(self, shape: StepShape) -> dict[str, dict[str, float]]:
         """Where each chip kind's time goes in one step, as shares of the step: GPU compute /

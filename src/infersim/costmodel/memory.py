@@ -11,16 +11,16 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from infersim.catalog.models import AttentionSpec, MambaSpec, MoESpec
+from infersim.catalog.models import AttentionSpec, MambaSpec
 from infersim.costmodel.work import SSM_STATE_BYTES
-from infersim.mapping.deployment import Deployment, weight_bytes_total
+from infersim.mapping.deployment import Deployment, routed_expert_params, weight_bytes_total
+from infersim.mapping.engine import MAX_TOKENS_PER_STEP
 
 # Activation working set per token in flight, in hidden-sized tensors (residual, norm output,
 # attention output, projections; the FFN intermediate is counted separately).
 ACT_HIDDEN_TENSORS = 4
-# Engines prefill long prompts in chunks; the activation peak is bounded by the largest step.
-# Assumption: TensorRT-LLM / vLLM max_num_tokens of 8192 per step (both engines' common setting).
-MAX_TOKENS_PER_STEP = 8192
+# Engines prefill long prompts in chunks; the activation peak is bounded by the largest step
+# (mapping/engine.py: the engines' common 8192 tokens per step).
 
 
 @dataclass
@@ -60,6 +60,15 @@ def kv_bytes_per_seq(dep: Deployment, context) -> np.ndarray:
     return total
 
 
+def kv_block_bytes(dep: Deployment, block_tokens: int) -> float:
+    """Bytes of one paged-KV block (replica-wide): `block_tokens` tokens of every attention layer's
+    cache. Bounded per-sequence state (sliding windows, SSM state) is charged through
+    kv_bytes_per_seq's block table; a model with no attention cache counts one block's worth of it."""
+    per_token = dep.model.kv_cache_elems_per_token
+    full = float(kv_bytes_per_seq(dep, block_tokens)) if per_token == 0 else block_tokens * per_token * dep.plan.kv_bytes
+    return max(full, 1.0)
+
+
 def kv_chip_share(dep: Deployment) -> float:
     """The fraction of one sequence's (replica-wide) KV cache and state that one chip holds:
     an even spread over an SRAM pipeline's chips; on GPUs split by the KV-head / stage layout, and
@@ -95,8 +104,7 @@ def memory_fit(dep: Deployment, seqs, context, step_tokens) -> MemoryFit:
         kv = seqs * kv_bytes_per_seq(dep, context) * kv_chip_share(dep)
         acts = tokens * (ACT_HIDDEN_TENSORS * m.hidden + 2 * max_inter) * plan.act_bytes / n
         return MemoryFit(cap, reserve, weights, kv, acts)
-    routed = sum(n * l.ffn.expert_params(m.hidden) * l.ffn.n_routed
-                 for l, n in m.layer_groups() if isinstance(l.ffn, MoESpec))
+    routed = routed_expert_params(m)
     embed = m.embedding_params + (0 if m.tie_embeddings else m.lm_head_params)
     dense = m.total_params - routed - embed
     weights = (dense * plan.weight_bytes / (par.tp * par.pp) + routed * plan.expert_weight_bytes / (par.tp * par.ep * par.pp)

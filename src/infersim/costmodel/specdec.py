@@ -21,6 +21,7 @@ import numpy as np
 from infersim.catalog.hardware import LinkSpec
 from infersim.costmodel.execution import collective_time
 from infersim.costmodel.step import StepCost
+from infersim.costmodel.timer import DecodeStep, ShapeTimer
 from infersim.costmodel.work import Batch, StepShape, batch_shape, model_windows, sequences_shape
 from infersim.mapping.deployment import Deployment
 from infersim.errors import InputError
@@ -39,19 +40,30 @@ def expected_tokens_per_step(acceptance: float, k: int) -> float:
     return (1.0 - acceptance ** (k + 1)) / (1.0 - acceptance)
 
 
-class SpecDecodeCost:
+class SpecDecodeCost(ShapeTimer):
+    """Speculative decoding as a `StepTimer`. One engine step verifies k + 1 tokens of every
+    decoding sequence after drafting them (prefill chunks ride along in the verify step); a decoding
+    sequence then advances by its accepted tokens, E per step on average (the simulator hands them
+    out deterministically). A step with no decoding sequence is a plain target step (`total`)."""
+
+    decode_runs = False  # a step yields E tokens on average, not one: no closed-form decode runs
+
     def __init__(self, target: Deployment, draft: Deployment, k: int, acceptance: float, link: LinkSpec | None):
         self.target, self.draft, self.k, self.acceptance, self.link = target, draft, k, acceptance, link
         self.expected = expected_tokens_per_step(acceptance, k)
-        self._t = StepCost(target)
-        self._d = StepCost(draft)
+        self.decode_width = k + 1
+        self.tokens_per_decode_step = self.expected
+        self.target_cost = StepCost(target)
+        self.draft_cost = StepCost(draft)
+        self.windows = self.target_cost.windows
+        self._draft_windows = model_windows(draft.model)
 
-    def _parts(self, verify_shape: StepShape, draft_shape: StepShape, n_draft_seqs) -> dict[str, np.ndarray]:
+    def cycle_seconds(self, verify_shape: StepShape, draft_shape: StepShape, n_draft_seqs) -> dict[str, np.ndarray]:
         """Seconds: draft (k steps of the draft model), link (two crossings), verify."""
         # draft pipelines serve the target replicas evenly
         share = self.target.par.replicas / self.draft.par.replicas
-        draft = self.k * self._d.total(draft_shape.scaled(share) if share != 1 else draft_shape)
-        verify = self._t.total(verify_shape)
+        draft = self.k * self.draft_cost.total(draft_shape.scaled(share) if share != 1 else draft_shape)
+        verify = self.target_cost.total(verify_shape)
         link = 0.0 * verify
         if self.link is not None:
             link = link + collective_time(self.link, self.draft.eff, 2,
@@ -64,9 +76,9 @@ class SpecDecodeCost:
         (decode contexts averaged over `span` steps, as step_time does)."""
         batch = np.asarray(batch, dtype=float)
         past = np.asarray(past, dtype=float)
-        d_shape = batch_shape(Batch(batch, np.float64(1), past, span), model_windows(self.draft.model))
-        v_shape = batch_shape(Batch(batch, np.float64(self.k + 1), past), model_windows(self.target.model))
-        return self._parts(v_shape, d_shape, batch)
+        d_shape = batch_shape(Batch(batch, np.float64(1), past, span), self._draft_windows)
+        v_shape = batch_shape(Batch(batch, np.float64(self.k + 1), past), self.windows)
+        return self.cycle_seconds(v_shape, d_shape, batch)
 
     def cycle(self, batch, past, span=1.0) -> np.ndarray:
         p = self.cycle_parts(batch, past, span)
@@ -76,25 +88,28 @@ class SpecDecodeCost:
         """Seconds per output token of one sequence: a cycle over the tokens it yields."""
         return self.cycle(batch, past, span) / self.expected
 
+    # -- StepTimer -----------------------------------------------------------------------------
+    def total(self, shape: StepShape) -> np.ndarray:
+        return self.target_cost.total(shape)
 
-class SpecStepCost:
-    """The serving simulator's view: one engine step verifies k + 1 tokens of every decoding
-    sequence after drafting them (prefill chunks ride along in the verify step). A decoding
-    sequence then advances by its accepted tokens: `accepted_tokens` hands out E per step on
-    average, deterministically (an accumulator per request, no random draws)."""
-
-    def __init__(self, cost: SpecDecodeCost):
-        self.cost = cost
-        self.k = cost.k
-        self.expected = cost.expected
-        self.windows = model_windows(cost.target.model)
-        self._draft_windows = model_windows(cost.draft.model)
-
-    def step_total(self, past: np.ndarray, widths: np.ndarray, decoding: np.ndarray) -> float:
-        verify = sequences_shape(past, widths, self.windows)
-        n = int(np.count_nonzero(decoding))
+    def step_seconds(self, past, new, decoding=None) -> float:
+        verify = sequences_shape(past, new, self.windows)
+        n = 0 if decoding is None else int(np.count_nonzero(decoding))
         if n == 0:
-            return float(self.cost._t.total(verify))
-        draft = sequences_shape(past[decoding], np.ones(n), self._draft_windows)
-        p = self.cost._parts(verify, draft, n)
+            return float(self.target_cost.total(verify))
+        draft = sequences_shape(np.asarray(past)[decoding], np.ones(n), self._draft_windows)
+        p = self.cycle_seconds(verify, draft, n)
         return float(p["draft_s"] + p["link_s"] + p["verify_s"])
+
+    def decode_step(self, batch: float, past: float, span: float) -> DecodeStep:
+        parts = {k: float(v) for k, v in self.cycle_parts(batch, past, span=max(span, 1.0)).items()}
+        cycle = sum(parts.values())
+        # drafting and verifying alternate: each side waits while the other works
+        draft_kind = self.draft.chip.kind if self.link is not None else f"{self.draft.chip.kind} (draft)"
+        shares = {self.target.chip.kind: {"verify": parts["verify_s"] / cycle,
+                                          "waiting_for_draft": (parts["draft_s"] + parts["link_s"]) / cycle},
+                  draft_kind: {"draft": parts["draft_s"] / cycle, "idle": (parts["verify_s"] + parts["link_s"]) / cycle}}
+        if self.link is not None:
+            shares["link"] = {"busy": parts["link_s"] / cycle}
+        details = {"expected_tokens_per_verify": self.expected, "cycle_s": cycle, **parts}
+        return DecodeStep(cycle, shares, {"spec": details})

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from infersim.costmodel.execution import (Breakdown, collective_time, dataflow_op_times, dataflow_rates,
+from infersim.costmodel.execution import (CATEGORIES, Breakdown, collective_time, dataflow_op_times, dataflow_rates,
                                           dataflow_table_time, gpu_kernel_overhead, gpu_rates, gpu_table_time,
                                           op_arrays, op_counts, op_rates, pipeline_latency, roofline_seconds)
+from infersim.costmodel.timer import DecodeStep, ShapeTimer
 from infersim.costmodel.work import (AttnSums, Batch, Sharding, StepShape, batch_shape, comm_volumes, model_ops,
                                      model_windows)
 from infersim.catalog.models import MoESpec
@@ -54,8 +55,9 @@ def _op_selection(mask: np.ndarray, rate: np.ndarray, counts: np.ndarray) -> tup
     return (slice(idx[0], idx[-1] + 1) if run else idx), rate[idx], counts[idx]
 
 
-class StepCost:
-    """Step times of one deployment for arbitrary step shapes (arrays of steps broadcast)."""
+class StepCost(ShapeTimer):
+    """Step times of one deployment for arbitrary step shapes (arrays of steps broadcast); the
+    plain `StepTimer` (one token per decode step)."""
 
     def __init__(self, dep: Deployment, compiled: bool = True):
         self.dep = dep
@@ -128,6 +130,11 @@ class StepCost:
             return self._dataflow_ops(shape) + self._dataflow_rest(shape)
         micro = self._micro(shape)
         return self._gpu_ops(micro).scaled(self.dep.par.pp) + self._gpu_rest(shape, micro)
+
+    def decode_step(self, batch: float, past: float, span: float) -> DecodeStep:
+        b = self.time(self.uniform_decode_shape(batch, past, span))
+        tot = float(b.total)
+        return DecodeStep(tot, {self.dep.chip.kind: {k: float(getattr(b, k)) / tot for k in CATEGORIES}})
 
     def total(self, shape: StepShape) -> np.ndarray:
         """Step time in seconds only: the same formulas as `time` (equal up to float rounding), on

@@ -1,12 +1,9 @@
-"""Simulate a deployment file's plan: every mode through the one serving simulator.
+"""Simulate a plan: every mode through the one serving simulator.
 
-- gpu: aggregated replicas, or prefill/decode pools (P/D);
-- lpu: LPU / wafer layer pipelines as replicas;
-- afd: GPU prefill replicas hand KV caches (over the rack's NVLink) to attention replicas whose
-       decode steps are timed by the AFD cost (GPU attention + link + LPU FFN pool);
-- spec: GPU replicas whose decode steps draft on the LPUs and verify on the GPUs;
-- routing: a seeded share of requests (the premium class) goes to the premium plan, the rest to
-       the main one; both run side by side and the summary reports each class and the whole.
+The plan's serving pools (one `both` pool, or a `prefill` and a `decode` pool joined by the plan's
+KV link) run with their step timers; the mode's summary figures are added to the result. With SLO
+routing a seeded share of requests (the premium class) goes to the premium plan, the rest to the
+main one; both run side by side and the summary reports each class and the whole.
 """
 from __future__ import annotations
 
@@ -14,8 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from infersim.costmodel.specdec import SpecDecodeCost, SpecStepCost
-from infersim.deployments.build import ServingPlan
+from infersim.deployments.plan import Plan
 from infersim.serving.config import EngineConfig
 from infersim.serving.metrics import SLO, LatencyHistogram, RequestRecords, summarize
 from infersim.serving.simulate import SimResult, simulate
@@ -25,33 +21,17 @@ from infersim.workload.traces import Requests
 ROUTING_SEED = 0
 
 
-def engine_of(plan: ServingPlan) -> EngineConfig:
+def engine_of(plan: Plan) -> EngineConfig:
     e = plan.spec.engine
     return EngineConfig(max_batch=e.max_batch, max_tokens_per_step=e.max_tokens_per_step, chunk_tokens=e.chunk_tokens,
                         block_tokens=e.block_tokens, prefix_caching=e.prefix_caching, admission=e.admission)
 
 
-def _run_one(plan: ServingPlan, workload, engine: EngineConfig, router: str, slo, progress, debug) -> SimResult:
-    mode = plan.spec.mode
-    kw = dict(engine=engine, router=router, slo=slo, progress=progress, debug=debug)
-    if mode == "afd":
-        res = simulate(workload, plan.prefill, decode=plan.afd, **kw)
-        a = plan.afd
-        res.summary["afd"] = {"lpu_chips_per_pool": a.ffn.chips_per_replica, "lpu_pools": a.units,
-                              "attention_replicas": a.attention.par.replicas, "link": a.link.name,
-                              "micro_batches": a.micro_batches}
-        return res
-    if mode == "spec":
-        s = plan.spec.spec
-        cost = SpecStepCost(SpecDecodeCost(plan.serve, plan.draft, s.k, s.acceptance,
-                                           plan.link if s.draft_on == "lpu" else None))
-        res = simulate(workload, plan.serve, step_cost=cost, **kw)
-        res.summary["spec"] = {"draft_model": plan.draft.model.name, "draft_on": s.draft_on, "k": s.k,
-                               "acceptance": s.acceptance, "expected_tokens_per_verify": cost.expected}
-        return res
-    if plan.prefill is not None:
-        return simulate(workload, plan.prefill, decode=plan.decode, **kw)
-    return simulate(workload, plan.serve, **kw)
+def _run_one(plan: Plan, workload, engine: EngineConfig, router: str, slo, progress, debug) -> SimResult:
+    res = simulate(workload, plan.serving_pools(), kv_link=plan.kv_link, engine=engine, router=router, slo=slo,
+                   progress=progress, debug=debug)
+    res.summary.update(plan.summary)
+    return res
 
 
 def _subset(reqs: Requests, mask: np.ndarray, label: str) -> Requests:
@@ -62,7 +42,7 @@ def _subset(reqs: Requests, mask: np.ndarray, label: str) -> Requests:
                    source=f"{reqs.source} [{label}]")
 
 
-def simulate_plan(plan: ServingPlan, workload: Requests | ClosedLoop, *, engine: EngineConfig | None = None,
+def simulate_plan(plan: Plan, workload: Requests | ClosedLoop, *, engine: EngineConfig | None = None,
                   router: str | None = None, slo: SLO | None = None, progress=None, debug: bool = False) -> SimResult:
     engine = engine or engine_of(plan)
     router = router or plan.spec.engine.router
@@ -86,7 +66,7 @@ def simulate_plan(plan: ServingPlan, workload: Requests | ClosedLoop, *, engine:
     return _merge(plan, reqs, parts, results, slo)
 
 
-def _merge(plan: ServingPlan, reqs: Requests, parts: dict, results: dict, slo) -> SimResult:
+def _merge(plan: Plan, reqs: Requests, parts: dict, results: dict, slo) -> SimResult:
     """One record per request of the whole trace (ids in trace order; premium replicas numbered
     after the standard ones) and a summary of the whole plus one per class."""
     n = len(reqs)
@@ -121,7 +101,7 @@ def _merge(plan: ServingPlan, reqs: Requests, parts: dict, results: dict, slo) -
     return SimResult(records, summary)
 
 
-def _per_rack(summary: dict, plan: ServingPlan) -> None:
+def _per_rack(summary: dict, plan: Plan) -> None:
     tok = summary.get("output_tok_s") or 0.0
     summary["output_tok_s_per_rack"] = tok / plan.total_racks if plan.total_racks else None
     summary["output_tok_s_per_mw"] = tok / (plan.power_w / 1e6) if plan.power_w else None

@@ -40,7 +40,9 @@ from pydantic import BaseModel
 from infersim.catalog.hardware import HardwareCatalog, Quantity, load_catalog
 from infersim.catalog.models import ModelArch, load_model
 from infersim.calibration.efficiency import Calibration, Efficiency, load_calibration
-from infersim.deployments.build import ServingPlan, build_plan, estimate_plan
+from infersim.deployments.plan import Plan
+from infersim.estimate import estimate_plan
+from infersim.modes import build_plan
 from infersim.deployments.spec import DeploymentSpec
 from infersim.errors import InputError
 
@@ -148,14 +150,11 @@ class _Input(_Range):
     calib: Optional[tuple[str, str, str]] = None       # (kind, family, field)  (calibration)
 
 
-def _deployments(plan: ServingPlan) -> list:
-    deps = [plan.serve, plan.prefill, plan.decode, plan.draft]
-    if plan.afd is not None:
-        deps += [plan.afd.attention, plan.afd.ffn]
-    return [d for d in deps if d is not None]
+def _deployments(plan: Plan) -> list:
+    return [p.deployment for p in plan.pools]
 
 
-def _used_entries(plan: ServingPlan, catalog: HardwareCatalog, chips: dict, links: dict, systems: dict) -> None:
+def _used_entries(plan: Plan, catalog: HardwareCatalog, chips: dict, links: dict, systems: dict) -> None:
     """Collect (in a stable order) the catalog chips, links and systems `plan` uses."""
     def add_link(link) -> None:
         if link is not None:
@@ -176,9 +175,8 @@ def _used_entries(plan: ServingPlan, catalog: HardwareCatalog, chips: dict, link
         add_link(d.scale_up)
         add_link(d.scale_out)
         add_system(d.system)
-    add_link(plan.link)
-    if plan.afd is not None:
-        add_link(plan.afd.link)
+    for link in plan.links.values():
+        add_link(link)
     # the racks the plan counts (and powers) are the file's named systems
     spec = plan.spec
     for part, key in ((spec.gpu, "gpu"), (spec.lpu, "lpu")):
@@ -214,7 +212,7 @@ def _catalog_inputs(entries: list[BaseModel]) -> list[_Input]:
     return out
 
 
-def _calibration_inputs(plan: ServingPlan, calibration: Calibration) -> list[_Input]:
+def _calibration_inputs(plan: Plan, calibration: Calibration) -> list[_Input]:
     defaults = load_calibration("none")
     out: list[_Input] = []
     seen: set[tuple[str, str]] = set()
@@ -252,7 +250,7 @@ def _calibration_inputs(plan: ServingPlan, calibration: Calibration) -> list[_In
     return out
 
 
-def sweep_inputs(plan: ServingPlan, catalog: HardwareCatalog, calibration: Calibration) -> list[_Input]:
+def sweep_inputs(plan: Plan, catalog: HardwareCatalog, calibration: Calibration) -> list[_Input]:
     """Every uncertain input `plan` uses, with its range (see the module docstring)."""
     chips: dict = {}
     links: dict = {}

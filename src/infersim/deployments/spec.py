@@ -2,7 +2,7 @@
 
 ```yaml
 name: vr-nvl72-lpx-afd
-mode: afd              # gpu | lpu | afd | spec
+mode: afd              # gpu | pd | lpu | afd | spec (infersim/modes/)
 model: nemotron-3-super  # optional default; --model overrides
 gpu:                   # GPU racks (gpu, afd, spec)
   system: vr-nvl72     # a named system (one rack) or a chip
@@ -10,7 +10,7 @@ gpu:                   # GPU racks (gpu, afd, spec)
   tp: 8
   ep: 1
   precision: fp8
-  prefill_replicas: 1  # GPU replicas that only prefill (P/D); 0 = aggregated (gpu/spec modes)
+  prefill_replicas: 1  # pd / afd: GPU replicas that only prefill (pd: decode_replicas, default the rest, decode)
 lpu:                   # LPU / wafer racks (lpu, afd, spec)
   system: lpx
   racks_per_gpu_rack: 1   # the LPX : NVL72 ratio (afd, spec); lpu mode: `racks`
@@ -39,31 +39,51 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from infersim.errors import InputError, shown
 from infersim.inputs import BLOCK_TOKENS_RANGE, read_user_text
-
-MODES = ("gpu", "lpu", "afd", "spec")
-
+from infersim.mapping.engine import BLOCK_TOKENS, MAX_BATCH, MAX_TOKENS_PER_STEP, ROUTER
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .inf / .nan are no sizes or ratios
 
 
 class GPUPart(_Strict):
+    """GPU chips. In a file: `racks` of a named `system` (rack or node), each split into replicas
+    of tp x ep x pp. From command-line flags (`racks` None): `system` is a chip or a named system,
+    filled with replicas as `chips` / `replicas` / tp say (mapping.deployment.build_deployment)."""
+
     system: str
-    racks: int = Field(1, ge=1)
-    tp: int = Field(8, ge=1)
+    racks: Optional[int] = Field(1, ge=1)
+    chips: Optional[int] = Field(None, ge=1)
+    replicas: Optional[int] = Field(None, ge=1)
+    tp: Optional[int] = Field(None, ge=1)  # None: DEFAULT_RACK_TP on racks, else build_deployment's default
     ep: int = Field(1, ge=1)
     pp: int = Field(1, ge=1)
     precision: Optional[str] = None
     kv_precision: Optional[str] = None
-    prefill_replicas: int = Field(0, ge=0)
+    prefill_replicas: int = Field(0, ge=0)            # pd / afd: replicas that only prefill
+    decode_replicas: Optional[int] = Field(None, ge=1)  # pd: replicas that only decode (default: the rest)
+
+
+class DecodePart(_Strict):
+    """pd: the decode pool's chip or system and tp when they differ from the prefill pool's."""
+
+    system: Optional[str] = None
+    tp: Optional[int] = Field(None, ge=1)
 
 
 class LPUPart(_Strict):
+    """LPU or wafer chips. In a file: `racks` of a named system (or wafers of a single-wafer
+    system); lpu mode lays out layer pipelines of `chips` chips each (default: the fewest whole
+    racks that hold the model). From flags (`racks` None): `total_chips` of `system` (a chip or
+    system) split into `replicas` pipelines."""
+
     system: str
-    racks: int = Field(1, ge=1)                 # lpu mode: racks (or wafers, for a single-chip system)
+    racks: Optional[int] = Field(1, ge=1)
     racks_per_gpu_rack: float = Field(1.0, gt=0)  # afd / spec: the LPX : NVL72 ratio
-    chips: Optional[int] = Field(None, ge=1)    # lpu mode: chips per pipeline (default: the fewest that hold the model)
+    chips: Optional[int] = Field(None, ge=1)      # lpu mode: chips per pipeline
+    total_chips: Optional[int] = Field(None, ge=1)  # flags: all chips (default: the system's, or sized)
+    replicas: Optional[int] = Field(None, ge=1)     # flags: pipelines
     precision: Optional[str] = None
+    kv_precision: Optional[str] = None
 
 
 class SpecPart(_Strict):
@@ -79,21 +99,22 @@ class RoutingPart(_Strict):
 
 
 class EnginePart(_Strict):
-    max_batch: int = Field(256, ge=1)
-    max_tokens_per_step: int = Field(8192, ge=1)
+    max_batch: int = Field(MAX_BATCH, ge=1)
+    max_tokens_per_step: int = Field(MAX_TOKENS_PER_STEP, ge=1)
     chunk_tokens: Optional[int] = Field(None, ge=1)
-    block_tokens: int = Field(16, ge=BLOCK_TOKENS_RANGE[0], le=BLOCK_TOKENS_RANGE[1])
+    block_tokens: int = Field(BLOCK_TOKENS, ge=BLOCK_TOKENS_RANGE[0], le=BLOCK_TOKENS_RANGE[1])
     prefix_caching: bool = True
     admission: Literal["eager", "reserve"] = "eager"
-    router: Literal["least-outstanding", "round-robin", "prefix-affinity"] = "least-outstanding"
+    router: Literal["least-outstanding", "round-robin", "prefix-affinity"] = ROUTER
 
 
 class DeploymentSpec(_Strict):
     name: str
-    mode: Literal["gpu", "lpu", "afd", "spec"]
+    mode: str  # a registered mode (infersim/modes/): gpu, pd, lpu, afd, spec, ...
     model: Optional[str] = None
     description: str = ""
     gpu: Optional[GPUPart] = None
+    decode: Optional[DecodePart] = None
     lpu: Optional[LPUPart] = None
     link: Optional[str] = None
     micro_batches: int = Field(2, ge=1, le=16)
@@ -104,10 +125,6 @@ class DeploymentSpec(_Strict):
 
 def check_spec(s: DeploymentSpec, where: str) -> DeploymentSpec:
     """Cross-field checks pydantic cannot express; each failure names the fix."""
-    need = {"gpu": ("gpu",), "lpu": ("lpu",), "afd": ("gpu", "lpu", "link"), "spec": ("gpu", "spec")}[s.mode]
-    for part in need:
-        if getattr(s, part) is None:
-            raise InputError(f"{where}: mode '{s.mode}' needs a '{part}' section; add it (see examples/deployments/)")
     if s.spec is not None:
         if not 0.0 <= s.spec.acceptance <= 1.0:
             raise InputError(f"{where}: spec.acceptance {s.spec.acceptance} is outside [0, 1]; it is the probability "
@@ -126,8 +143,9 @@ def check_spec(s: DeploymentSpec, where: str) -> DeploymentSpec:
     return s
 
 
-def load_spec(path: str | Path) -> DeploymentSpec:
-    """Read and validate a deployment file; every problem is one InputError line."""
+def read_spec(path: str | Path) -> DeploymentSpec:
+    """Read and validate a deployment file's fields (modes.load_spec also checks its mode); every
+    problem is one InputError line."""
     p = Path(path)
     text = read_user_text(p, "deployment file", "see examples/deployments/ for ready ones")
     try:

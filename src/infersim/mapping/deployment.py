@@ -60,17 +60,16 @@ def native_expert_format(model: ModelArch) -> str | None:
     return "mxfp4" if model.quantization and "mxfp4" in model.quantization else None
 
 
+def routed_expert_params(model: ModelArch) -> float:
+    """Parameters of all routed experts (stored at the expert format, split over ep)."""
+    return sum(n * l.ffn.expert_params(model.hidden) * l.ffn.n_routed
+               for l, n in model.layer_groups() if isinstance(l.ffn, MoESpec))
+
+
 def weight_bytes_total(model: ModelArch, plan: PrecisionPlan) -> float:
     """Bytes of all weights: routed experts at the expert format, everything else at the weight format."""
-    routed = sum(n * l.ffn.expert_params(model.hidden) * l.ffn.n_routed
-                 for l, n in model.layer_groups() if isinstance(l.ffn, MoESpec))
+    routed = routed_expert_params(model)
     return (model.total_params - routed) * plan.weight_bytes + routed * plan.expert_weight_bytes
-
-
-def min_dataflow_chips(model: ModelArch, chip: ChipSpec, plan: PrecisionPlan, eff: Efficiency) -> int:
-    """Fewest SRAM chips whose usable SRAM holds all weights (before any KV cache)."""
-    usable = float(chip.mem_bytes.value) * (1 - eff.mem_reserve)
-    return max(1, int(-(-weight_bytes_total(model, plan) // usable)))
 
 
 def valid_tensor_parallel(model: ModelArch) -> list[int]:
@@ -111,7 +110,8 @@ def build_deployment(model: ModelArch, system_name: str, *, chips: int | None = 
                      kv_precision: str | None = None, catalog: HardwareCatalog | None = None,
                      calibration: Calibration | None = None) -> Deployment:
     """Resolve names and check the layout. Chips default to the named system's size, or to
-    tp x pp x ep x replicas for a bare chip; on LPUs/wafers to the fewest chips that hold the weights."""
+    tp x pp x ep x replicas for a bare chip. A bare LPU/wafer chip needs `chips`: how many depends on
+    the KV cache it must hold too (costmodel.memory.min_chips_for_context sizes it)."""
     catalog = catalog or load_catalog()
     calibration = calibration or load_calibration()
     for label, v in (("tp", tp), ("pp", pp), ("ep", ep), ("replicas", replicas), ("chips", chips)):
@@ -123,12 +123,15 @@ def build_deployment(model: ModelArch, system_name: str, *, chips: int | None = 
     plan = plan_precision(precision or DEFAULT_PRECISION[chip.kind], chip.peak_flops, chip.name, native_expert_format(model), kv_precision)
     for key in {plan.gemm_peak, plan.attention_peak}:  # an unpublished peak is refused here, not mid-model
         chip.flops(key)
-    is_named_system = probe.name.lower() == system_name.lower() or system_name.lower() in [a.lower() for a in probe.aliases]
+    is_named_system = catalog.is_named_system(system_name)
 
     if chip.kind in ("lpu", "wafer"):
         reps = replicas or 1
         if chips is None:
-            chips = probe.n_chips if is_named_system else min_dataflow_chips(model, chip, plan, eff) * reps
+            if not is_named_system:
+                raise InputError(f"{chip.name} keeps weights and KV cache in SRAM: give the chip count (--chips); "
+                                 "`infersim estimate` sizes it for a batch")
+            chips = probe.n_chips
         if chips % reps:
             raise InputError(f"--chips {chips} is not divisible by --replicas {reps}")
         per = chips // reps
@@ -169,3 +172,13 @@ def build_deployment(model: ModelArch, system_name: str, *, chips: int | None = 
     return Deployment(model=model, system=system, chip=chip, par=par, plan=plan, eff=eff,
                       calibration_note=calibration.provenance(chip.kind, chip.family),
                       scale_up=up, scale_out=out, chips_per_replica=per)
+
+
+def kv_transfer_link(prefill: Deployment, decode: Deployment, domain: int | None = None) -> LinkSpec | None:
+    """The link a request's KV cache crosses from a prefill replica to a decode replica: pools
+    that fit one scale-up domain together (e.g. prefill and decode replicas of one NVL72) use it;
+    otherwise the scale-out network. `domain` is the scale-up domain of the system both pools are
+    carved from (each pool's own system is a partial one, its domain clamped to its chips)."""
+    domain = domain or decode.system.scale_up_domain
+    together = prefill.n_chips + decode.n_chips <= domain and prefill.system.chip == decode.system.chip
+    return (decode.scale_up if together and decode.scale_up is not None else None) or decode.scale_out or decode.scale_up

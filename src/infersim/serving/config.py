@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from infersim.costmodel.memory import MAX_TOKENS_PER_STEP, kv_bytes_per_seq, kv_chip_share, memory_fit
+from infersim.costmodel.memory import kv_block_bytes, kv_bytes_per_seq, kv_chip_share, memory_fit
 from infersim.mapping.deployment import Deployment
+from infersim.mapping.engine import BLOCK_TOKENS, MAX_BATCH, MAX_TOKENS_PER_STEP
 from infersim.errors import InputError
 from infersim.serving.kvcache import KVCache
 
@@ -30,10 +31,10 @@ class EngineConfig:
     closed form (exactly equal to stepping; off only for the equivalence test);
     max_run_steps: longest closed-form run (bounds array sizes)."""
 
-    max_batch: int = 256
+    max_batch: int = MAX_BATCH
     max_tokens_per_step: int = MAX_TOKENS_PER_STEP
     chunk_tokens: int | None = None
-    block_tokens: int = 16
+    block_tokens: int = BLOCK_TOKENS
     prefix_caching: bool = True
     admission: str = "eager"
     fast_path: bool = True
@@ -65,9 +66,7 @@ def kv_cache_for(dep: Deployment, cfg: EngineConfig, max_context: int, prefix_bl
                          f"per replica ({-free_per_chip / 1e9:.1f} GB short per chip with a batch of {cfg.max_batch}); "
                          "use more chips per replica (--tp/--ep), a lower --precision, or a smaller --max-batch")
     capacity_bytes = free_per_chip / kv_chip_share(dep)  # replica-wide KV bytes that fit
-    full = float(kv_bytes_per_seq(dep, b)) if dep.model.kv_cache_elems_per_token == 0 else \
-        b * dep.model.kv_cache_elems_per_token * dep.plan.kv_bytes
-    block_bytes = max(full, 1.0)
+    block_bytes = kv_block_bytes(dep, b)
     n_blocks = int(capacity_bytes // block_bytes)
     tokens = np.arange(-(-max_context // b) + 1, dtype=float) * b
     table = np.ceil(kv_bytes_per_seq(dep, tokens) / block_bytes - 1e-9).astype(np.int64)

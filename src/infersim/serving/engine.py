@@ -40,7 +40,7 @@ class RequestState:
         self.pinned: list[tuple] = [()] * n
         self.first = [nan] * n
         self.last_token = [nan] * n  # time of the latest generated token
-        self.spec_credit = [0.0] * n  # speculative decoding: fractional accepted tokens carried over
+        self.token_credit = [0.0] * n  # multi-token decode steps: fractional tokens carried over
         self.done = [nan] * n
         self.replica_of = [-1] * n
         self.prefill_replica = [-1] * n

@@ -31,15 +31,13 @@ from collections import deque
 
 import numpy as np
 
-from infersim.costmodel.specdec import SpecStepCost
-from infersim.costmodel.step import StepCost
-from infersim.costmodel.work import decode_run_shape, sequences_shape
+from infersim.costmodel.timer import StepTimer
 from infersim.serving.config import EngineConfig
 from infersim.serving.kvcache import KVCache
 
 
 class Replica:
-    def __init__(self, index: int, role: str, cost: StepCost, kv: KVCache, cfg: EngineConfig, sim):
+    def __init__(self, index: int, role: str, cost: StepTimer, kv: KVCache, cfg: EngineConfig, sim):
         self.index = index
         self.role = role  # "both" (aggregated), "prefill" or "decode" (disaggregated pools)
         self.cost = cost
@@ -47,9 +45,10 @@ class Replica:
         self.kv = kv
         self.cfg = cfg
         self.reserve = cfg.admission == "reserve"
-        # speculative decoding: a decode step verifies k + 1 drafted tokens and keeps the accepted ones
-        self.spec = cost if isinstance(cost, SpecStepCost) else None
-        self.decode_width = self.spec.k + 1 if self.spec else 1
+        # a decode step feeds decode_width tokens per sequence (k + 1 when verifying drafts) and keeps
+        # tokens_per_decode_step of them on average (the accepted drafts plus the target's own)
+        self.decode_width = cost.decode_width
+        self.multi_token = cost.tokens_per_decode_step != 1.0
         self.sim = sim
         self.st = sim.state
         self.waiting: deque[int] = deque()
@@ -100,7 +99,7 @@ class Replica:
         if not rids:
             return  # idle until the next arrival
         st = self.st
-        if (self.cfg.fast_path and self.spec is None and n_prefill == 0 and not preempted
+        if (self.cfg.fast_path and self.cost.decode_runs and n_prefill == 0 and not preempted
                 and (admission_blocked or not self.waiting)):
             steps = min(min(st.out[r] - st.gen[r] for r in rids), self.cfg.max_run_steps)
             steps = self._block_safe_steps(rids, steps)
@@ -109,15 +108,14 @@ class Replica:
         past = np.array([st.past[r] for r in rids], dtype=float)
         if steps > 1:
             past.sort()
-            times = self.cost.total(decode_run_shape(past, steps, self.windows))
+            times = self.cost.decode_run_seconds(past, steps)
             ends = np.concatenate(([t], times)).cumsum()[1:]
-        elif self.spec is not None:
+        elif self.decode_width != 1:
             decoding = np.array([st.gen[r] > 0 and st.inp[r] + st.gen[r] - st.past[r] == 1 for r in rids])
             widths = np.where(decoding, self.decode_width, np.array(news, dtype=float))
-            ends = np.array([t + self.spec.step_total(past, widths, decoding)])
+            ends = np.array([t + self.cost.step_seconds(past, widths, decoding)])
         else:
-            ends = np.array([t + float(self.cost.total(sequences_shape(past, np.array(news, dtype=float),
-                                                                       self.windows)))])
+            ends = np.array([t + self.cost.step_seconds(past, np.array(news, dtype=float), None)])
         self._t0 = t
         self._ends = ends
         self._rids, self._news, self._run = rids, news, steps > 1
@@ -125,13 +123,13 @@ class Replica:
         self.sim.schedule_step_end(self, float(self._ends[-1]))
 
     def _accepted(self, rid: int) -> int:
-        """Tokens a speculative verification keeps for this request: E on average (the expected
-        accepted drafts plus the target's token), handed out deterministically by an accumulator,
-        at most k + 1 and never past the request's output."""
+        """Tokens a multi-token decode step (a speculative verification) keeps for this request:
+        the timer's mean on average, handed out deterministically by an accumulator, at most
+        decode_width and never past the request's output."""
         st = self.st
-        acc = st.spec_credit[rid] + self.spec.expected
+        acc = st.token_credit[rid] + self.cost.tokens_per_decode_step
         a = int(acc)
-        st.spec_credit[rid] = acc - a
+        st.token_credit[rid] = acc - a
         return max(1, min(a, self.decode_width, st.out[rid] - st.gen[rid]))
 
     def _block_safe_steps(self, rids: list[int], steps: int) -> int:
@@ -191,11 +189,11 @@ class Replica:
                 kv.allocate(grown)  # at once: the same blocks, and the same LRU evictions, as one by one
         else:
             inp, out, past, gen, first, last_token = st.inp, st.out, st.past, st.gen, st.first, st.last_token
-            spec, prefill_role = self.spec, self.role == "prefill"
+            multi, prefill_role = self.multi_token, self.role == "prefill"
             for rid, n in zip(rids, news):
                 target = inp[rid] + gen[rid]
                 decoding = gen[rid] > 0 and target - past[rid] == 1
-                if decoding and spec is not None:
+                if decoding and multi:
                     n = self._accepted(rid)
                 past[rid] += n
                 if past[rid] < target:

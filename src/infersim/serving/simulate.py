@@ -1,9 +1,10 @@
-"""`simulate`: replay a workload through replicas of a deployment (typed API under the CLI).
+"""`simulate`: replay a workload through the serving pools of a plan (typed API under the CLI).
 
-Aggregated: `dep.par.replicas` replicas each prefill and decode. Disaggregated (`decode` given):
-`dep` is the prefill pool and `decode` the decode pool (possibly another chip); a request's KV
-cache crosses the link between them after its prefill (timed with the cost model's alpha-beta
-link model, FIFO per decode replica), then waits for room in a decode replica's KV cache.
+Pools come from a plan (deployments/plan.py): one `both` pool whose replicas each prefill and
+decode, or a `prefill` and a `decode` pool; a request's KV cache then crosses `kv_link` after its
+prefill (timed with the cost model's alpha-beta link model, FIFO per decode replica) and waits for
+room in a decode replica's KV cache. Each pool's steps are timed by its `StepTimer`; the simulator
+never knows which mode built it.
 """
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from infersim.costmodel.execution import collective_time
+from infersim.catalog.hardware import LinkSpec
 from infersim.costmodel.memory import kv_bytes_per_seq
-from infersim.costmodel.afd import AFDDeployment, AFDStepCost
-from infersim.costmodel.step import StepCost
-from infersim.mapping.deployment import Deployment
+from infersim.deployments.plan import Pool, plain_pool
+from infersim.mapping.deployment import Deployment, kv_transfer_link
 from infersim.errors import InputError
 from infersim.serving.config import ROUTERS, EngineConfig, kv_cache_for
 from infersim.serving.engine import RequestState, Simulation
@@ -57,33 +58,32 @@ def _check_fits(reqs: Requests, dep: Deployment, replica: Replica, label: str) -
                          "use more chips per replica, a lower --precision or --kv-precision, or cap the lengths")
 
 
-def _pool(dep: Deployment, role: str, first_index: int, cfg: EngineConfig, reqs: Requests, sim: Simulation,
-          cost=None):
-    """Replicas of `dep` (its memory fit sizes the KV cache); `cost` replaces its step cost (AFD,
-    speculative decoding)."""
-    cost = cost or StepCost(dep)
+def _replicas(pool: Pool, role: str, first_index: int, cfg: EngineConfig, reqs: Requests, sim: Simulation):
+    """Replicas of the pool (its deployment's memory fit sizes each KV cache; its timer times steps)."""
+    dep = pool.deployment
     max_ctx = int(np.max(reqs.input_tokens + reqs.output_tokens))
-    return [Replica(first_index + i, role, cost, kv_cache_for(dep, cfg, max_ctx, reqs.prefix_block_tokens), cfg, sim)
-            for i in range(dep.par.replicas)]
+    return [Replica(first_index + i, role, pool.timer, kv_cache_for(dep, cfg, max_ctx, reqs.prefix_block_tokens), cfg,
+                    sim) for i in range(dep.par.replicas)]
 
 
-def _transfer_link(prefill: Deployment, decode: Deployment):
-    """Pools that fit one scale-up domain together (e.g. prefill and decode replicas of one NVL72)
-    move KV caches over it; otherwise over the scale-out network."""
-    together = prefill.n_chips + decode.n_chips <= decode.system.scale_up_domain and prefill.system.chip == decode.system.chip
-    return (decode.scale_up if together and decode.scale_up is not None else None) or decode.scale_out or decode.scale_up
-
-
-def simulate(workload: Requests | ClosedLoop, dep: Deployment, *, decode: Deployment | AFDDeployment | None = None,
-             engine: EngineConfig | None = None, router: str = "least-outstanding", slo: SLO | None = None,
-             progress=None, debug: bool = False, step_cost=None) -> SimResult:
-    """Run the workload to completion and return per-request records and the summary.
-    `decode` may be an AFD deployment (attention replicas on GPUs with their LPU FFN pools);
-    `step_cost` replaces the serving pool's step cost (speculative decoding)."""
+def simulate(workload: Requests | ClosedLoop, pools: Deployment | list[Pool], *, decode: Deployment | None = None,
+             kv_link: LinkSpec | None = None, engine: EngineConfig | None = None, router: str = "least-outstanding",
+             slo: SLO | None = None, progress=None, debug: bool = False) -> SimResult:
+    """Run the workload to completion and return per-request records and the summary. `pools` is
+    [both] or [prefill, decode]; `kv_link` carries KV caches from the prefill to the decode pool.
+    Shorthand: a bare Deployment is one plain pool of it, the prefill pool when a `decode`
+    Deployment is given too (then the link defaults to `kv_transfer_link`)."""
     cfg = engine or EngineConfig()
-    afd = decode if isinstance(decode, AFDDeployment) else None
-    if afd is not None:
-        decode = afd.attention
+    if isinstance(pools, Deployment):
+        if decode is None:
+            pools = [plain_pool(pools)]
+        else:
+            kv_link = kv_link or kv_transfer_link(pools, decode)
+            pools = [plain_pool(pools, "prefill"), plain_pool(decode, "decode")]
+    entry = pools[0]
+    dep = entry.deployment
+    decode_pool = pools[1] if len(pools) > 1 else None
+    decode = decode_pool.deployment if decode_pool is not None else None
     if router not in ROUTERS:
         raise InputError(f"unknown router '{router}'; choose one of {', '.join(ROUTERS)}")
     closed = workload.concurrency if isinstance(workload, ClosedLoop) else None
@@ -98,12 +98,11 @@ def simulate(workload: Requests | ClosedLoop, dep: Deployment, *, decode: Deploy
     if reqs.prefix_hash_ids is not None:
         state.ids = [tuple(h) for h in reqs.prefix_hash_ids]
 
-    transfer = None
+    transfer, link = None, kv_link
     if decode is not None:
-        link = _transfer_link(dep, decode)
         if link is None:
-            raise InputError(f"{decode.system.name} has no link to move KV caches between the prefill and decode pools; "
-                             "pick a system with a scale-out link")
+            raise InputError(f"no link carries KV caches from the prefill pool ({dep.system.name}) to the decode pool "
+                             f"({decode.system.name}); the plan must name one")
         lanes = min(dep.chips_per_replica, decode.chips_per_replica)  # each chip sends its own shard
         inp_arr = reqs.input_tokens
 
@@ -113,16 +112,16 @@ def simulate(workload: Requests | ClosedLoop, dep: Deployment, *, decode: Deploy
         transfer = seconds
     sim = Simulation(state, [], router, transfer, closed, progress, debug)
     if decode is None:
-        pools = [_pool(dep, "both", 0, cfg, reqs, sim, cost=step_cost)]
-        _check_fits(reqs, dep, pools[0][0], "serving")
+        replica_pools = [_replicas(entry, "both", 0, cfg, reqs, sim)]
+        _check_fits(reqs, dep, replica_pools[0][0], "serving")
     else:
-        pre = _pool(dep, "prefill", 0, cfg, reqs, sim)
-        dec = _pool(decode, "decode", dep.par.replicas, cfg, reqs, sim,
-                    cost=AFDStepCost(afd) if afd is not None else None)
+        pre = _replicas(entry, "prefill", 0, cfg, reqs, sim)
+        dec = _replicas(decode_pool, "decode", dep.par.replicas, cfg, reqs, sim)
         _check_fits(reqs, dep, pre[0], "prefill")
         _check_fits(reqs, decode, dec[0], "decode")
-        pools = [pre, dec]
-    sim.pools = pools
+        replica_pools = [pre, dec]
+    sim.pools = replica_pools
+    pools = replica_pools
     sim.run(n)
 
     done = np.asarray(state.done)

@@ -14,7 +14,6 @@ kind's pooled fit. Fitted per kind: GPU compute_eff, mem_eff, step_s, seq_s; LPU
 from __future__ import annotations
 
 import itertools
-import json
 import subprocess
 import time
 from dataclasses import dataclass
@@ -24,6 +23,8 @@ import numpy as np
 
 from infersim.catalog.hardware import HardwareCatalog, load_catalog
 from infersim.calibration.efficiency import Calibration, Efficiency, load_calibration
+from infersim.datasets import display_path
+from infersim.results import json_text
 from infersim.validation.measurements import read_measurements
 from infersim.validation.scenarios import RowPlan, Skip, plan_row, predict
 
@@ -139,9 +140,9 @@ def calibrate(measurements: str | Path, catalog: HardwareCatalog | None = None, 
     fit_file = {
         "about": "Per chip-family efficiency parameters fitted by `infersim calibrate` (grid search, mean |log error|). "
                  "Reproduce with the command below; do not edit by hand.",
-        "command": f"infersim calibrate --measurements {measurements} --out infersim-fit.json (the shipped "
-                   "src/infersim/calibration/fit.json is such a file, copied in by a commit)",
-        "measurements": str(measurements),
+        "command": (f"infersim calibrate --measurements {display_path(measurements)} --out infersim-fit.json "
+                    "(the shipped src/infersim/calibration/fit.json is such a file, copied in by a commit)"),
+        "measurements": display_path(measurements),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "code_version": _git_rev(),
         "grids": {k: {n: [float(x) for x in v] for n, v in g.items()} for k, g in GRIDS.items()},
@@ -154,7 +155,7 @@ def calibrate(measurements: str | Path, catalog: HardwareCatalog | None = None, 
 
 
 def write_fit(result: FitResult, out: str | Path) -> None:
-    Path(out).write_text(json.dumps(result.fit_file, indent=1, sort_keys=False) + "\n")
+    Path(out).write_text(json_text(result.fit_file, indent=1))  # refuses NaN/inf: not JSON
     load_calibration.cache_clear()
 
 

@@ -1,4 +1,4 @@
-"""Reader for the published-measurement CSV (schema: ../shared/calibration/README.md).
+"""Reader for the published-measurement CSV (schema: infersim/datasets/calibration/README.md).
 
 Strict: a malformed row raises InputError naming the file, line and column. An empty field means
 unknown (None), never zero."""

@@ -142,7 +142,7 @@ def plan_row(row: Measurement, catalog: HardwareCatalog, calibration: Calibratio
     layouts: list[Deployment] = []
     try:
         if chip.kind in ("lpu", "wafer"):
-            dep = build_deployment(model, chip.name, chips=n, precision=prec, catalog=catalog, calibration=calibration)
+            dep = build_deployment(model, chip.name, chips=n or 1, precision=prec, catalog=catalog, calibration=calibration)
             if n is None:
                 dep = build_deployment(model, chip.name, chips=min_chips_for_context(dep, inp + out), precision=prec,
                                        catalog=catalog, calibration=calibration)

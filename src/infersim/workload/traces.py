@@ -19,7 +19,10 @@ Where a turn's prompt is shorter than the previous one (context compaction: 149 
 in the semianalysis sample, 80 of 2,100 in exgentic) the scheme still calls its leading blocks
 shared, which overstates reuse there. Azure, BurstGPT (and synthetic workloads) have no prefix ids.
 
-Formats (see /work/shared/traces/README.md for provenance):
+A bare file name that is not a file in the working directory (e.g. `AzureLLMInferenceTrace_conv.csv`)
+names one of the traces shipped in `infersim/datasets/traces/` (`resolve_trace_path`).
+
+Formats (see infersim/datasets/traces/README.md for provenance):
 
 * **azure** (Azure LLM inference trace 2023, `.csv`, columns `TIMESTAMP,ContextTokens,GeneratedTokens`):
   `TIMESTAMP` is a wall clock `YYYY-MM-DD HH:MM:SS[.fffffff]` without timezone (read as one consistent
@@ -65,6 +68,7 @@ from pathlib import Path
 
 import numpy as np
 
+from infersim.datasets import trace as shipped_trace, trace_names
 from infersim.errors import InputError
 
 
@@ -400,9 +404,21 @@ def _read_jsonl(path: Path):
 
 # ----------------------------------------------------------------------------- entry point
 
+def resolve_trace_path(path) -> Path:
+    """`path` itself when it exists; else, for a bare file name (no folder part), the shipped trace of
+    that name. Anything else that does not exist is an `InputError` listing the shipped names."""
+    path = Path(path)
+    if path.exists():
+        return path
+    if path.name == str(path) and shipped_trace(path.name).is_file():
+        return shipped_trace(path.name)
+    raise InputError(f"{path}: trace file not found; check the path, or name a shipped trace: "
+                     f"{', '.join(trace_names())}")
+
+
 def read_trace(path, *, rate_scale: float = 1.0, max_requests: int | None = None) -> Requests:
     """Read a trace file (format detected from extension + header/keys) into sorted `Requests`."""
-    path = Path(path)
+    path = resolve_trace_path(path)
     if not (isinstance(rate_scale, (int, float)) and math.isfinite(rate_scale) and rate_scale > 0):
         raise InputError(f"{path.name}: rate_scale {rate_scale!r} must be a positive number; "
                          "use > 1 to compress time, < 1 to stretch it")

@@ -1,0 +1,73 @@
+"""The step-timer protocol: what the serving simulator and `estimate` need of a step cost.
+
+Every way of running a decode step (one deployment's kernels, attention on GPUs with the FFN on
+LPUs, drafting on one pool and verifying on another) is a `StepTimer`. The simulator and the
+estimate talk to timers only through this protocol, so they never know which mode they run.
+
+Token accounting: a decode step feeds `decode_width` tokens per decoding sequence (1; k + 1 when
+verifying k drafted tokens) and yields `tokens_per_decode_step` tokens per sequence on average
+(1; the expected accepted tokens with speculative decoding). Runs of pure-decode steps may be timed
+in closed form (`decode_runs`) only when every step yields exactly one token.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from infersim.costmodel.work import Batch, StepShape, batch_shape, decode_run_shape, sequences_shape
+
+
+@dataclass(frozen=True)
+class DecodeStep:
+    """One decode step of `batch` sequences per replica, as the estimate reports it:
+    seconds of the step, the shares of the step each chip kind spends per activity
+    ({kind: {activity: share}}), and the timer's own details (parts in seconds, bounds, ...)."""
+
+    seconds: float
+    shares: dict[str, dict[str, float]]
+    details: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class StepTimer(Protocol):
+    windows: tuple
+    decode_width: int
+    tokens_per_decode_step: float
+    decode_runs: bool
+
+    def total(self, shape: StepShape) -> np.ndarray:
+        """Seconds of each step in `shape` (arrays of steps broadcast)."""
+
+    def step_seconds(self, past: np.ndarray, new: np.ndarray, decoding: np.ndarray | None) -> float:
+        """Seconds of one mixed step: sequence i adds new[i] tokens after past[i] cached ones;
+        `decoding` marks decoding sequences (None when the caller did not compute it: plain timers)."""
+
+    def decode_run_seconds(self, past_sorted: np.ndarray, steps: int) -> np.ndarray:
+        """Seconds of each of `steps` consecutive pure-decode steps (ascending contexts)."""
+
+    def decode_step(self, batch: float, past: float, span: float) -> DecodeStep:
+        """A uniform decode step of `batch` sequences at context `past`, averaged over `span` steps."""
+
+
+class ShapeTimer:
+    """Shared plumbing for timers whose step time is a function of the step's shape alone."""
+
+    decode_width = 1
+    tokens_per_decode_step = 1.0
+    decode_runs = True
+    windows: tuple = ()
+
+    def total(self, shape: StepShape) -> np.ndarray:  # pragma: no cover - every timer defines it
+        raise NotImplementedError
+
+    def step_seconds(self, past, new, decoding=None) -> float:
+        return float(self.total(sequences_shape(past, new, self.windows)))
+
+    def decode_run_seconds(self, past_sorted, steps: int) -> np.ndarray:
+        return self.total(decode_run_shape(past_sorted, steps, self.windows))
+
+    def uniform_decode_shape(self, batch: float, past: float, span: float) -> StepShape:
+        return batch_shape(Batch(seqs=np.float64(batch), new=np.float64(1), past=np.float64(past),
+                                 span=max(span, 1.0)), self.windows)

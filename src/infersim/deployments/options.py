@@ -1,0 +1,59 @@
+"""Command-line deployment options compiled into the same `DeploymentSpec` a deployment file gives,
+so flags and files share one path from there on (modes.build_plan)."""
+from __future__ import annotations
+
+from infersim.catalog.hardware import HardwareCatalog
+from infersim.deployments.spec import DecodePart, DeploymentSpec, GPUPart, LPUPart, check_spec
+from infersim.errors import InputError
+
+
+def _at_least_one(**given) -> None:
+    for label, v in given.items():
+        if v is not None and v < 1:
+            raise InputError(f"--{label.replace('_', '-')} must be at least 1, got {v}")
+
+
+def spec_from_options(catalog: HardwareCatalog, *, system: str, model: str | None = None, chips: int | None = None,
+                      tp: int | None = None, pp: int | None = None, ep: int | None = None,
+                      replicas: int | None = None, precision: str | None = None, kv_precision: str | None = None,
+                      prefill_replicas: int | None = None, decode_replicas: int | None = None,
+                      decode_system: str | None = None, decode_tp: int | None = None) -> DeploymentSpec:
+    """The deployment the flags describe: mode `lpu` on an LPU/wafer chip or system, `pd` when
+    prefill/decode replicas are given, else `gpu`. Unknown names and impossible combinations are
+    refused here, each with the fix."""
+    _at_least_one(chips=chips, tp=tp, pp=pp, ep=ep, replicas=replicas, prefill_replicas=prefill_replicas,
+                  decode_replicas=decode_replicas, decode_tp=decode_tp)
+    kind = catalog.chip(catalog.resolve_system(system).chip).kind
+    disagg = prefill_replicas is not None or decode_replicas is not None
+    if not disagg:
+        extra = [o for o, v in (("--decode-system", decode_system), ("--decode-tp", decode_tp)) if v is not None]
+        if extra:
+            raise InputError(f"{', '.join(extra)}: for a disaggregated deployment only; add --prefill-replicas N "
+                             "--decode-replicas M or drop them")
+    name = system  # the spec of a command line is named after its system
+    if kind in ("lpu", "wafer"):
+        if disagg:
+            raise InputError("--prefill-replicas/--decode-replicas split GPU replicas; for LPU or wafer chips use a "
+                             "deployment file (--deployment)")
+        given = [o for o, v in (("--tp", tp), ("--pp", pp), ("--ep", ep)) if v not in (None, 1)]
+        if given:
+            raise InputError(f"{', '.join(given)}: an LPU/wafer replica is one layer pipeline over all its chips; "
+                             "set --chips and --replicas instead")
+        part = LPUPart(system=system, racks=None, total_chips=chips, replicas=replicas, precision=precision,
+                       kv_precision=kv_precision)
+        return check_spec(DeploymentSpec(name=name, mode="lpu", model=model, lpu=part), name)
+    gpu = dict(system=system, racks=None, tp=tp, pp=pp or 1, ep=ep or 1, precision=precision,
+               kv_precision=kv_precision)
+    if not disagg:
+        return check_spec(DeploymentSpec(name=name, mode="gpu", model=model,
+                                         gpu=GPUPart(chips=chips, replicas=replicas, **gpu)), name)
+    if prefill_replicas is None or decode_replicas is None:
+        raise InputError("a disaggregated deployment needs both --prefill-replicas and --decode-replicas")
+    clash = [o for o, v in (("--replicas", replicas), ("--chips", chips)) if v is not None]
+    if clash:
+        raise InputError(f"{' and '.join(clash)} cannot be combined with --prefill-replicas/--decode-replicas "
+                         "(each pool's size is its replicas x tp x pp x ep); drop them")
+    decode = DecodePart(system=decode_system, tp=decode_tp) if decode_system or decode_tp else None
+    return check_spec(DeploymentSpec(name=name, mode="pd", model=model, decode=decode,
+                                     gpu=GPUPart(prefill_replicas=prefill_replicas, decode_replicas=decode_replicas,
+                                                 **gpu)), name)

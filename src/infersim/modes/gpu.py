@@ -1,0 +1,18 @@
+"""Mode `gpu`: GPU replicas that each prefill and decode (aggregated serving)."""
+from __future__ import annotations
+
+from infersim.deployments.plan import Plan, plain_pool
+from infersim.errors import InputError
+from infersim.modes import register
+from infersim.modes._shared import BuildContext, gpu_deployment, gpu_footprint
+
+
+@register("gpu", needs=("gpu",), description="GPU replicas that prefill and decode (aggregated)")
+def build(ctx: BuildContext) -> Plan:
+    part = ctx.spec.gpu
+    if part.prefill_replicas or part.decode_replicas is not None:
+        raise InputError(f"deployment '{ctx.spec.name}': gpu.prefill_replicas / decode_replicas split the replicas into "
+                         "prefill and decode pools; set mode: pd for that (or drop them)")
+    dep = gpu_deployment(ctx, part)
+    racks, power = gpu_footprint(ctx, part, [dep])
+    return ctx.plan([plain_pool(dep, "both")], racks=racks, power_w=power)
