@@ -64,6 +64,7 @@ class Replica:
         self._rids: list[int] = []
         self._news: list[int] = []
         self._run = False
+        self._blocked_hit_blocks = 0  # see _compose
         # statistics
         self.busy_s = 0.0
         self.steps = 0
@@ -103,7 +104,10 @@ class Replica:
         if (self.cfg.fast_path and self.spec is None and n_prefill == 0 and not preempted
                 and (admission_blocked or not self.waiting)):
             steps = min(min(st.out[r] - st.gen[r] for r in rids), self.cfg.max_run_steps)
-            steps = self._block_safe_steps(rids, steps)
+            # a run's block growth must neither preempt nor evict the cached prefix a blocked
+            # request matched: evicting it shortens the match, which can make that request
+            # admissible (its first chunk needs fewer blocks than pinning the whole prefix did)
+            steps = self._block_safe_steps(rids, steps, self.kv.free - self._blocked_hit_blocks)
         else:
             steps = 1
         past = np.array([st.past[r] for r in rids], dtype=float)
@@ -134,21 +138,23 @@ class Replica:
         st.spec_credit[rid] = acc - a
         return max(1, min(a, self.decode_width, st.out[rid] - st.gen[rid]))
 
-    def _block_safe_steps(self, rids: list[int], steps: int) -> int:
-        """Largest k <= steps such that every step of a k-step decode run finds its KV blocks."""
+    def _block_safe_steps(self, rids: list[int], steps: int, room: int) -> int:
+        """Largest k <= steps such that the blocks steps 1 .. k-1 of a decode run add fit in
+        `room` blocks (at least 1: step 0's blocks are allocated)."""
         st, kv = self.st, self.kv
         if steps <= 1:
             return steps
         # Quick sufficient test: each request holds the blocks of step 0 (past + 1 tokens); over the
         # k - 1 tokens after those it crosses at most ceil((k - 1) / block_tokens) block boundaries,
         # each adding at most max_block_step blocks.
-        if len(rids) * -(-(steps - 1) // kv.block_tokens) * kv.max_block_step <= kv.free:
+        if len(rids) * -(-(steps - 1) // kv.block_tokens) * kv.max_block_step <= room:
             return steps
         past = np.array([st.past[r] for r in rids], dtype=np.int64)
-        held = sum([st.held[r] for r in rids])
+        held = np.array([st.held[r] for r in rids], dtype=np.int64)
 
         def fits(k: int) -> bool:  # step k-1 (0-based) needs blocks for past + k tokens
-            return int(kv.blocks_for_array(past + k).sum()) - held <= kv.free
+            # per request, as step_end allocates: one holding more than it needs frees nothing
+            return int(np.maximum(kv.blocks_for_array(past + k) - held, 0).sum()) <= room
         if fits(steps):
             return steps
         lo, hi = 1, steps  # fits(1) holds: step 0's blocks are already allocated
@@ -231,7 +237,7 @@ class Replica:
     def check(self) -> None:
         """Debug-mode invariants of this replica (see docs: simulator invariants)."""
         st, kv = self.st, self.kv
-        owned = sum(st.held[r] - len(st.pinned[r]) * kv.blocks_per_id for r in self.running)
+        owned = sum(st.held[r] - kv.prefix_blocks(len(st.pinned[r])) for r in self.running)
         kv.check(owned)
         for r in self.running:
             if st.held[r] < kv.blocks_for(st.past[r]) and not st.pinned[r]:
@@ -253,7 +259,7 @@ class Replica:
         st, kv = self.st, self.kv
         self.running.remove(rid)
         pinned = st.pinned[rid]
-        kv.release(st.held[rid] - len(pinned) * kv.blocks_per_id)
+        kv.release(st.held[rid] - kv.prefix_blocks(len(pinned)))
         kv.unpin(pinned)
         st.held[rid] = 0
         st.pinned[rid] = ()
@@ -306,6 +312,7 @@ class Replica:
                 budget -= n
                 i += 1
         blocked = False
+        self._blocked_hit_blocks = 0
         if not preempted:
             while self.waiting:
                 if len(running) >= cfg.max_batch or budget <= 0:
@@ -314,16 +321,20 @@ class Replica:
                 rid = self.waiting[0]
                 pinned: tuple = ()
                 target = st.inp[rid] + st.gen[rid]
+                free_before = kv.free
                 if st.past[rid] == 0 and st.ids[rid]:
                     pinned = tuple(kv.match(st.ids[rid], target - 1))
-                    st.past[rid] = len(pinned) * kv.prefix_block_tokens
+                    st.past[rid] = kv.prefix_tokens(len(pinned))
                 left = target - st.past[rid]
                 n = min(left, budget, chunk)
-                pinned_blocks = len(pinned) * kv.blocks_per_id
+                pinned_blocks = kv.prefix_blocks(len(pinned))
                 # "reserve" takes blocks for the whole context up front, so it never preempts
                 context = st.inp[rid] + st.out[rid] if self.reserve else st.past[rid] + n
                 need = max(0, kv.blocks_for(context) - pinned_blocks)
                 if need > kv.free:
+                    # blocks the match took out of the evictable cache (unpinned they are the LRU's
+                    # most recent): a decode run must not evict them (see start)
+                    self._blocked_hit_blocks = free_before - kv.free
                     kv.unpin(pinned)
                     if pinned:
                         st.past[rid] = 0
@@ -333,7 +344,7 @@ class Replica:
                 kv.allocate(need)
                 st.held[rid] = need + pinned_blocks
                 st.pinned[rid] = pinned
-                st.cached[rid] += len(pinned) * kv.prefix_block_tokens
+                st.cached[rid] += kv.prefix_tokens(len(pinned))
                 if st.replica_of[rid] < 0 or self.role != "prefill":
                     st.replica_of[rid] = self.index
                 running.append(rid)
