@@ -35,9 +35,10 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from infersim.errors import InputError
+from infersim.serving.policies import ADMISSIONS, PREEMPTION_VICTIMS, QUEUE_ORDERS, ROUTERS
 
 MODES = ("gpu", "lpu", "afd", "spec")
 
@@ -83,8 +84,20 @@ class EnginePart(_Strict):
     chunk_tokens: Optional[int] = Field(None, ge=1)
     block_tokens: int = Field(16, ge=1)
     prefix_caching: bool = True
-    admission: Literal["eager", "reserve"] = "eager"
-    router: Literal["least-outstanding", "round-robin", "prefix-affinity"] = "least-outstanding"
+    # policy names, checked against the registries of serving/policies.py
+    admission: str = "eager"
+    router: str = "least-outstanding"
+    queue_order: str = "fcfs"
+    preemption: str = "newest"
+
+    @field_validator("admission", "router", "queue_order", "preemption")
+    @classmethod
+    def _registered(cls, name: str, info):
+        registry = {"admission": ADMISSIONS, "router": ROUTERS, "queue_order": QUEUE_ORDERS,
+                    "preemption": PREEMPTION_VICTIMS}[info.field_name]
+        if name not in registry:
+            raise ValueError(f"'{name}' is not one of {', '.join(registry)}")
+        return name
 
 
 class DeploymentSpec(_Strict):

@@ -3,13 +3,14 @@
 Each engine step (`_compose`):
 1. Running requests first, in admission order: a decoding request adds 1 token, a prefilling one
    its next chunk (min of what is left, the step's remaining token budget and the chunk size).
-   Each needs KV blocks for its new context; when the cache is full the most recently admitted
-   running request is preempted (blocks freed, recomputed from scratch later: vLLM's default
-   recompute policy), possibly the requester itself.
-2. Then, unless something was preempted, waiting requests in arrival order (FIFO, head-of-line)
-   while the batch has room (max_batch), budget is left and their first chunk's blocks fit (with
-   admission "reserve": blocks for their whole context, TensorRT-LLM style, never preempting). A
-   request's cached prompt prefix (prefix cache) is not prefilled again.
+   Each needs KV blocks for its new context; when the cache is full the preemption policy's
+   victim is preempted (default: the most recently admitted; blocks freed, recomputed from scratch
+   later: vLLM's default recompute policy), possibly the requester itself.
+2. Then, unless something was preempted, waiting requests in the queue order (default FIFO;
+   head-of-line) while the batch has room (max_batch), budget is left and the admission policy's
+   blocks fit (eager: the first chunk's; reserve: the whole context's, TensorRT-LLM style, never
+   preempting). A request's cached prompt prefix (prefix cache) is not prefilled again.
+The policies are small classes in policies.py, chosen by name in EngineConfig.
 The step's time comes from the cost model for the exact composition (`StepCost`).
 
 Token accounting per request: `past` tokens are in the KV cache, `gen` tokens were generated.
@@ -27,8 +28,6 @@ result equals stepping one iteration at a time (tested).
 """
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 
 from infersim.costmodel.specdec import SpecStepCost
@@ -36,6 +35,7 @@ from infersim.costmodel.step import StepCost
 from infersim.costmodel.work import decode_run_shape, sequences_shape
 from infersim.serving.config import EngineConfig
 from infersim.serving.kvcache import KVCache
+from infersim.serving.policies import ADMISSIONS, PREEMPTION_VICTIMS, QUEUE_ORDERS
 
 
 class Replica:
@@ -46,13 +46,14 @@ class Replica:
         self.windows = cost.windows
         self.kv = kv
         self.cfg = cfg
-        self.reserve = cfg.admission == "reserve"
+        self.admission = ADMISSIONS[cfg.admission](sim.state)
+        self.victim = PREEMPTION_VICTIMS[cfg.preemption](sim.state)
         # speculative decoding: a decode step verifies k + 1 drafted tokens and keeps the accepted ones
         self.spec = cost if isinstance(cost, SpecStepCost) else None
         self.decode_width = self.spec.k + 1 if self.spec else 1
         self.sim = sim
         self.st = sim.state
-        self.waiting: deque[int] = deque()
+        self.waiting = QUEUE_ORDERS[cfg.queue_order](sim.state).new_queue()  # deque protocol
         self.running: list[int] = []
         self.busy = False        # a step or run is in flight
         self.start_pending = False
@@ -297,7 +298,14 @@ class Replica:
             width = min(decode_width, out[rid] - gen[rid]) if decoding else n
             need = blocks_for(past[rid] + width) - held[rid]
             while need > kv.free:
-                victim = running[-1]
+                j = self.victim.pick(running)
+                victim = running[j]
+                if j < i:  # scheduled earlier in this step: take it out of the step again
+                    k = rids.index(victim)
+                    n_prefill -= not (gen[victim] > 0 and inp[victim] + gen[victim] - past[victim] == 1)
+                    budget += news[k]
+                    del rids[k], news[k]
+                    i -= 1
                 self._preempt(victim)
                 preempted = True
                 if victim == rid:
@@ -328,8 +336,7 @@ class Replica:
                 left = target - st.past[rid]
                 n = min(left, budget, chunk)
                 pinned_blocks = kv.prefix_blocks(len(pinned))
-                # "reserve" takes blocks for the whole context up front, so it never preempts
-                context = st.inp[rid] + st.out[rid] if self.reserve else st.past[rid] + n
+                context = self.admission.context(rid, st.past[rid] + n)
                 need = max(0, kv.blocks_for(context) - pinned_blocks)
                 if need > kv.free:
                     # blocks the match took out of the evictable cache (unpinned they are the LRU's
