@@ -20,6 +20,7 @@ import collections
 import contextlib
 import dataclasses
 import functools
+import re
 from unittest import mock
 
 import numpy as np
@@ -286,6 +287,60 @@ def test_random_workloads_keep_the_invariants(kind, name, data):
             assert s["itl_s"]["mean"] == pytest.approx(gaps / n_itl, rel=1e-6)
         else:
             assert s["itl_s"]["mean"] is None
+
+
+@contextlib.contextmanager
+def recording_lifecycles():
+    """Each request's transitions as a string: A arrived (queued at its first replica), S admitted
+    (running), P preempted (queued again), H prefill handed off, K its KV cache arrived (queued at a
+    decode replica), C completed."""
+    trail: collections.defaultdict = collections.defaultdict(str)
+    enqueue, compose, preempt = Replica.enqueue, Replica._compose, Replica._preempt
+    hand_off, complete = Simulation.hand_off, Simulation.complete
+
+    def on_enqueue(self, rid, t):
+        trail[rid] += "K" if trail[rid].endswith("H") else "A"
+        return enqueue(self, rid, t)
+
+    def on_compose(self):
+        before = set(self.running)
+        out = compose(self)
+        for rid in self.running:
+            if rid not in before:
+                trail[rid] += "S"
+        return out
+
+    def on_preempt(self, rid):
+        trail[rid] += "P"
+        return preempt(self, rid)
+
+    def on_hand_off(self, rid, src, t):
+        trail[rid] += "H"
+        return hand_off(self, rid, src, t)
+
+    def on_complete(self, rid, replica, t):
+        trail[rid] += "C"
+        return complete(self, rid, replica, t)
+    with mock.patch.multiple(Replica, enqueue=on_enqueue, _compose=on_compose, _preempt=on_preempt), \
+            mock.patch.multiple(Simulation, hand_off=on_hand_off, complete=on_complete):
+        yield trail
+
+
+LIFECYCLE = re.compile(r"AS(PS)*(HKS(PS)*)?C")  # queued -> running (-> queued -> running)* [-> decode pool] -> done
+
+
+@examples(40)
+@given(sc=st.one_of(scenarios(max_n=30), scenarios(pressure=True, max_n=30)), disagg=st.booleans())
+def test_requests_follow_the_lifecycle(sc, disagg):
+    workload, kind, replicas, router, engine = sc
+    kw = dict(decode=dep(kind, replicas)) if disagg else {}
+    with recording_lifecycles() as trail:
+        res = simulate(workload, dep(kind, replicas), engine=engine, router=router, debug=True, **kw)
+    assert sorted(trail) == list(range(len(workload)))
+    for rid, path in trail.items():
+        assert LIFECYCLE.fullmatch(path), (rid, path)
+        assert path.count("P") == res.records.preemptions[rid]
+        assert ("H" in path) == (disagg and bool(workload.output_tokens[rid] > 1))
 
 
 # ----------------------------------------------------------------------------- 2. fast path
