@@ -245,7 +245,7 @@ def check_victims(preemption: str, seen: list) -> None:
 
 
 @pytest.mark.parametrize("kind, name", EVERY_POLICY)
-@examples(30)
+@examples(50)
 @given(data=st.data())
 def test_random_workloads_keep_the_invariants(kind, name, data):
     workload, kind, replicas, router, engine = data.draw(any_scenario(kind, name))
@@ -367,7 +367,7 @@ def run_both(workload, d, **kw):
 
 
 @pytest.mark.parametrize("kind, name", EVERY_POLICY)
-@examples(15)
+@examples(25)
 @given(data=st.data())
 def test_fast_path_equals_stepping_on_random_workloads(kind, name, data):
     workload, kind, replicas, router, engine = data.draw(any_scenario(kind, name))
