@@ -273,3 +273,23 @@ def test_missing_model_file_and_yaml(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [x,\n", encoding="utf-8")
     assert "YAML" in _fails(["simulate", "--deployment", str(bad), *MODEL, *WORKLOAD])
+
+
+def test_engine_policies_come_from_the_file_and_the_flags(tmp_path):
+    path = _variant(tmp_path, "vr-nvl72", lambda d: d.update(engine={"queue_order": "shortest-prompt",
+                                                                     "preemption": "fewest-tokens",
+                                                                     "router": "slo-class"}))
+    eng = _simulate(path)["engine"]
+    assert (eng["queue_order"], eng["preemption"], eng["router"]) == ("shortest-prompt", "fewest-tokens", "slo-class")
+    eng = _simulate(path, "--queue-order", "priority", "--preemption", "lowest-priority")["engine"]
+    assert (eng["queue_order"], eng["preemption"], eng["router"]) == ("priority", "lowest-priority", "slo-class")
+
+
+@pytest.mark.parametrize("field, name, known", [("queue_order", "lifo", "fcfs, priority, shortest-prompt"),
+                                                ("preemption", "oldest", "newest, fewest-tokens, lowest-priority"),
+                                                ("router", "random", "least-outstanding, round-robin"),
+                                                ("admission", "lazy", "eager, reserve")])
+def test_unknown_engine_policy_in_the_file_lists_the_registered_ones(tmp_path, field, name, known):
+    path = _variant(tmp_path, "vr-nvl72", lambda d: d.update(engine={field: name}))
+    line = _fails(["simulate", "--deployment", path, *MODEL, *WORKLOAD])
+    assert f"engine.{field}" in line and f"'{name}'" in line and known in line

@@ -154,3 +154,17 @@ def test_results_are_written_before_printing(tmp_path, monkeypatch):
     r = runner.invoke(app, [*BASE, *POISSON, "--out", str(tmp_path)])
     assert r.exit_code != 0
     assert (tmp_path / "requests.parquet").is_file() and (tmp_path / "summary.json").is_file()
+
+
+def test_queue_order_and_preemption_flags_reach_the_engine():
+    s = _json([*POISSON, "--queue-order", "shortest-prompt", "--preemption", "fewest-tokens", "--router", "slo-class"])
+    e = s["engine"]
+    assert (e["queue_order"], e["preemption"], e["router"]) == ("shortest-prompt", "fewest-tokens", "slo-class")
+    assert s["requests_completed"] == 40
+
+
+@pytest.mark.parametrize("flag, name, known", [("--queue-order", "lifo", "fcfs, priority, shortest-prompt"),
+                                               ("--preemption", "oldest", "newest, fewest-tokens, lowest-priority")])
+def test_unknown_policy_flags_fail_cleanly_listing_the_choices(flag, name, known):
+    line = _fails_cleanly([*POISSON, flag, name])
+    assert f"'{name}'" in line and known in line

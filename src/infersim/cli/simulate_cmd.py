@@ -193,11 +193,17 @@ def simulate(
                                                f"{DEFAULT_BLOCK_TOKENS})"),
     prefix_cache: Optional[bool] = typer.Option(None, "--prefix-cache/--no-prefix-cache",
                                                 help="prefix caching (default on)"),
-    router: Optional[str] = typer.Option(None, help=f"least-outstanding, round-robin or prefix-affinity (default "
+    router: Optional[str] = typer.Option(None, help=f"least-outstanding, round-robin, prefix-affinity or slo-class "
+                                         f"(premium = most urgent priority, on a reserved share of replicas; default "
                                          f"{DEFAULT_ROUTER})"),
     admission: Optional[str] = typer.Option(None, help="eager (vLLM: admit on the first chunk's blocks, preempt when "
                                             "full) or reserve (TensorRT-LLM: reserve the whole context, never "
                                             "preempt); default eager"),
+    queue_order: Optional[str] = typer.Option(None, help="order waiting requests are admitted in: fcfs, priority "
+                                              "(lowest priority number first) or shortest-prompt; default fcfs"),
+    preemption: Optional[str] = typer.Option(None, help="running request preempted when KV blocks run out: newest "
+                                             "(vLLM), fewest-tokens (least recompute) or lowest-priority; default "
+                                             "newest"),
     slo: Optional[str] = typer.Option(None, help="latency targets, e.g. ttft_p99=2s,tpot_p99=100ms"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="write requests.parquet and summary.json here"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the results an earlier run left in --out"),
@@ -247,7 +253,8 @@ def simulate(
     plan, catalog = load_plan(deployment, model, hardware, set_, calibration, options=options, sizing=sizing)
     base, router = engine_of(plan), router or plan.spec.engine.router
     given = {"max_batch": max_batch, "max_tokens_per_step": max_tokens_per_step, "chunk_tokens": chunk_tokens,
-             "block_tokens": block_tokens, "prefix_caching": prefix_cache, "admission": admission}
+             "block_tokens": block_tokens, "prefix_caching": prefix_cache, "admission": admission,
+             "queue_order": queue_order, "preemption": preemption}
     engine = replace(base, **{k: v for k, v in given.items() if v is not None})
     total = len(reqs)
 

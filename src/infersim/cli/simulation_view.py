@@ -28,10 +28,12 @@ def print_workload(w: dict, console) -> None:
 
 
 def print_engine(eng: dict, console) -> None:
-    admission = f", admission {eng['admission']}" if "admission" in eng else ""
+    policies = "".join(f", {label} {eng[key]}" for key, label in (("admission", "admission"),
+                                                                   ("queue_order", "queue order"),
+                                                                   ("preemption", "preemption victim")) if key in eng)
     console.print(f"engine: max batch {eng['max_batch']}, {eng['max_tokens_per_step']:,} tokens per step, prefill "
                   f"chunk {eng['chunk_tokens']:,}, KV block {eng['block_tokens']} tokens, prefix cache "
-                  f"{'on' if eng['prefix_caching'] else 'off'}{admission}, router {eng['router']}",
+                  f"{'on' if eng['prefix_caching'] else 'off'}{policies}, router {eng['router']}",
                   markup=False, highlight=False)
 
 

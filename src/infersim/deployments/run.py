@@ -24,7 +24,8 @@ ROUTING_SEED = 0
 def engine_of(plan: Plan) -> EngineConfig:
     e = plan.spec.engine
     return EngineConfig(max_batch=e.max_batch, max_tokens_per_step=e.max_tokens_per_step, chunk_tokens=e.chunk_tokens,
-                        block_tokens=e.block_tokens, prefix_caching=e.prefix_caching, admission=e.admission)
+                        block_tokens=e.block_tokens, prefix_caching=e.prefix_caching, admission=e.admission,
+                        queue_order=e.queue_order, preemption=e.preemption)
 
 
 def _run_one(plan: Plan, workload, engine: EngineConfig, router: str, slo, progress, debug) -> SimResult:
@@ -39,6 +40,7 @@ def _subset(reqs: Requests, mask: np.ndarray, label: str) -> Requests:
     return replace(reqs, arrival_s=reqs.arrival_s[mask], input_tokens=reqs.input_tokens[mask],
                    output_tokens=reqs.output_tokens[mask],
                    session_id=None if reqs.session_id is None else reqs.session_id[mask], prefix_hash_ids=ids,
+                   priority=None if reqs.priority is None else reqs.priority[mask],
                    source=f"{reqs.source} [{label}]")
 
 

@@ -35,11 +35,13 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from infersim.errors import InputError, shown
 from infersim.inputs import BLOCK_TOKENS_RANGE, read_user_text
 from infersim.mapping.engine import BLOCK_TOKENS, MAX_BATCH, MAX_TOKENS_PER_STEP, ROUTER
+from infersim.serving.policies import ADMISSIONS, PREEMPTION_VICTIMS, QUEUE_ORDERS, ROUTERS
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .inf / .nan are no sizes or ratios
@@ -104,8 +106,20 @@ class EnginePart(_Strict):
     chunk_tokens: Optional[int] = Field(None, ge=1)
     block_tokens: int = Field(BLOCK_TOKENS, ge=BLOCK_TOKENS_RANGE[0], le=BLOCK_TOKENS_RANGE[1])
     prefix_caching: bool = True
-    admission: Literal["eager", "reserve"] = "eager"
-    router: Literal["least-outstanding", "round-robin", "prefix-affinity"] = ROUTER
+    # policy names, checked against the registries of serving/policies.py
+    admission: str = "eager"
+    router: str = ROUTER
+    queue_order: str = "fcfs"
+    preemption: str = "newest"
+
+    @field_validator("admission", "router", "queue_order", "preemption")
+    @classmethod
+    def _registered(cls, name: str, info):
+        registry = {"admission": ADMISSIONS, "router": ROUTERS, "queue_order": QUEUE_ORDERS,
+                    "preemption": PREEMPTION_VICTIMS}[info.field_name]
+        if name not in registry:
+            raise ValueError(f"'{name}' is not one of {', '.join(registry)}")
+        return name
 
 
 class DeploymentSpec(_Strict):

@@ -14,9 +14,10 @@ from infersim.mapping.deployment import Deployment
 from infersim.mapping.engine import BLOCK_TOKENS, MAX_BATCH, MAX_TOKENS_PER_STEP
 from infersim.errors import InputError
 from infersim.serving.kvcache import KVCache
+from infersim.serving.policies import ADMISSIONS, PREEMPTION_VICTIMS, QUEUE_ORDERS, ROUTERS
 
-ROUTERS = ("round-robin", "least-outstanding", "prefix-affinity")
-ADMISSION = ("eager", "reserve")
+ADMISSION = ADMISSIONS  # the registered names (policies.py); kept under the old name for callers
+__all__ = ["ADMISSION", "ROUTERS", "EngineConfig", "kv_cache_for"]
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,10 @@ class EngineConfig:
     prefix_caching: reuse cached prompt blocks; admission: "eager" admits a request when its first
     chunk's blocks fit and preempts when decodes run out of blocks (vLLM), "reserve" admits only
     when blocks for its whole context (input + output) fit, so nothing is ever preempted
-    (TensorRT-LLM's default GUARANTEED_NO_EVICT capacity scheduler); fast_path: advance runs of pure-decode steps in
+    (TensorRT-LLM's default GUARANTEED_NO_EVICT capacity scheduler); queue_order: the order waiting
+    requests are admitted in ("fcfs", "priority", "shortest-prompt"); preemption: the running
+    request preempted when blocks run out ("newest", "fewest-tokens", "lowest-priority"); the
+    choices are the registered names of policies.py; fast_path: advance runs of pure-decode steps in
     closed form (exactly equal to stepping; off only for the equivalence test);
     max_run_steps: longest closed-form run (bounds array sizes)."""
 
@@ -37,6 +41,8 @@ class EngineConfig:
     block_tokens: int = BLOCK_TOKENS
     prefix_caching: bool = True
     admission: str = "eager"
+    queue_order: str = "fcfs"
+    preemption: str = "newest"
     fast_path: bool = True
     max_run_steps: int = 4096
 
@@ -44,8 +50,9 @@ class EngineConfig:
         for name in ("max_batch", "max_tokens_per_step", "block_tokens", "max_run_steps"):
             if getattr(self, name) < 1:
                 raise InputError(f"engine setting {name} must be at least 1, got {getattr(self, name)}")
-        if self.admission not in ADMISSION:
-            raise InputError(f"unknown admission policy '{self.admission}'; choose one of {', '.join(ADMISSION)}")
+        ADMISSIONS.check(self.admission)
+        QUEUE_ORDERS.check(self.queue_order)
+        PREEMPTION_VICTIMS.check(self.preemption)
         if self.chunk_tokens is not None and self.chunk_tokens < 1:
             raise InputError(f"--chunk-tokens must be at least 1, got {self.chunk_tokens}")
 

@@ -19,10 +19,9 @@ import math
 import numpy as np
 
 from infersim.serving.metrics import LatencyHistogram
+from infersim.serving.policies import ROUTERS
 
-ITL_FLUSH = 8192
-# Assumption: prefix affinity yields to load balance beyond 2x the least-loaded replica's work.
-AFFINITY_IMBALANCE = 2.0  # buffered inter-token samples before folding them into the histogram
+ITL_FLUSH = 8192  # buffered inter-token samples before folding them into the histogram
 
 
 class RequestState:
@@ -34,6 +33,7 @@ class RequestState:
         self.out = [0] * n
         self.arrival = [nan] * n
         self.ids: list[tuple] = [()] * n
+        self.priority = [0] * n  # lower = more urgent (policies.py)
         self.past = [0] * n
         self.gen = [0] * n
         self.held = [0] * n
@@ -93,7 +93,7 @@ class Simulation:
                  closed_loop: int | None, progress=None, debug: bool = False):
         self.state = state
         self.pools = pools               # [replicas] aggregated, or [prefill replicas, decode replicas]
-        self.router = router
+        self.router = ROUTERS.check(router)  # a name in the ROUTERS registry
         # disaggregated pools: request id -> seconds its KV cache takes over the link (FIFO per
         # decode replica); None when aggregated
         self.transfer_seconds = transfer_seconds
@@ -103,8 +103,7 @@ class Simulation:
         self._heap: list = []
         self._seq = itertools.count()
         self.now = 0.0
-        self._rr = [0, 0]  # round-robin position per pool
-        self._affinity: dict = {}  # prefix block id -> replica its prompt was last routed to
+        self._router = None  # the router policy (policies.py), built from `router` on first use
         self._next_rid = 0
         self.completed = 0
         self.itl = LatencyHistogram()
@@ -154,30 +153,9 @@ class Simulation:
         pool = self.pools[pool_index]
         if len(pool) == 1:
             return pool[0]
-        if self.router == "round-robin":
-            r = pool[self._rr[pool_index] % len(pool)]
-            self._rr[pool_index] += 1
-            return r
-        ids = self.state.ids[rid]
-        if self.router == "prefix-affinity" and ids:
-            # Follow the replica last sent the deepest known block of this prompt (block ids chain,
-            # so that is the longest shared prefix). A routing table, as KV-aware routers keep; it
-            # does not peek into replicas' caches. Like SGLang's cache-aware router it gives up
-            # affinity when that replica is overloaded: more than AFFINITY_IMBALANCE x the least
-            # loaded one's outstanding tokens plus this prompt.
-            owner = None
-            for hid in ids:
-                o = self._affinity.get(hid)
-                if o is None:
-                    break
-                owner = o
-            least = min(pool, key=lambda r: (r.outstanding, r.index))
-            fair = AFFINITY_IMBALANCE * least.outstanding + self.state.inp[rid]
-            choice = owner if owner is not None and owner in pool and owner.outstanding <= fair else least
-            for hid in ids:
-                self._affinity[hid] = choice
-            return choice
-        return min(pool, key=lambda r: (r.outstanding, r.index))
+        if self._router is None:  # built on first use: the pools are complete by then
+            self._router = ROUTERS[self.router](self.state, self.pools)
+        return self._router.pick(pool_index, rid)
 
     def _load(self, rid: int, role: str) -> int:
         """Tokens a request adds to a replica's outstanding work: prompt on a prefill replica,

@@ -12,10 +12,18 @@ prompt tokens, Mooncake style). A finished request leaves its prompt's blocks in
 request whose leading ids are cached skips prefilling them. Cached blocks nobody uses are free
 (evictable, LRU); blocks a running request uses are pinned (reference counted). Accounting:
 used (owned + pinned) + free = total at all times, and evictable <= free.
+
+Ids and KV blocks. An id's tokens need not fill whole KV blocks (512-token ids in 48-token blocks).
+As in vLLM, only whole blocks are cached: the first j ids cover j * prefix_block_tokens tokens, of
+which the floor(j * prefix_block_tokens / block_tokens) whole blocks are reusable (`prefix_tokens(j)`
+tokens in `prefix_blocks(j)` blocks); the tokens of a partial last block are prefilled again. The id
+at position i holds the whole blocks that end inside its tokens, so its block count depends on its
+position (ids chain, so an id keeps its position; an id seen at another position is not matched).
+A request that reuses j ids therefore holds exactly `blocks_for(context)` blocks, as one that
+prefilled everything would.
 """
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 
 import numpy as np
@@ -32,10 +40,18 @@ class KVCache:
         self.max_block_step = int(np.max(np.diff(self._table_arr), initial=0))
         self.free = self.total
         self.prefix_caching = prefix_caching
-        self.prefix_block_tokens = prefix_block_tokens
-        self.blocks_per_id = max(1, math.ceil(prefix_block_tokens / block_tokens))
+        self.prefix_block_tokens = int(prefix_block_tokens)
+        # whole KV blocks in the first j ids' tokens, j = 0 .. the most ids the table's contexts hold
+        n_ids = (len(self._table) - 1) * self.block_tokens // self.prefix_block_tokens
+        whole = np.arange(n_ids + 1, dtype=np.int64) * self.prefix_block_tokens // self.block_tokens
+        self._prefix_tokens = (whole * self.block_tokens).tolist()
+        # blocks of those tokens' KV (a constant per-sequence state, table[0], stays with the request)
+        self._prefix_blocks = (self._table_arr[whole] - self._table_arr[0]).tolist()
+        self._id_blocks = np.diff(self._table_arr[whole]).tolist()  # blocks of the id at position i
         self._refs: dict[int, int] = {}       # cached hash id -> running requests using it
+        self._pos: dict[int, int] = {}        # cached hash id -> its position in a prompt's ids
         self._lru: OrderedDict[int, None] = OrderedDict()  # cached ids nobody uses, oldest first
+        self._evictable = 0                   # blocks of the ids in _lru
 
     # -- blocks --------------------------------------------------------------------------------
     def blocks_for(self, tokens: int) -> int:
@@ -50,7 +66,15 @@ class KVCache:
 
     @property
     def evictable(self) -> int:
-        return len(self._lru) * self.blocks_per_id
+        return self._evictable
+
+    def prefix_tokens(self, n_ids: int) -> int:
+        """Prompt tokens a request reusing its first n_ids cached ids skips (whole blocks only)."""
+        return self._prefix_tokens[n_ids]
+
+    def prefix_blocks(self, n_ids: int) -> int:
+        """KV blocks of those tokens, shared with every request that reuses the same ids."""
+        return self._prefix_blocks[n_ids]
 
     def can_allocate(self, n: int) -> bool:
         return n <= self.free
@@ -66,8 +90,9 @@ class KVCache:
         self.free += n
 
     def _evict(self) -> None:
-        while len(self._lru) * self.blocks_per_id > self.free:
+        while self._evictable > self.free:
             hid, _ = self._lru.popitem(last=False)
+            self._evictable -= self._id_blocks[self._pos.pop(hid)]
             del self._refs[hid]
 
     # -- prefix cache --------------------------------------------------------------------------
@@ -77,42 +102,51 @@ class KVCache:
         if not self.prefix_caching or not ids:
             return []
         pinned = []
-        for hid in ids[: max_tokens // self.prefix_block_tokens]:
-            refs = self._refs.get(hid)
-            if refs is None:
+        refs_of, pos_of = self._refs, self._pos
+        for i, hid in enumerate(ids[: max_tokens // self.prefix_block_tokens]):
+            refs = refs_of.get(hid)
+            if refs is None or pos_of[hid] != i:
                 break
             if refs == 0:
                 del self._lru[hid]
-                self.free -= self.blocks_per_id
-            self._refs[hid] = refs + 1
+                blocks = self._id_blocks[i]
+                self._evictable -= blocks
+                self.free -= blocks
+            refs_of[hid] = refs + 1
             pinned.append(hid)
         return pinned
 
     def unpin(self, ids) -> None:
-        for hid in ids:
+        for i, hid in enumerate(ids):  # pinned ids are a prompt's leading ids: position i
             refs = self._refs[hid] - 1
             self._refs[hid] = refs
             if refs == 0:
                 self._lru[hid] = None
-                self.free += self.blocks_per_id
+                blocks = self._id_blocks[i]
+                self._evictable += blocks
+                self.free += blocks
 
     def insert(self, ids) -> None:
         """Keep a finished request's prompt blocks as cached prefixes (most recent last)."""
         if not self.prefix_caching:
             return
-        for hid in ids:
-            if hid in self._refs:
-                if self._refs[hid] == 0:
-                    self._lru.move_to_end(hid)
-            else:
+        for i, hid in enumerate(ids):
+            refs = self._refs.get(hid)
+            if refs is None:
                 self._refs[hid] = 0
+                self._pos[hid] = i
                 self._lru[hid] = None
+                self._evictable += self._id_blocks[i]
+            elif refs == 0 and self._pos[hid] == i:
+                self._lru.move_to_end(hid)
         self._evict()
 
     def check(self, owned_blocks: int) -> None:
         """Debug-mode invariants: blocks owned by running requests plus pinned cached blocks equal
         the blocks in use; evictable cached blocks lie within the free ones; nothing negative."""
-        pinned = sum(1 for r in self._refs.values() if r > 0) * self.blocks_per_id
+        pinned = sum(self._id_blocks[self._pos[h]] for h, r in self._refs.items() if r > 0)
+        if self._evictable != sum(self._id_blocks[self._pos[h]] for h in self._lru):
+            raise AssertionError(f"evictable count {self._evictable} is not the LRU ids' blocks")
         if owned_blocks + pinned != self.total - self.free:
             raise AssertionError(f"KV block conservation broken: owned {owned_blocks} + pinned {pinned} != "
                                  f"used {self.total - self.free} of {self.total}")

@@ -3,13 +3,14 @@
 Each engine step (`_compose`):
 1. Running requests first, in admission order: a decoding request adds 1 token, a prefilling one
    its next chunk (min of what is left, the step's remaining token budget and the chunk size).
-   Each needs KV blocks for its new context; when the cache is full the most recently admitted
-   running request is preempted (blocks freed, recomputed from scratch later: vLLM's default
-   recompute policy), possibly the requester itself.
-2. Then, unless something was preempted, waiting requests in arrival order (FIFO, head-of-line)
-   while the batch has room (max_batch), budget is left and their first chunk's blocks fit (with
-   admission "reserve": blocks for their whole context, TensorRT-LLM style, never preempting). A
-   request's cached prompt prefix (prefix cache) is not prefilled again.
+   Each needs KV blocks for its new context; when the cache is full the preemption policy's
+   victim is preempted (default: the most recently admitted; blocks freed, recomputed from scratch
+   later: vLLM's default recompute policy), possibly the requester itself.
+2. Then, unless something was preempted, waiting requests in the queue order (default FIFO;
+   head-of-line) while the batch has room (max_batch), budget is left and the admission policy's
+   blocks fit (eager: the first chunk's; reserve: the whole context's, TensorRT-LLM style, never
+   preempting). A request's cached prompt prefix (prefix cache) is not prefilled again.
+The policies are small classes in policies.py, chosen by name in EngineConfig.
 The step's time comes from the cost model for the exact composition (`StepCost`).
 
 Token accounting per request: `past` tokens are in the KV cache, `gen` tokens were generated.
@@ -27,13 +28,12 @@ result equals stepping one iteration at a time (tested).
 """
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 
 from infersim.costmodel.timer import StepTimer
 from infersim.serving.config import EngineConfig
 from infersim.serving.kvcache import KVCache
+from infersim.serving.policies import ADMISSIONS, PREEMPTION_VICTIMS, QUEUE_ORDERS
 
 
 class Replica:
@@ -44,14 +44,15 @@ class Replica:
         self.windows = cost.windows
         self.kv = kv
         self.cfg = cfg
-        self.reserve = cfg.admission == "reserve"
+        self.admission = ADMISSIONS[cfg.admission](sim.state)
+        self.victim = PREEMPTION_VICTIMS[cfg.preemption](sim.state)
         # a decode step feeds decode_width tokens per sequence (k + 1 when verifying drafts) and keeps
         # tokens_per_decode_step of them on average (the accepted drafts plus the target's own)
         self.decode_width = cost.decode_width
         self.multi_token = cost.tokens_per_decode_step != 1.0
         self.sim = sim
         self.st = sim.state
-        self.waiting: deque[int] = deque()
+        self.waiting = QUEUE_ORDERS[cfg.queue_order](sim.state).new_queue()  # deque protocol
         self.running: list[int] = []
         self.busy = False        # a step or run is in flight
         self.start_pending = False
@@ -63,6 +64,7 @@ class Replica:
         self._rids: list[int] = []
         self._news: list[int] = []
         self._run = False
+        self._blocked_hit_blocks = 0  # see _compose
         # statistics
         self.busy_s = 0.0
         self.steps = 0
@@ -102,7 +104,10 @@ class Replica:
         if (self.cfg.fast_path and self.cost.decode_runs and n_prefill == 0 and not preempted
                 and (admission_blocked or not self.waiting)):
             steps = min(min(st.out[r] - st.gen[r] for r in rids), self.cfg.max_run_steps)
-            steps = self._block_safe_steps(rids, steps)
+            # a run's block growth must neither preempt nor evict the cached prefix a blocked
+            # request matched: evicting it shortens the match, which can make that request
+            # admissible (its first chunk needs fewer blocks than pinning the whole prefix did)
+            steps = self._block_safe_steps(rids, steps, self.kv.free - self._blocked_hit_blocks)
         else:
             steps = 1
         past = np.array([st.past[r] for r in rids], dtype=float)
@@ -132,21 +137,23 @@ class Replica:
         st.token_credit[rid] = acc - a
         return max(1, min(a, self.decode_width, st.out[rid] - st.gen[rid]))
 
-    def _block_safe_steps(self, rids: list[int], steps: int) -> int:
-        """Largest k <= steps such that every step of a k-step decode run finds its KV blocks."""
+    def _block_safe_steps(self, rids: list[int], steps: int, room: int) -> int:
+        """Largest k <= steps such that the blocks steps 1 .. k-1 of a decode run add fit in
+        `room` blocks (at least 1: step 0's blocks are allocated)."""
         st, kv = self.st, self.kv
         if steps <= 1:
             return steps
         # Quick sufficient test: each request holds the blocks of step 0 (past + 1 tokens); over the
         # k - 1 tokens after those it crosses at most ceil((k - 1) / block_tokens) block boundaries,
         # each adding at most max_block_step blocks.
-        if len(rids) * -(-(steps - 1) // kv.block_tokens) * kv.max_block_step <= kv.free:
+        if len(rids) * -(-(steps - 1) // kv.block_tokens) * kv.max_block_step <= room:
             return steps
         past = np.array([st.past[r] for r in rids], dtype=np.int64)
-        held = sum([st.held[r] for r in rids])
+        held = np.array([st.held[r] for r in rids], dtype=np.int64)
 
         def fits(k: int) -> bool:  # step k-1 (0-based) needs blocks for past + k tokens
-            return int(kv.blocks_for_array(past + k).sum()) - held <= kv.free
+            # per request, as step_end allocates: one holding more than it needs frees nothing
+            return int(np.maximum(kv.blocks_for_array(past + k) - held, 0).sum()) <= room
         if fits(steps):
             return steps
         lo, hi = 1, steps  # fits(1) holds: step 0's blocks are already allocated
@@ -229,7 +236,7 @@ class Replica:
     def check(self) -> None:
         """Debug-mode invariants of this replica (see docs: simulator invariants)."""
         st, kv = self.st, self.kv
-        owned = sum(st.held[r] - len(st.pinned[r]) * kv.blocks_per_id for r in self.running)
+        owned = sum(st.held[r] - kv.prefix_blocks(len(st.pinned[r])) for r in self.running)
         kv.check(owned)
         for r in self.running:
             if st.held[r] < kv.blocks_for(st.past[r]) and not st.pinned[r]:
@@ -251,7 +258,7 @@ class Replica:
         st, kv = self.st, self.kv
         self.running.remove(rid)
         pinned = st.pinned[rid]
-        kv.release(st.held[rid] - len(pinned) * kv.blocks_per_id)
+        kv.release(st.held[rid] - kv.prefix_blocks(len(pinned)))
         kv.unpin(pinned)
         st.held[rid] = 0
         st.pinned[rid] = ()
@@ -289,7 +296,14 @@ class Replica:
             width = min(decode_width, out[rid] - gen[rid]) if decoding else n
             need = blocks_for(past[rid] + width) - held[rid]
             while need > kv.free:
-                victim = running[-1]
+                j = self.victim.pick(running)
+                victim = running[j]
+                if j < i:  # scheduled earlier in this step: take it out of the step again
+                    k = rids.index(victim)
+                    n_prefill -= not (gen[victim] > 0 and inp[victim] + gen[victim] - past[victim] == 1)
+                    budget += news[k]
+                    del rids[k], news[k]
+                    i -= 1
                 self._preempt(victim)
                 preempted = True
                 if victim == rid:
@@ -304,6 +318,7 @@ class Replica:
                 budget -= n
                 i += 1
         blocked = False
+        self._blocked_hit_blocks = 0
         if not preempted:
             while self.waiting:
                 if len(running) >= cfg.max_batch or budget <= 0:
@@ -312,16 +327,19 @@ class Replica:
                 rid = self.waiting[0]
                 pinned: tuple = ()
                 target = st.inp[rid] + st.gen[rid]
+                free_before = kv.free
                 if st.past[rid] == 0 and st.ids[rid]:
                     pinned = tuple(kv.match(st.ids[rid], target - 1))
-                    st.past[rid] = len(pinned) * kv.prefix_block_tokens
+                    st.past[rid] = kv.prefix_tokens(len(pinned))
                 left = target - st.past[rid]
                 n = min(left, budget, chunk)
-                pinned_blocks = len(pinned) * kv.blocks_per_id
-                # "reserve" takes blocks for the whole context up front, so it never preempts
-                context = st.inp[rid] + st.out[rid] if self.reserve else st.past[rid] + n
+                pinned_blocks = kv.prefix_blocks(len(pinned))
+                context = self.admission.context(rid, st.past[rid] + n)
                 need = max(0, kv.blocks_for(context) - pinned_blocks)
                 if need > kv.free:
+                    # blocks the match took out of the evictable cache (unpinned they are the LRU's
+                    # most recent): a decode run must not evict them (see start)
+                    self._blocked_hit_blocks = free_before - kv.free
                     kv.unpin(pinned)
                     if pinned:
                         st.past[rid] = 0
@@ -331,7 +349,7 @@ class Replica:
                 kv.allocate(need)
                 st.held[rid] = need + pinned_blocks
                 st.pinned[rid] = pinned
-                st.cached[rid] += len(pinned) * kv.prefix_block_tokens
+                st.cached[rid] += kv.prefix_tokens(len(pinned))
                 if st.replica_of[rid] < 0 or self.role != "prefill":
                     st.replica_of[rid] = self.index
                 running.append(rid)

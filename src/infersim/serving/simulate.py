@@ -97,6 +97,8 @@ def simulate(workload: Requests | ClosedLoop, pools: Deployment | list[Pool], *,
     state.arrival = reqs.arrival_s.astype(float).tolist() if closed is None else [0.0] * n
     if reqs.prefix_hash_ids is not None:
         state.ids = [tuple(h) for h in reqs.prefix_hash_ids]
+    if reqs.priority is not None:
+        state.priority = np.asarray(reqs.priority, dtype=np.int64).tolist()
 
     transfer, link = None, kv_link
     if decode is not None:
@@ -151,7 +153,7 @@ def simulate(workload: Requests | ClosedLoop, pools: Deployment | list[Pool], *,
         "kv_transfer_link": link.name if decode is not None else None,
         "engine": {"max_batch": cfg.max_batch, "max_tokens_per_step": cfg.max_tokens_per_step, "chunk_tokens": cfg.chunk,
                    "block_tokens": cfg.block_tokens, "prefix_caching": cfg.prefix_caching, "admission": cfg.admission,
-                   "router": router},
+                   "queue_order": cfg.queue_order, "preemption": cfg.preemption, "router": router},
         "deployment": {"prefill" if decode is not None else "serving": _describe(dep),
                        **({"decode": _describe(decode)} if decode is not None else {})},
         "workload": {"source": reqs.source, "requests": n, "closed_loop_concurrency": closed,

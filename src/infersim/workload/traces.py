@@ -87,6 +87,9 @@ class Requests:
     prefix (a prefix cache can reuse those KV blocks). It is None when the workload has no prefix
     information (Azure, BurstGPT, synthetic). `prefix_block_tokens` is the number of prompt tokens
     each id stands for (512 for Mooncake's `hash_ids` and the ids synthesized for session traces).
+    `priority[i]` is request i's scheduling class, lower = more urgent (vLLM's convention; used by
+    the `priority` queue order, the `lowest-priority` preemption victim and the `slo-class` router);
+    None means every request has the same priority.
     """
 
     arrival_s: np.ndarray  # float64 seconds from the first request (first = 0.0)
@@ -97,6 +100,14 @@ class Requests:
     source: str  # file name or generator description
     assumptions: tuple[str, ...]  # what was assumed for fields the trace lacks
     prefix_block_tokens: int = PREFIX_BLOCK_TOKENS  # prompt tokens per prefix-block id
+    priority: np.ndarray | None = None  # int64 per request, lower = more urgent; None = all equal
+
+    def __post_init__(self):
+        if self.priority is not None:
+            p = np.asarray(self.priority)
+            if p.shape != self.arrival_s.shape or not np.issubdtype(p.dtype, np.integer):
+                raise InputError(f"{self.source}: priority must be one integer per request ({len(self)}), "
+                                 f"got {p.dtype} of shape {p.shape}")
 
     def __len__(self) -> int:
         return int(self.arrival_s.shape[0])
