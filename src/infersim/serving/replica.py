@@ -34,6 +34,7 @@ import numpy as np
 from infersim.costmodel.specdec import SpecStepCost
 from infersim.costmodel.step import StepCost
 from infersim.costmodel.work import decode_run_shape, sequences_shape
+from infersim.serving import batched
 from infersim.serving.config import EngineConfig
 from infersim.serving.kvcache import KVCache
 
@@ -64,6 +65,7 @@ class Replica:
         self._rids: list[int] = []
         self._news: list[int] = []
         self._run = False
+        self.batched_arrays = None  # serving/batched.py: the last composed batch's arrays
         # statistics
         self.busy_s = 0.0
         self.steps = 0
@@ -189,6 +191,8 @@ class Replica:
                     finished.append(rid)
             if grown:
                 kv.allocate(grown)  # at once: the same blocks, and the same LRU evictions, as one by one
+        elif self.spec is None and len(rids) >= batched.MIN_BATCH:
+            n_decode = batched.finish_step(self, t, rids, news, finished, handoff)  # the loop below, as arrays
         else:
             inp, out, past, gen, first, last_token = st.inp, st.out, st.past, st.gen, st.first, st.last_token
             spec, prefill_role = self.spec, self.role == "prefill"
@@ -279,6 +283,11 @@ class Replica:
         inp, out, gen, past, held, blocks_for = st.inp, st.out, st.gen, st.past, st.held, kv.blocks_for
         decode_width = self.decode_width
         i = 0
+        if self.spec is None and len(running) >= batched.MIN_BATCH:  # the loop below, as arrays
+            composed = batched.compose_running(self)
+            if composed is not None:
+                rids, news, n_prefill, budget = composed
+                i = len(running)
         while i < len(running):
             rid = running[i]
             left = inp[rid] + gen[rid] - past[rid]  # >= 1 for every running request
