@@ -483,3 +483,22 @@ def test_validate_reports_heldout_predictions_of_fits_without_their_row(tmp_path
     assert rep["R2"].heldout == pytest.approx(float(predict(plans["R2"], without)), rel=1e-9)
     for rid in ("R2", "R4"):
         assert abs(rep[rid].heldout / rep[rid].predicted - 1) > 0.05, rid
+
+
+def test_shipped_fit_reproduces_from_the_shipped_measurements():
+    """src/infersim/calibration/fit.json changes only through a commit that refits it: calibrate on
+    the packaged measurement set gives the same parameters, rows and held-out results."""
+    from infersim.costmodel.calibration import FIT_FILE
+    from infersim.datasets import measurements_csv
+    shipped = json.loads(FIT_FILE.read_text())
+    refit = json.loads(json.dumps(fit.calibrate(measurements_csv()).fit_file))
+    for key in ("grids", "min_family_rows", "folds", "seed"):
+        assert refit[key] == shipped[key], key
+    assert refit["families"].keys() == shipped["families"].keys()
+    for fam, entry in shipped["families"].items():
+        assert refit["families"][fam]["rows"] == entry["rows"], fam
+        assert refit["families"][fam]["values"] == pytest.approx(entry["values"], rel=1e-9), fam
+    assert refit["heldout_predictions"] == pytest.approx(shipped["heldout_predictions"], rel=1e-9)
+    assert refit["heldout_params"].keys() == shipped["heldout_params"].keys()
+    for rid, params in shipped["heldout_params"].items():
+        assert refit["heldout_params"][rid] == pytest.approx(params, rel=1e-9), rid
