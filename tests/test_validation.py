@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from infersim.catalog.hardware import load_catalog
 from infersim.cli.main import app
 from infersim.calibration.efficiency import load_calibration
 from infersim.datasets import measurements_csv
@@ -22,6 +23,7 @@ from infersim.validation.measurements import REQUIRED_COLUMNS, read_measurements
 from infersim.validation.report import validate
 from infersim.catalog.models import load_model   # the estimate API: a second path to the same figures
 from infersim.estimate import estimate
+from infersim.validation.scenarios import plan_row, predict
 
 runner = CliRunner()
 SHARED_CSV = measurements_csv()  # the shipped copy of the shared calibration set
@@ -424,3 +426,91 @@ def test_validate_scoped_to_a_deployment_uses_its_chips_and_spec_inputs(tmp_path
                                 str(Path(__file__).resolve().parents[1] / "examples" / "deployments" / "lpx.yaml"),
                                 "--measurements", str(SHARED_CSV)])
     assert empty.exit_code == 0 and "nothing to compare" in empty.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# held-out predictions come from fits that did not see their row
+# ------------------------------------------------------------------------------------------------
+
+
+def _outlier_set(tmp_path: Path) -> tuple[list[dict], Path]:
+    """Four H100 rows (fewer than fit.MIN_FAMILY_ROWS, so one pooled fit; fewer than fit.FOLDS,
+    so cross-validation leaves one row out at a time). Each measured value is the uncalibrated
+    model's own prediction, except R4's offline throughput: half of it, an outlier that only a
+    per-sequence overhead explains. R2 is the only compute-bound row. So the fits with and without
+    R4 (or R2) differ, and their held-out predictions must differ from the in-sample ones."""
+    rows = [row(id="R1", batch="1", metric="tpot_ms"),
+            row(id="R2", batch="64", input_len="2048", metric="ttft_ms"),
+            row(id="R3", batch="8", metric="tpot_ms"),
+            row(id="R4", scenario="offline", batch="", input_len="128", output_len="128", metric="output_tok_s",
+                unit="tok/s", software="vLLM 0.10")]
+    scale = {"R4": 0.5}
+    catalog, none = load_catalog(), load_calibration("none")
+    for r, m in zip(rows, read_measurements(write_csv(tmp_path / "draft.csv", rows))):
+        r["value"] = f"{float(predict(plan_row(m, catalog, none))) * scale.get(m.id, 1.0):.6g}"
+    return rows, write_csv(tmp_path / "all.csv", rows)
+
+
+def _fit_without(tmp_path: Path, rows: list[dict], rid: str):
+    """(pooled GPU parameters, the H100 efficiency they give) of an ordinary fit of every row but
+    `rid`, written to a file and loaded back as a user's --calibration would be."""
+    res = fit.calibrate(write_csv(tmp_path / f"without-{rid}.csv", [r for r in rows if r["id"] != rid]))
+    fit.write_fit(res, tmp_path / f"without-{rid}.json")
+    eff = load_calibration(str(tmp_path / f"without-{rid}.json")).for_chip("gpu", load_catalog().chip("h100-sxm").family)
+    return res.fit_file["families"]["pooled-gpu"]["values"], eff
+
+
+def test_heldout_predictions_come_from_fits_without_their_row(tmp_path):
+    assert fit.FOLDS >= 4 and fit.MIN_FAMILY_ROWS > 4, "the set below relies on leave-one-out and one pooled fit"
+    rows, path = _outlier_set(tmp_path)
+    res = fit.calibrate(path)
+    fit.write_fit(res, tmp_path / "fit.json")
+    full = load_calibration(str(tmp_path / "fit.json")).for_chip("gpu", load_catalog().chip("h100-sxm").family)
+    catalog, none = load_catalog(), load_calibration("none")
+    plans = {m.id: plan_row(m, catalog, none) for m in read_measurements(path)}
+    for rid in ("R2", "R4"):
+        params, without = _fit_without(tmp_path, rows, rid)
+        assert res.fit_file["heldout_params"][rid] == pytest.approx(params, rel=1e-12)
+        heldout = float(predict(plans[rid], without))
+        in_sample = float(predict(plans[rid], full))
+        assert res.heldout[rid] == pytest.approx(heldout, rel=1e-9)
+        assert abs(heldout / in_sample - 1) > 0.05, f"{rid}: the fits with and without it agree"
+
+
+def test_validate_reports_heldout_predictions_of_fits_without_their_row(tmp_path):
+    """validate re-simulates a serving row's held-out prediction with its fold's parameters, and
+    takes an analytical row's from the fit file; both must be the fit without the row, not the
+    in-sample value."""
+    from infersim.validation.simulated import simulate_row
+    rows, path = _outlier_set(tmp_path)
+    fit_file = tmp_path / "fit.json"
+    fit.write_fit(fit.calibrate(path), fit_file)
+    rep = {r.id: r for r in validate(path, calibration=load_calibration(str(fit_file))).rows}
+    catalog, none = load_catalog(), load_calibration("none")
+    plans = {m.id: plan_row(m, catalog, none) for m in read_measurements(path)}
+    assert rep["R4"].method == "simulated" and rep["R2"].method == "analytical"
+    _, without = _fit_without(tmp_path, rows, "R4")
+    assert rep["R4"].heldout == pytest.approx(simulate_row(plans["R4"], without), rel=1e-9)
+    _, without = _fit_without(tmp_path, rows, "R2")
+    assert rep["R2"].heldout == pytest.approx(float(predict(plans["R2"], without)), rel=1e-9)
+    for rid in ("R2", "R4"):
+        assert abs(rep[rid].heldout / rep[rid].predicted - 1) > 0.05, rid
+
+
+def test_shipped_fit_reproduces_from_the_shipped_measurements():
+    """src/infersim/calibration/fit.json changes only through a commit that refits it: calibrate on
+    the packaged measurement set gives the same parameters, rows and held-out results."""
+    from infersim.calibration.efficiency import FIT_FILE
+    from infersim.datasets import measurements_csv
+    shipped = json.loads(FIT_FILE.read_text())
+    refit = json.loads(json.dumps(fit.calibrate(measurements_csv()).fit_file))
+    for key in ("grids", "min_family_rows", "folds", "seed"):
+        assert refit[key] == shipped[key], key
+    assert refit["families"].keys() == shipped["families"].keys()
+    for fam, entry in shipped["families"].items():
+        assert refit["families"][fam]["rows"] == entry["rows"], fam
+        assert refit["families"][fam]["values"] == pytest.approx(entry["values"], rel=1e-9), fam
+    assert refit["heldout_predictions"] == pytest.approx(shipped["heldout_predictions"], rel=1e-9)
+    assert refit["heldout_params"].keys() == shipped["heldout_params"].keys()
+    for rid, params in shipped["heldout_params"].items():
+        assert refit["heldout_params"][rid] == pytest.approx(params, rel=1e-9), rid

@@ -3,7 +3,8 @@
 Parameters are few and physical (fractions of peak, fixed latencies). Where they come from:
 - `src/infersim/calibration/defaults.json`: values before any fit, each with its source
   (GPU values come from our own H100 kernel measurements in data/gpu/h100-sxm, made by
-  bench/gpu/measure_kernels.py, fitted by `infersim calibrate --kernels`).
+  bench/gpu/measure_kernels.py and fitted by `python bench/gpu/check_cost_model.py
+  data/gpu/h100-sxm`, which writes kernel_fit.json beside them).
 - `src/infersim/calibration/fit.json`: per chip-family values fitted by `infersim calibrate`
   on a published-measurement CSV; written with the rows it used and its cross-validated error.
 A family missing from the fit file falls back to its chip kind's pooled fit, then to defaults.

@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from infersim.costmodel.timer import StepTimer
+from infersim.serving import batched
 from infersim.serving.config import EngineConfig
 from infersim.serving.kvcache import KVCache
 from infersim.serving.policies import ADMISSIONS, PREEMPTION_VICTIMS, QUEUE_ORDERS
@@ -65,6 +66,7 @@ class Replica:
         self._news: list[int] = []
         self._run = False
         self._blocked_hit_blocks = 0  # see _compose
+        self.batched_arrays = None  # serving/batched.py: the last composed batch's arrays
         # statistics
         self.busy_s = 0.0
         self.steps = 0
@@ -194,6 +196,8 @@ class Replica:
                     finished.append(rid)
             if grown:
                 kv.allocate(grown)  # at once: the same blocks, and the same LRU evictions, as one by one
+        elif self.decode_width == 1 and len(rids) >= batched.MIN_BATCH:
+            n_decode = batched.finish_step(self, t, rids, news, finished, handoff)  # the loop below, as arrays
         else:
             inp, out, past, gen, first, last_token = st.inp, st.out, st.past, st.gen, st.first, st.last_token
             multi, prefill_role = self.multi_token, self.role == "prefill"
@@ -284,6 +288,11 @@ class Replica:
         inp, out, gen, past, held, blocks_for = st.inp, st.out, st.gen, st.past, st.held, kv.blocks_for
         decode_width = self.decode_width
         i = 0
+        if self.decode_width == 1 and len(running) >= batched.MIN_BATCH:  # the loop below, as arrays
+            composed = batched.compose_running(self)
+            if composed is not None:
+                rids, news, n_prefill, budget = composed
+                i = len(running)
         while i < len(running):
             rid = running[i]
             left = inp[rid] + gen[rid] - past[rid]  # >= 1 for every running request

@@ -8,7 +8,8 @@ Serving rows (offline, server, concurrency) are predicted by the serving simulat
 `method="analytical"` uses the closed-form approximations instead (fast; what the fit uses)."""
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
+import pickle
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from infersim.calibration.efficiency import Calibration, Efficiency, load_calibr
 from infersim.errors import InputError
 from infersim.validation.measurements import read_measurements
 from infersim.validation.scenarios import Skip, SpecAssumptions, plan_row, predict
-from infersim.validation.simulated import SIMULATED_SCENARIOS, engine_for, simulate_row
+from infersim.validation.simulated import SIMULATED_SCENARIOS, engine_for, row_value, run_job, simulation_job
 
 TARGET_ABS_ERR = {"gpu": 0.15, "lpu": 0.25, "wafer": 0.25}
 
@@ -95,10 +96,47 @@ def _heldout_efficiency(calibration: Calibration, plan, params: dict | None) -> 
     return replace(base, **params)
 
 
-def _simulate_pair(plan, eff):
-    """(in-sample, held-out) simulated predictions of one row (a process-pool task)."""
+def _run_job(job):
+    """One simulation (a process-pool task)."""
     with np.errstate(all="ignore"):
-        return simulate_row(plan), (simulate_row(plan, eff) if eff is not None else None)
+        return run_job(job)
+
+
+def _simulate_rows(plans: list, effs: list, jobs: int, progress=None) -> dict[str, tuple[float, float | None]]:
+    """{row id: (in-sample, held-out or None)} simulated predictions. Equal simulations run once
+    (a held-out fold whose parameters equal the full fit's; rows reporting two metrics of one
+    run), the longest first, each on whichever of `jobs` processes is free."""
+    with np.errstate(all="ignore"):
+        wanted = [(simulation_job(p), simulation_job(p, eff) if eff is not None else None) for p, eff in zip(plans, effs)]
+    # a job's pickle is its identity: equal bytes rebuild equal jobs (equal jobs that pickle
+    # differently would only run twice)
+    keys = [tuple(pickle.dumps(j) if j is not None else None for j in pair) for pair in wanted]
+    unique = {}
+    for pair, key in zip(wanted, keys):
+        for job, k in zip(pair, key):
+            if job is not None:
+                unique.setdefault(k, job)
+    order = sorted(unique, key=lambda k: -unique[k].prompt_tokens)
+    results: dict[bytes, tuple] = {}
+    waiting = {p.row.id: {k for k in key if k is not None} for p, key in zip(plans, keys)}
+
+    def done(k: bytes, value: tuple) -> None:
+        results[k] = value
+        for rid, left in waiting.items():
+            if k in left:
+                left.discard(k)
+                if not left and progress is not None:
+                    progress(rid)
+    if jobs > 1 and len(order) > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = {pool.submit(_run_job, unique[k]): k for k in order}
+            for f in as_completed(futures):
+                done(futures[f], f.result())
+    else:
+        for k in order:
+            done(k, _run_job(unique[k]))
+    return {p.row.id: (row_value(p, job, results[key[0]]), None if held is None else row_value(p, held, results[key[1]]))
+            for p, (job, held), key in zip(plans, wanted, keys)}
 
 
 def _deployment_scope(deployment, catalog: HardwareCatalog):
@@ -139,21 +177,8 @@ def validate(measurements: str | Path, catalog: HardwareCatalog | None = None,
         plan = plan_row(row, catalog, calibration, spec_assumptions)
         (skipped if isinstance(plan, Skip) else planned).append(plan)
     simulated = [p for p in planned if method == "simulate" and p.row.scenario in SIMULATED_SCENARIOS]
-    tasks = [(p, _heldout_efficiency(calibration, p, heldout_params.get(p.row.id))) for p in simulated]
-    if jobs > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(_simulate_pair, *t) for t in tasks]
-            sims = {}
-            for p, f in zip(simulated, futures):
-                sims[p.row.id] = f.result()
-                if progress is not None:
-                    progress(p.row.id)
-    else:
-        sims = {}
-        for p, t in zip(simulated, tasks):
-            sims[p.row.id] = _simulate_pair(*t)
-            if progress is not None:
-                progress(p.row.id)
+    effs = [_heldout_efficiency(calibration, p, heldout_params.get(p.row.id)) for p in simulated]
+    sims = _simulate_rows(simulated, effs, jobs, progress)
     results = []
     for plan in planned:
         row = plan.row

@@ -20,7 +20,7 @@ Assumptions, each also listed on the row:
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from infersim.mapping.deployment import Deployment, Parallelism
 from infersim.serving.config import EngineConfig
 from infersim.serving.simulate import simulate
 from infersim.validation.scenarios import ENGINE_MAX_BATCH, RowPlan, predict_layout
-from infersim.workload.synthetic import ClosedLoop, closed_loop, poisson
+from infersim.workload.synthetic import closed_loop, poisson
 
 SIMULATED_SCENARIOS = ("offline", "server", "concurrency")
 OFFLINE_WAVES = 3
@@ -61,29 +61,72 @@ def _best_layout(plan: RowPlan, eff: Efficiency | None) -> Deployment:
     return best
 
 
-def simulate_row(plan: RowPlan, eff: Efficiency | None = None) -> float:
-    """The row's metric predicted by simulation (eff overrides the deployment's efficiency)."""
-    r, inp, out = plan.row, plan.input_len, plan.output_len
+@dataclass(frozen=True)
+class SimulationJob:
+    """One serving simulation a row needs: a replica of the chosen layout, the engine and the
+    load on that replica. Rows (and in-sample / held-out predictions) asking for equal jobs share
+    one run: the simulator is deterministic."""
+
+    replica: Deployment          # one replica of the layout
+    replicas: int                # of the row's deployment (the load splits evenly across them)
+    engine: EngineConfig
+    scenario: str
+    input_len: int
+    output_len: int
+    requests: int                # offline / server: requests per replica; concurrency: all of them
+    rate_per_s: float = 0.0      # server: Poisson arrivals per second per replica
+    users: int = 0               # concurrency: closed-loop clients per replica
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Prompt tokens the run prefills: its cost rises with them (prefill steps interrupt the
+        closed-form decode runs), so the longest jobs are started first."""
+        return self.requests * self.input_len
+
+
+def simulation_job(plan: RowPlan, eff: Efficiency | None = None) -> SimulationJob:
+    """The simulation predicting the row (eff overrides the deployment's efficiency)."""
+    r = plan.row
     dep = _best_layout(plan, eff)
     reps = dep.par.replicas
     one = replace(dep, par=Parallelism(tp=dep.par.tp, pp=dep.par.pp, ep=dep.par.ep, replicas=1))
     cfg, _ = engine_for(r.software)
-    if r.scenario in ("offline", "server"):
-        if r.scenario == "offline":
-            n = OFFLINE_WAVES * cfg.max_batch
-            res = simulate(closed_loop(n, n, inp, out), one, engine=cfg)
-        else:
-            res = simulate(poisson((r.request_rate or 0.0) / reps, SERVER_REQUESTS, inp, out, SEED), one, engine=cfg)
-        s = res.summary
-        thr, ttft, tpot = s["output_tok_s"], s["ttft_s"]["mean"], s["tpot_s"]["mean"]
+    job = SimulationJob(one, reps, cfg, r.scenario, plan.input_len, plan.output_len, 0)
+    if r.scenario == "offline":
+        return replace(job, requests=OFFLINE_WAVES * cfg.max_batch)
+    if r.scenario == "server":
+        return replace(job, requests=SERVER_REQUESTS, rate_per_s=(r.request_rate or 0.0) / reps)
+    users = max(1, int(round((r.concurrency or 1) / reps)))
+    return replace(job, requests=users * CLOSED_LOOP_ROUNDS, users=users)
+
+
+def run_job(job: SimulationJob) -> tuple[float, float, float]:
+    """(output tok/s of one replica, mean TTFT s, mean TPOT s) simulated."""
+    inp, out = job.input_len, job.output_len
+    if job.scenario == "concurrency":
+        res = simulate(closed_loop(job.users, job.requests, inp, out), job.replica, engine=job.engine)
+        return _steady_window(res.records, job.users)
+    if job.scenario == "offline":
+        workload = closed_loop(job.requests, job.requests, inp, out)
     else:
-        users = max(1, int(round((r.concurrency or 1) / reps)))
-        wl: ClosedLoop = closed_loop(users, users * CLOSED_LOOP_ROUNDS, inp, out)
-        res = simulate(wl, one, engine=cfg)
-        thr, ttft, tpot = _steady_window(res.records, users)
+        workload = poisson(job.rate_per_s, job.requests, inp, out, SEED)
+    s = simulate(workload, job.replica, engine=job.engine).summary
+    return s["output_tok_s"], s["ttft_s"]["mean"], s["tpot_s"]["mean"]
+
+
+def row_value(plan: RowPlan, job: SimulationJob, simulated: tuple[float, float, float]) -> float:
+    """The row's metric from its job's simulated (replica tok/s, TTFT s, TPOT s)."""
+    thr, ttft, tpot = simulated
+    reps = job.replicas
     value = {"output_tok_s": thr * reps, "output_tok_s_per_chip": thr * reps / plan.n_chips,
              "tok_s_per_user": 1.0 / tpot, "ttft_ms": ttft * 1e3, "tpot_ms": tpot * 1e3, "itl_ms": tpot * 1e3}
-    return float(value[r.metric])
+    return float(value[plan.row.metric])
+
+
+def simulate_row(plan: RowPlan, eff: Efficiency | None = None) -> float:
+    """The row's metric predicted by simulation (eff overrides the deployment's efficiency)."""
+    job = simulation_job(plan, eff)
+    return row_value(plan, job, run_job(job))
 
 
 def _steady_window(records, users: int) -> tuple[float, float, float]:

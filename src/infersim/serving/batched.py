@@ -1,0 +1,134 @@
+"""Array versions of a replica's two per-request loops, used when the batch is large.
+
+A replica composing a step walks its running requests one by one (`Replica._compose`), and a
+step's end walks the step's requests one by one (`Replica.step_end`). With thousands of running
+requests (an offline benchmark at TensorRT-LLM's max batch of 2048) those scalar loops are where
+simulation time goes. The functions below compute the same thing with numpy over the whole batch
+and write the results back into the per-request lists; they decline (return None) whenever the
+scalar loop would do something order-dependent they do not reproduce (a preemption), so the
+replica falls back to its loop. Results are identical to the loops', not approximately equal
+(tests/test_serving_sim.py runs both on the same workloads).
+
+Only plain replicas (one token per decode step, no speculative decoding) take this path.
+"""
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+# Below this many requests the scalar loops are faster than numpy's per-call overhead (measured
+# on the validate set: the break-even is around 20 to 40 requests; the choice changes speed only).
+MIN_BATCH = 32
+
+# input and output lengths never change during a simulation: one array copy per RequestState
+_static: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _gather(values: list, rids: list[int]) -> np.ndarray:
+    """values[rid] for each rid, as an int64 array."""
+    return np.fromiter(map(values.__getitem__, rids), dtype=np.int64, count=len(rids))
+
+
+def _lengths(st) -> tuple[np.ndarray, np.ndarray]:
+    """(input, output) tokens of every request of the simulation, as arrays."""
+    cached = _static.get(st)
+    if cached is None or cached[0] is not st.inp or cached[1] is not st.out:
+        cached = (st.inp, st.out, np.asarray(st.inp, dtype=np.int64), np.asarray(st.out, dtype=np.int64))
+        _static[st] = cached
+    return cached[2], cached[3]
+
+
+def compose_running(replica) -> tuple[list[int], list[int], int, int] | None:
+    """The running requests' part of a step, as `Replica._compose`'s loop over `running` builds
+    it: (request ids, new tokens each, prefill entries, token budget left), with their KV blocks
+    allocated. None, touching nothing, when the loop would preempt (the blocks the step needs
+    exceed the free ones)."""
+    st, kv, cfg = replica.st, replica.kv, replica.cfg
+    running = replica.running
+    index = np.fromiter(running, dtype=np.int64, count=len(running))
+    gen = _gather(st.gen, running)
+    past = _gather(st.past, running)
+    target = _lengths(st)[0][index] + gen
+    left = target - past  # >= 1 for every running request
+    # in order, each takes min(left, chunk) tokens of the step's budget while budget remains
+    wanted = np.minimum(left, cfg.chunk)
+    budget_before = cfg.max_tokens_per_step - (np.cumsum(wanted) - wanted)
+    new = np.minimum(wanted, np.maximum(budget_before, 0))
+    taken = new > 0
+    need = kv.blocks_for_array(past + new) - _gather(st.held, running)
+    need[~taken | (need < 0)] = 0
+    total = int(need.sum())
+    if total > kv.free:
+        return None
+    if total:
+        kv.allocate(total)  # at once: the same blocks, and the same LRU evictions, as one by one
+        held = st.held
+        for i in np.flatnonzero(need).tolist():
+            held[running[i]] += int(need[i])
+    if taken.all():
+        rids = list(running)
+    else:
+        idx = np.flatnonzero(taken)
+        rids = [running[i] for i in idx.tolist()]
+        index, gen, past, target, new = index[idx], gen[idx], past[idx], target[idx], new[idx]
+    decoding = (gen > 0) & (target - past == 1)
+    # the step's requests continue this list (admissions append to it); their state stays as it
+    # is until the step ends, so finish_step reuses these arrays for its leading entries
+    replica.batched_arrays = (rids, index, gen, past, target, new, decoding)
+    return rids, new.tolist(), int(np.count_nonzero(~decoding)), cfg.max_tokens_per_step - int(new.sum())
+
+
+def _step_arrays(replica, rids: list[int], news: list[int]):
+    """(request index, gen, past, target, new tokens, decoding) of a step's requests: the arrays
+    compose_running kept for its leading entries, gathered for the rest."""
+    st = replica.st
+    kept = replica.batched_arrays
+    replica.batched_arrays = None
+    k = len(kept[1]) if kept is not None and kept[0] is rids else 0
+    rest = rids[k:]
+    index = np.fromiter(rest, dtype=np.int64, count=len(rest))
+    gen = _gather(st.gen, rest)
+    past = _gather(st.past, rest)
+    target = _lengths(st)[0][index] + gen
+    new = np.asarray(news[k:], dtype=np.int64)
+    decoding = (gen > 0) & (target - past == 1)
+    if k:
+        arrays = (index, gen, past, target, new, decoding)
+        return tuple(np.concatenate((a, b)) for a, b in zip(kept[1:], arrays))
+    return index, gen, past, target, new, decoding
+
+
+def finish_step(replica, t: float, rids: list[int], news: list[int], finished: list[int],
+                handoff: list[int]) -> int:
+    """Advance the requests of a single step that ended at time t, as `Replica.step_end`'s loop
+    does for a plain replica: tokens into the KV cache, a sampled token for each request that
+    reached its target, first-token times, the inter-token gap of a request recomputed after a
+    preemption; appends to `finished` and `handoff` in step order. Returns the decode entries."""
+    st = replica.st
+    index, gen, past, target, new, decoding = _step_arrays(replica, rids, news)
+    past = past + new
+    reached = past >= target
+    # the step reached the target: it samples a token (a decode step keeps its one new token)
+    gen = gen + np.where(decoding, new, 1) * reached
+    past_list = st.past
+    for rid, p in zip(rids, past.tolist()):
+        past_list[rid] = p
+    idx = np.flatnonzero(reached)
+    first, last_token = st.first, st.last_token
+    for i in idx[~decoding[idx]].tolist():
+        rid = rids[i]
+        if first[rid] != first[rid]:  # NaN: this is the request's first token
+            first[rid] = t
+        else:  # the token after a preemption: its gap spans the wait and the recompute
+            replica.sim.record_itl(np.array([t - last_token[rid]]), 1)
+    gen_list = st.gen
+    for i, g in zip(idx.tolist(), gen[idx].tolist()):
+        rid = rids[i]
+        gen_list[rid] = g
+        last_token[rid] = t
+    done = reached & (gen >= _lengths(st)[1][index])
+    finished.extend(rids[i] for i in np.flatnonzero(done).tolist())
+    if replica.role == "prefill":
+        handoff.extend(rids[i] for i in np.flatnonzero(reached & ~done).tolist())
+    return int(np.count_nonzero(reached & decoding))
