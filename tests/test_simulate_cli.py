@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -168,3 +169,32 @@ def test_queue_order_and_preemption_flags_reach_the_engine():
 def test_unknown_policy_flags_fail_cleanly_listing_the_choices(flag, name, known):
     line = _fails_cleanly([*POISSON, flag, name])
     assert f"'{name}'" in line and known in line
+
+
+def test_premium_fraction_marks_a_seeded_share_and_priority_serves_it_first():
+    """--premium-fraction draws the SLO classes; under load the priority queue order admits the
+    premium class first, so its TTFT drops below FCFS's while the standard class waits longer."""
+    from infersim.catalog.models import load_model
+    from infersim.mapping.deployment import build_deployment
+    from infersim.serving.config import EngineConfig
+    from infersim.serving.simulate import simulate as run
+    from infersim.workload.synthetic import poisson, with_premium_share
+
+    reqs = with_premium_share(poisson(40.0, 600, 2000, 100, seed=3), 0.2, seed=0)
+    premium = reqs.priority == 0
+    assert 0.15 < premium.mean() < 0.25 and set(np.unique(reqs.priority)) == {0, 1}
+    dep = build_deployment(load_model("llama-3.1-8b"), "h100-sxm", tp=1, precision="bf16")
+    ttft = {}
+    for order in ("fcfs", "priority"):
+        r = run(reqs, dep, engine=EngineConfig(max_batch=16, queue_order=order)).records
+        t = r.ttft_s()
+        ttft[order] = (float(np.median(t[premium])), float(np.median(t[~premium])))
+    assert ttft["priority"][0] < 0.5 * ttft["fcfs"][0]
+    assert ttft["priority"][1] > ttft["fcfs"][1]
+    r = runner.invoke(app, ["simulate", "--model", "llama-3.1-8b", "--system", "h100-sxm", "--concurrency", "4",
+                            "--requests", "8", "--premium-fraction", "0.5", "--queue-order", "priority", "--json",
+                            "-q"])
+    assert r.exit_code == 0, r.stderr
+    assert any("premium (priority 0)" in a for a in json.loads(r.stdout)["workload"]["assumptions"])
+    assert_fails_cleanly(runner.invoke(app, ["simulate", "--model", "llama-3.1-8b", "--system", "h100-sxm",
+                                             "--concurrency", "4", "--premium-fraction", "1.5"]))

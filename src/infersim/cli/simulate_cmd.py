@@ -204,6 +204,9 @@ def simulate(
     preemption: Optional[str] = typer.Option(None, help="running request preempted when KV blocks run out: newest "
                                              "(vLLM), fewest-tokens (least recompute) or lowest-priority; default "
                                              "newest"),
+    premium_fraction: Optional[float] = typer.Option(None, help="SLO classes: mark this share of requests premium "
+                                                     "(priority 0, the rest 1; drawn with --seed) for --queue-order "
+                                                     "priority, --preemption lowest-priority, --router slo-class"),
     slo: Optional[str] = typer.Option(None, help="latency targets, e.g. ttft_p99=2s,tpot_p99=100ms"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="write requests.parquet and summary.json here"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the results an earlier run left in --out"),
@@ -241,6 +244,12 @@ def simulate(
         check_out_dir(out_dir, RESULT_FILES, overwrite=overwrite)
     workload = _workload(trace, rate_scale, requests, arrivals, rate, cv, input_len, output_len, length_dist, seed,
                          concurrency)
+    if premium_fraction is not None:
+        from infersim.workload.synthetic import with_premium_share
+        if isinstance(workload, ClosedLoop):
+            workload = replace(workload, requests=with_premium_share(workload.requests, premium_fraction, seed))
+        else:
+            workload = with_premium_share(workload, premium_fraction, seed)
     reqs = workload.requests if isinstance(workload, ClosedLoop) else workload
     # a bare LPU / wafer chip without --chips: the workload decides how many chips its KV cache needs
     seqs = min(max_batch or DEFAULT_MAX_BATCH, len(reqs), workload.concurrency if isinstance(workload, ClosedLoop)

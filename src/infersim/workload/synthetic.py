@@ -16,7 +16,7 @@ Same arguments and seed give the same `Requests` (numpy `default_rng(seed)`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -149,3 +149,16 @@ def closed_loop(concurrency: int, n: int, input_len, output_len, seed: int = 0) 
                     assumptions=(f"synthetic: closed loop, {concurrency} user(s), think time 0; arrival_s all 0.0 "
                                  "(ignored, requests taken in order), no sessions, no prefix sharing",))
     return ClosedLoop(concurrency=concurrency, requests=reqs)
+
+
+def with_premium_share(reqs: Requests, fraction: float, seed: int) -> Requests:
+    """Mark a seeded `fraction` of the requests premium (priority 0, the rest 1): the SLO classes
+    the `priority` queue order, the `lowest-priority` preemption victim and the `slo-class` router
+    act on. No trace carries a class, so the split is an assumption and says so."""
+    if not (math.isfinite(fraction) and 0.0 <= fraction <= 1.0):
+        raise InputError(f"--premium-fraction must be in [0, 1] (the share of requests in the premium class), "
+                         f"got {fraction}")
+    premium = np.random.default_rng(seed).random(len(reqs)) < fraction
+    note = (f"SLO classes: {int(premium.sum()):,} of {len(reqs):,} requests ({fraction:.0%} drawn with seed {seed}) "
+            "are premium (priority 0), the rest standard (priority 1)")
+    return replace(reqs, priority=np.where(premium, 0, 1).astype(np.int64), assumptions=(*reqs.assumptions, note))
