@@ -7,7 +7,7 @@ simulation time goes. The functions below compute the same thing with numpy over
 and write the results back into the per-request lists; they decline (return None) whenever the
 scalar loop would do something order-dependent they do not reproduce (a preemption), so the
 replica falls back to its loop. Results are identical to the loops', not approximately equal
-(tests/test_serving_sim.py runs both on the same workloads).
+(tests/test_serving_batched.py runs both on the same workloads).
 
 Only plain replicas (one token per decode step, no speculative decoding) take this path.
 """
