@@ -143,8 +143,9 @@ def estimate(model: ModelArch, system: str, *, batch: int = 1, input_len: int = 
 
 
 def _check_lengths(batch: int, input_len: int, output_len: int) -> None:
-    if batch < 1 or input_len < 1 or output_len < 1:
-        raise InputError("--batch, --input and --output must each be at least 1")
+    bad = [f"{flag} {v}" for flag, v in (("--batch", batch), ("--input", input_len), ("--output", output_len)) if v < 1]
+    if bad:
+        raise InputError(f"{', '.join(bad)}: --batch, --input and --output must each be at least 1")
 
 
 def estimate_static(plan: Plan, *, batch: int = 1, input_len: int = 1024, output_len: int = 128) -> Estimate:

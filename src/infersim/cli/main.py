@@ -157,8 +157,6 @@ def _estimate_deployment(path: Path, model, batch: int, inp: int, outp: int, har
                          as_json: bool) -> None:
     from infersim.cli.deployment_view import load_plan, print_estimate
     from infersim.estimate import estimate_plan
-    if batch < 1 or inp < 1 or outp < 1:
-        raise InputError("--batch, --input and --output must each be at least 1")
     plan, catalog = load_plan(path, model, hardware, set_, calibration)
     d = estimate_plan(plan, batch=batch, input_len=inp, output_len=outp)
     if as_json:
