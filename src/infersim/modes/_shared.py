@@ -63,7 +63,8 @@ def gpu_rack_system(catalog: HardwareCatalog, name: str, part: str = "gpu") -> S
     probe = catalog.resolve_system(name)
     if not catalog.is_named_system(name) or (probe.n_chips <= 1 and catalog.chip(probe.chip).kind == "gpu"):
         raise InputError(f"{part}.system '{name}' is a single chip; name a rack or node (e.g. vr-nvl72, gb200-nvl72, "
-                         f"hgx-h100) so racks and power are defined, or give the chip count instead of racks")
+                         f"hgx-h100) so racks and power are defined (a bare chip works from the command line: --system "
+                         f"{name} --chips N)")
     return probe
 
 

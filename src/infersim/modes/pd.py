@@ -24,8 +24,9 @@ def build(ctx: BuildContext) -> Plan:
         full = gpu_deployment(ctx, part)
         d = part.decode_replicas if part.decode_replicas is not None else full.par.replicas - p
         if p + d > full.par.replicas or d < 1:
-            raise InputError(f"gpu.prefill_replicas {p} + decode replicas {d} exceed the {full.par.replicas} replicas "
-                             f"of {part.racks} x {part.system}; lower them")
+            raise InputError(f"gpu.prefill_replicas {p} and {d} decode replica(s) do not fit the {full.par.replicas} "
+                             f"tp x ep x pp replicas of {part.racks} x {part.system}: the two pools need at least one "
+                             "replica each; lower gpu.prefill_replicas (or gpu.decode_replicas)")
         decode = gpu_deployment(ctx, part, replicas=d)
     else:
         if part.decode_replicas is None:
