@@ -1,9 +1,10 @@
 """Speculative decoding: a draft model proposes k tokens, the target verifies them in one step.
 
-With a per-token acceptance probability a (independent tokens, the standard assumption of
-Leviathan et al. 2023), a verification step yields on average
-    E = (1 - a^(k+1)) / (1 - a)        (E = k + 1 when a = 1)
-tokens per sequence: the accepted prefix plus the target's own next token.
+Acceptance is a per-position vector a_1..a_k, a_i = P(drafted token i is accepted | tokens 1..i-1
+were); the accepted prefix stops at the first rejection, so a verification step yields on average
+    E = 1 + sum_i prod_{j<=i} a_j
+tokens per sequence: the accepted prefix plus the target's own next token. A scalar a is the
+constant vector (independent tokens, Leviathan et al. 2023): E = (1 - a^(k+1)) / (1 - a).
 
 One cycle for a batch of B sequences at context c:
     draft:  k sequential decode steps of the draft model (on LPUs: a layer pipeline; on GPUs:
@@ -15,6 +16,8 @@ Time per output token = cycle / E. Nothing overlaps (drafting for the next cycle
 cycle's verdict), which is what systems without pipelined drafting do.
 """
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -29,15 +32,44 @@ from infersim.errors import InputError
 TOKEN_ID_BYTES = 4.0  # a token id crosses the link as an int32 (vocabularies exceed 65,536 entries)
 
 
-def expected_tokens_per_step(acceptance: float, k: int) -> float:
-    """Mean tokens a verification yields (accepted drafts + the target's own token)."""
-    if not 0.0 <= acceptance <= 1.0:
-        raise InputError(f"acceptance rate {acceptance} is outside [0, 1]; it is the probability a drafted token is accepted")
+def acceptance_vector(acceptance, k: int) -> tuple[float, ...]:
+    """The per-position acceptance of k drafted tokens: a scalar is the constant vector; a
+    sequence must have k entries. Each entry is a probability in [0, 1]."""
     if k < 1:
         raise InputError(f"draft length k must be at least 1, got {k}")
-    if acceptance == 1.0:
-        return float(k + 1)
-    return (1.0 - acceptance ** (k + 1)) / (1.0 - acceptance)
+    vec = [float(acceptance)] * k if np.ndim(acceptance) == 0 else [float(a) for a in acceptance]
+    if len(vec) != k:
+        raise InputError(f"the acceptance vector has {len(vec)} entries but k is {k}; give one per drafted token")
+    for a in vec:
+        if not 0.0 <= a <= 1.0:
+            raise InputError(f"acceptance rate {a} is outside [0, 1]; it is the probability a drafted token is accepted "
+                             "(given the ones before it were)")
+    return tuple(vec)
+
+
+def expected_tokens(vector) -> float:
+    """Mean tokens a verification yields: 1 + sum_i prod_{j<=i} a_j (accepted prefix + the target's token)."""
+    return float(1.0 + np.sum(np.cumprod(np.asarray(vector, dtype=float))))
+
+
+def expected_tokens_per_step(acceptance, k: int) -> float:
+    """Mean tokens a verification of k drafted tokens yields, for a scalar or per-position acceptance."""
+    return expected_tokens(acceptance_vector(acceptance, k))
+
+
+def head_draft(target: Deployment) -> Deployment:
+    """The drafter of MTP / EAGLE speculative decoding on the target's own chips and layout: one
+    decoder layer shaped like the target's last (DeepSeek-V3's MTP module is one such layer; SGLang
+    and TensorRT-LLM reuse it for every drafted token, "MTP Eagle"; an EAGLE head is one layer too)
+    plus the target's embedding and LM head, so each drafted token costs one layer and the head.
+    Drafting runs inside the target's engine iteration (one CUDA graph in TensorRT-LLM's MTP), so
+    its steps pay kernels but not the per-step host overheads (step_s, seq_s), which the verify
+    step pays once. Not modelled: the head's own weights and KV cache in the memory fit (one layer
+    of 61 for DeepSeek-R1), EAGLE-3's smaller draft vocabulary."""
+    model = target.model
+    arch = replace(model, name=f"{model.name}[draft head]", layers=model.layers[-1:], published_total_params=None,
+                   published_active_params=None)
+    return replace(target, model=arch, eff=replace(target.eff, step_s=0.0, seq_s=0.0))
 
 
 class SpecDecodeCost(ShapeTimer):
@@ -48,9 +80,11 @@ class SpecDecodeCost(ShapeTimer):
 
     decode_runs = False  # a step yields E tokens on average, not one: no closed-form decode runs
 
-    def __init__(self, target: Deployment, draft: Deployment, k: int, acceptance: float, link: LinkSpec | None):
-        self.target, self.draft, self.k, self.acceptance, self.link = target, draft, k, acceptance, link
-        self.expected = expected_tokens_per_step(acceptance, k)
+    def __init__(self, target: Deployment, draft: Deployment, k: int, acceptance, link: LinkSpec | None):
+        """`acceptance`: a scalar (every position) or one probability per drafted position."""
+        self.target, self.draft, self.k, self.link = target, draft, k, link
+        self.acceptance = acceptance_vector(acceptance, k)
+        self.expected = expected_tokens(self.acceptance)
         self.decode_width = k + 1
         self.tokens_per_decode_step = self.expected
         self.target_cost = StepCost(target)

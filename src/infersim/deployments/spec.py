@@ -11,17 +11,22 @@ gpu:                   # GPU racks (gpu, afd, spec)
   ep: 1
   precision: fp8
   prefill_replicas: 1  # pd / afd: GPU replicas that only prefill (pd: decode_replicas, default the rest, decode)
+prefill: {tp: 4, ep: 1}  # pd: a prefill worker's layout when it differs from gpu's (each worker tp x ep x pp GPUs)
+decode: {tp: 8, ep: 4}   # pd: a decode worker's layout (may span nodes: over the scale-out link)
 lpu:                   # LPU / wafer racks (lpu, afd, spec)
   system: lpx
   racks_per_gpu_rack: 1   # the LPX : NVL72 ratio (afd, spec); lpu mode: `racks`
   precision: mixed
 link: gpu-lpu-direct   # the GPU<->LPU path (afd, spec): gpu-lpu-ethernet-host | gpu-lpu-direct | gpu-lpu-on-package
 micro_batches: 2       # afd: micro-batches in flight per attention replica (1 = no overlap)
-spec:                  # spec mode: draft model on the LPUs (or GPUs), verification on the GPUs
-  draft_model: llama-3.1-8b
-  draft_on: lpu
-  k: 4                 # drafted tokens per verification
-  acceptance: 0.7      # per-token acceptance probability, in [0, 1]
+spec:                  # spec mode: draft model on the LPUs (or GPUs), verification on the GPUs;
+  method: draft        # gpu / pd modes: `mtp` or `eagle` heads drafting on the target's own GPUs
+  draft_model: llama-3.1-8b   # method draft only
+  draft_on: lpu        # draft: lpu (default) or gpu; mtp / eagle: gpu
+  k: 4                 # drafted tokens per verification (default: the acceptance vector's length,
+                       # the published entry's k for mtp/eagle, else 4)
+  acceptance: 0.7      # scalar, or one per drafted position [a1, a2, ...]: P(token i accepted | 1..i-1
+                       # were); default 0.7 for draft, catalog/data/speculative.yaml for mtp/eagle
 routing:               # optional SLO classes: a premium share served by the LPU path
   premium_fraction: 0.2
   premium_path: lpu    # lpu (LPU-only pool) or afd
@@ -32,10 +37,10 @@ Every number is an input the user can change; nothing here is fitted.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from infersim.errors import InputError, shown
 from infersim.inputs import BLOCK_TOKENS_RANGE, read_user_text
@@ -66,10 +71,13 @@ class GPUPart(_Strict):
 
 
 class DecodePart(_Strict):
-    """pd: the decode pool's chip or system and tp when they differ from the prefill pool's."""
+    """pd: one pool's workers (`prefill:` or `decode:` section) when they differ from the gpu
+    section's: chip or system (command-line layouts only; with gpu.racks both pools are carved from
+    the racks), tp and ep per worker. Attention data parallelism per pool belongs here too."""
 
     system: Optional[str] = None
     tp: Optional[int] = Field(None, ge=1)
+    ep: Optional[int] = Field(None, ge=1)
 
 
 class LPUPart(_Strict):
@@ -89,10 +97,35 @@ class LPUPart(_Strict):
 
 
 class SpecPart(_Strict):
-    draft_model: str
-    draft_on: Literal["lpu", "gpu"] = "lpu"
-    k: int = Field(4, ge=1, le=32)
-    acceptance: float = 0.7
+    """Speculative decoding. method `draft`: a separate draft model (on LPUs or the GPUs); `mtp` /
+    `eagle`: the target's own MTP or EAGLE head drafting on its GPUs (modes gpu, pd and spec).
+    None fields take defaults when the plan is built (modes/_speculative.py)."""
+
+    method: Literal["draft", "mtp", "eagle"] = "draft"
+    draft_model: Optional[str] = None
+    draft_on: Optional[Literal["lpu", "gpu"]] = None
+    k: Optional[int] = Field(None, ge=1, le=32)
+    acceptance: Optional[Union[float, list[float]]] = None
+
+    @model_validator(mode="after")
+    def _method_fields(self) -> "SpecPart":
+        head = self.method != "draft"
+        if head and self.draft_model is not None:
+            raise ValueError(f"method {self.method} drafts with the target's own head; drop draft_model (or use "
+                             "method: draft)")
+        if not head and self.draft_model is None:
+            raise ValueError("method draft needs draft_model (a catalog model); or use method: mtp / eagle")
+        if head and self.draft_on == "lpu":
+            raise ValueError(f"method {self.method} drafts on the target's GPUs; drop draft_on or set it to gpu")
+        if self.draft_on is None:
+            self.draft_on = "gpu" if head else "lpu"
+        if isinstance(self.acceptance, list):
+            if not self.acceptance:
+                raise ValueError("acceptance is an empty list; give one probability per drafted token")
+            if self.k is not None and len(self.acceptance) != self.k:
+                raise ValueError(f"acceptance has {len(self.acceptance)} entries but k is {self.k}; give one per "
+                                 "drafted token (or drop k)")
+        return self
 
 
 class RoutingPart(_Strict):
@@ -128,6 +161,7 @@ class DeploymentSpec(_Strict):
     model: Optional[str] = None
     description: str = ""
     gpu: Optional[GPUPart] = None
+    prefill: Optional[DecodePart] = None
     decode: Optional[DecodePart] = None
     lpu: Optional[LPUPart] = None
     link: Optional[str] = None
@@ -140,9 +174,11 @@ class DeploymentSpec(_Strict):
 def check_spec(s: DeploymentSpec, where: str) -> DeploymentSpec:
     """Cross-field checks pydantic cannot express; each failure names the fix."""
     if s.spec is not None:
-        if not 0.0 <= s.spec.acceptance <= 1.0:
-            raise InputError(f"{where}: spec.acceptance {s.spec.acceptance} is outside [0, 1]; it is the probability "
-                             "that one drafted token is accepted")
+        acc = s.spec.acceptance
+        for a in (acc if isinstance(acc, list) else [] if acc is None else [acc]):
+            if not 0.0 <= a <= 1.0:
+                raise InputError(f"{where}: spec.acceptance {a} is outside [0, 1]; it is the probability that a drafted "
+                                 "token is accepted (given the ones before it were)")
         if s.spec.draft_on == "lpu" and s.lpu is None:
             raise InputError(f"{where}: spec.draft_on is 'lpu' but there is no 'lpu' section; add one or draft on 'gpu'")
         if s.spec.draft_on == "lpu" and s.link is None:

@@ -1,10 +1,12 @@
-"""Mode `gpu`: GPU replicas that each prefill and decode (aggregated serving)."""
+"""Mode `gpu`: GPU replicas that each prefill and decode (aggregated serving), optionally with
+speculative decoding drafted on the same GPUs (a `spec:` section: MTP / EAGLE head or a draft model)."""
 from __future__ import annotations
 
-from infersim.deployments.plan import Plan, plain_pool
+from infersim.deployments.plan import Plan
 from infersim.errors import InputError
 from infersim.modes import register
 from infersim.modes._shared import BuildContext, gpu_deployment, gpu_footprint
+from infersim.modes._speculative import speculative_pool
 
 
 @register("gpu", needs=("gpu",), description="GPU replicas that prefill and decode (aggregated)")
@@ -15,4 +17,5 @@ def build(ctx: BuildContext) -> Plan:
                          "prefill and decode pools; set mode: pd for that (or drop them)")
     dep = gpu_deployment(ctx, part)
     racks, power = gpu_footprint(ctx, part, [dep])
-    return ctx.plan([plain_pool(dep, "both")], racks=racks, power_w=power)
+    pool, spec = speculative_pool(ctx, dep, "both")
+    return ctx.plan([pool], racks=racks, power_w=power, summary={"spec": spec} if spec else {})

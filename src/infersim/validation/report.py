@@ -148,7 +148,10 @@ def _deployment_scope(deployment, catalog: HardwareCatalog):
     sa = None
     if deployment.spec is not None:
         s = deployment.spec
-        sa = SpecAssumptions(draft_model=s.draft_model, k=s.k, acceptance=s.acceptance,
+        base = SpecAssumptions()  # a section's missing fields keep the row defaults
+        k = s.k or (len(s.acceptance) if isinstance(s.acceptance, list) else base.k)
+        sa = SpecAssumptions(draft_model=s.draft_model or base.draft_model, k=k,
+                             acceptance=base.acceptance if s.acceptance is None else s.acceptance,
                              source=f"from deployment '{deployment.name}'")
     return chips, sa
 

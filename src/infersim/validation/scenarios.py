@@ -23,7 +23,7 @@ from infersim.catalog.hardware import HardwareCatalog
 from infersim.catalog.models import ModelArch, MoESpec, load_model
 from infersim.calibration.efficiency import Calibration, Efficiency
 from infersim.costmodel.memory import max_sequences, min_chips_for_context
-from infersim.costmodel.specdec import SpecDecodeCost, expected_tokens_per_step
+from infersim.costmodel.specdec import SpecDecodeCost, expected_tokens_per_step, head_draft
 from infersim.costmodel.step import step_time
 from infersim.mapping.deployment import Deployment, build_deployment
 from infersim.errors import InputError
@@ -206,10 +206,7 @@ def _spec_setup(row: Measurement, model: ModelArch, dep: Deployment, catalog, ca
         k = int(mtp.group(1))
         if model.mtp_layers < 1:
             return Skip(row.id, f"row uses MTP drafting but {model.name} has no MTP layers in its config")
-        # the MTP module: one more decoder layer of the model, drafting autoregressively on the same GPUs
-        draft_arch = replace(model, name=f"{model.name}[mtp]", layers=model.layers[-1:], published_total_params=None,
-                             published_active_params=None)
-        draft = replace(dep, model=draft_arch)
+        draft = head_draft(dep)  # the MTP module: one more decoder layer, drafting on the same GPUs
         assumptions.append(f"speculative decoding: MTP draft = one {model.name} decoder layer on the same chips, k={k}")
     else:
         k = sa.k
@@ -279,9 +276,7 @@ def predict_layout(plan: RowPlan, dep: Deployment) -> tuple[np.ndarray, np.ndarr
         ttft = step_time(dep, b, inp, 0).total
         if plan.spec is not None:
             s = plan.spec
-            # MTP drafting runs inside the target's engine iteration (one CUDA graph in
-            # TensorRT-LLM's min-latency mode): its steps pay kernels, not the per-step overhead
-            draft = replace(dep, model=s.draft.model, eff=replace(dep.eff, step_s=0.0, seq_s=0.0)) if s.mtp else s.draft
+            draft = head_draft(dep) if s.mtp else s.draft  # MTP: kernels only, see head_draft
             cost = SpecDecodeCost(dep, draft, s.k, s.acceptance, None)
             tpot = cost.time_per_token(b, inp, max(out - 1, 1))
         else:
