@@ -20,6 +20,7 @@ from infersim.catalog.hardware import HardwareCatalog
 from infersim.catalog.models import ModelArch
 from infersim.calibration.efficiency import Calibration, efficiency_dict
 from infersim.costmodel.execution import CATEGORIES, Breakdown
+from infersim.costmodel.kvtransfer import kv_transfer_seconds
 from infersim.costmodel.memory import max_sequences, memory_fit, min_chips_for_context
 from infersim.costmodel.step import step_time
 from infersim.deployments.options import spec_from_options
@@ -200,12 +201,18 @@ def estimate_plan(plan: Plan, batch: int = 1, input_len: int = 1024, output_len:
     if prefill.role == "prefill":   # disaggregated: the slower pool sets the rate
         req_s = min(prefill.replicas / per_prompt, decode_reps * batch / (max(out - 1, 1) * tpot))
         res["prefill_replicas"] = prefill.replicas
+        res["kv_transfer_s"] = float(kv_transfer_seconds(prefill.deployment, decode.deployment, plan.kv_link, inp))
+        # reported, not added to TTFT: the simulator too counts the first token at the end of prefill
     else:                           # aggregated: each replica alternates prefill and decode
         req_s = decode_reps / (per_prompt + out * tpot / batch)
     tok_s = req_s * out
     res.update({"ttft_s": ttft, "tpot_s": tpot, "tok_s_per_user": 1.0 / tpot, "output_tok_s": tok_s,
                 "decode_replicas": decode_reps, "decode_steps_per_request": max((out - 1) / tokens_per_step, 1.0),
                 "time_shares": step.shares})
+    # this path's own GPUs (without the premium path's)
+    gpus = {p.role: p.deployment.n_chips for p in plan.serving_pools()}
+    res["output_tok_s_per_gpu"] = tok_s / sum(gpus.values())
+    res["output_tok_s_per_decode_gpu"] = tok_s / gpus["decode"] if "decode" in gpus else None
     if plan.premium is not None:
         # SLO classes: both paths run at `batch` per decode replica; the headline per-user figures
         # are the standard class's, throughput is both paths' together (racks and power are too)

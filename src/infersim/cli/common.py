@@ -92,7 +92,14 @@ FILE_DECIDES = {
     "--prefill-replicas": "gpu.prefill_replicas",
     "--decode-replicas": "gpu.racks and gpu.prefill_replicas",
     "--decode-system": "gpu.system",
-    "--decode-tp": "gpu.tp",
+    "--decode-tp": "decode.tp",
+    "--decode-ep": "decode.ep",
+    "--prefill-tp": "prefill.tp",
+    "--prefill-ep": "prefill.ep",
+    "--spec": "spec.method",
+    "--spec-k": "spec.k",
+    "--spec-acceptance": "spec.acceptance",
+    "--draft-model": "spec.draft_model",
 }
 
 def missing_option(name: str) -> Exception:

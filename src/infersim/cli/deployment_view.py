@@ -10,6 +10,7 @@ from rich.table import Table
 
 from infersim.cli.common import catalog_from_options as _catalog, fmt_g as _g, fmt_ms as _ms
 from infersim.errors import InputError
+from infersim.modes._speculative import fmt_acceptance
 
 BOTTLENECK_MEANS = {
     "chain": "the per-layer GPU->LPU->GPU round trip chain of one micro-batch (step overhead + attention + FFN + "
@@ -88,6 +89,9 @@ def print_estimate(d: dict, plan, catalog, console) -> None:
     t.add_row("tokens/s per user", _rate(d["tok_s_per_user"]))
     t.add_row("output tokens/s (deployment)", _rate(d["output_tok_s"]))
     t.add_row("output tokens/s per rack", _rate(d["tok_s_per_rack"]))
+    t.add_row("output tokens/s per GPU", _rate(d["output_tok_s_per_gpu"]))
+    if d.get("output_tok_s_per_decode_gpu") is not None:
+        t.add_row("output tokens/s per decode GPU", _rate(d["output_tok_s_per_decode_gpu"]))
     t.add_row("output tokens/s per MW", _rate(d["tok_s_per_mw"]))
     t.add_row("max batch at this context (per replica)", f"{d['max_batch_at_context']:,}"
               if d.get("max_batch_at_context") is not None else "—")
@@ -110,9 +114,9 @@ def print_estimate(d: dict, plan, catalog, console) -> None:
         say(f"  bottleneck: {b} (sets the {_ms(d['tpot_s'])} ms step): {BOTTLENECK_MEANS.get(b, b)}")
     if "spec" in d:
         s = d["spec"]
-        sp = plan.spec.spec
-        say(f"speculative decoding cycle (k={sp.k}, acceptance {sp.acceptance:g}, draft {sp.draft_model} on "
-            f"{sp.draft_on}): draft {_ms(s['draft_s'])} ms + link {_ms(s['link_s'])} ms + verify {_ms(s['verify_s'])} "
+        sp = plan.summary["spec"]
+        say(f"speculative decoding cycle (k={sp['k']}, acceptance {fmt_acceptance(sp['acceptance'])}, draft "
+            f"{sp['draft_model']} on {sp['draft_on']}): draft {_ms(s['draft_s'])} ms + link {_ms(s['link_s'])} ms + verify {_ms(s['verify_s'])} "
             f"ms = {_ms(s['cycle_s'])} ms; {s['expected_tokens_per_verify']:.3g} expected tokens per verification")
     for n in d.get("notes", []):
         say(f"note: {n}")
@@ -132,7 +136,7 @@ def _afd_spec_lines(s: dict, say, label: str = "") -> None:
     if s.get("spec"):
         p = s["spec"]
         say(f"{label}speculative decoding: draft {p['draft_model']} on {p['draft_on']}, k={p['k']}, acceptance "
-            f"{p['acceptance']:g}, {p['expected_tokens_per_verify']:.3g} expected tokens per verification")
+            f"{fmt_acceptance(p['acceptance'])}, {p['expected_tokens_per_verify']:.3g} expected tokens per verification")
 
 
 def print_simulation(s: dict, plan, catalog, workload, console) -> None:
@@ -154,6 +158,9 @@ def print_simulation(s: dict, plan, catalog, workload, console) -> None:
     say(racks_power_line(plan, catalog, s["racks"], s["power_w"]))
     say(f"output tokens/s per rack {_rate(s.get('output_tok_s_per_rack'))}, per MW {_rate(s.get('output_tok_s_per_mw'))} "
         f"(whole deployment, {_rate(s.get('output_tok_s'))} output tok/s)")
+    if s.get("output_tok_s_per_decode_gpu") is not None:
+        say(f"output tokens/s per GPU {_rate(s['output_tok_s_per_gpu'])}, per decode GPU "
+            f"{_rate(s['output_tok_s_per_decode_gpu'])} (how InferenceX and TensorRT-LLM report P/D throughput)")
     _afd_spec_lines(s, say)
     if not classes:
         return

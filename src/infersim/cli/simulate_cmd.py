@@ -37,6 +37,18 @@ def _positive(label: str, v, *, integer: bool = True) -> None:
         raise InputError(f"{label} must be {'at least 1' if integer else 'a positive number'}, got {v}")
 
 
+def _acceptance(text: str | None) -> float | list[float] | None:
+    """--spec-acceptance: one number or a comma-separated list of them."""
+    if text is None:
+        return None
+    try:
+        vals = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise InputError(f"--spec-acceptance '{text}': give a number or numbers separated by commas, e.g. "
+                         "0.9,0.7,0.5") from None
+    return vals[0] if len(vals) == 1 else vals
+
+
 def _derived_seed(seed: int, stream: int) -> int:
     """An independent seed per random stream (arrivals, input lengths, output lengths) from --seed."""
     return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
@@ -183,6 +195,18 @@ def simulate(
     decode_replicas: Optional[int] = typer.Option(None, help="P/D: replicas in the decode pool"),
     decode_system: Optional[str] = typer.Option(None, help="P/D: chip or system of the decode pool (default --system)"),
     decode_tp: Optional[int] = typer.Option(None, help="P/D: tp of a decode replica (default --tp)"),
+    decode_ep: Optional[int] = typer.Option(None, help="P/D: ep of a decode replica (default --ep)"),
+    prefill_tp: Optional[int] = typer.Option(None, help="P/D: tp of a prefill replica (default --tp)"),
+    prefill_ep: Optional[int] = typer.Option(None, help="P/D: ep of a prefill replica (default --ep)"),
+    # speculative decoding on the decoding GPUs
+    spec: Optional[str] = typer.Option(None, "--spec", help="speculative decoding drafted on the decoding GPUs: mtp "
+                                       "(the model's MTP head), eagle (an EAGLE head) or draft (--draft-model)"),
+    spec_k: Optional[int] = typer.Option(None, help="drafted tokens per verification (default: the published "
+                                         "figures' k, or 4 for a draft model)"),
+    spec_acceptance: Optional[str] = typer.Option(None, help="acceptance: one number, or one per drafted position "
+                                                  "(P(token i accepted | 1..i-1 were)) as a,b,c; default "
+                                                  "catalog/data/speculative.yaml"),
+    draft_model: Optional[str] = typer.Option(None, help="--spec draft: the draft model"),
     # engine (None = not given: the default below, or the deployment file's `engine:` value)
     max_batch: Optional[int] = typer.Option(None, help=f"sequences per step (vLLM max_num_seqs; default "
                                             f"{DEFAULT_MAX_BATCH})"),
@@ -226,7 +250,9 @@ def simulate(
         refuse_file_options({"--system": system, "--tp": tp, "--pp": pp, "--ep": ep, "--chips": chips,
                              "--replicas": replicas, "--precision": precision, "--kv-precision": kv_precision,
                              "--prefill-replicas": prefill_replicas, "--decode-replicas": decode_replicas,
-                             "--decode-system": decode_system, "--decode-tp": decode_tp})
+                             "--decode-system": decode_system, "--decode-tp": decode_tp, "--decode-ep": decode_ep,
+                             "--prefill-tp": prefill_tp, "--prefill-ep": prefill_ep, "--spec": spec,
+                             "--spec-k": spec_k, "--spec-acceptance": spec_acceptance, "--draft-model": draft_model})
     else:
         for name, v in (("--model", model), ("--system", system)):
             if v is None:
@@ -258,7 +284,9 @@ def simulate(
                     how="pass --chips (chips in all; --replicas pipelines)")
     options = dict(system=system, chips=chips, tp=tp, pp=pp, ep=ep, replicas=replicas, precision=precision,
                    kv_precision=kv_precision, prefill_replicas=prefill_replicas, decode_replicas=decode_replicas,
-                   decode_system=decode_system, decode_tp=decode_tp)
+                   decode_system=decode_system, decode_tp=decode_tp, decode_ep=decode_ep, prefill_tp=prefill_tp,
+                   prefill_ep=prefill_ep, spec_method=spec, spec_k=spec_k, draft_model=draft_model,
+                   spec_acceptance=_acceptance(spec_acceptance))
     plan, catalog = load_plan(deployment, model, hardware, set_, calibration, options=options, sizing=sizing)
     base, router = engine_of(plan), router or plan.spec.engine.router
     given = {"max_batch": max_batch, "max_tokens_per_step": max_tokens_per_step, "chunk_tokens": chunk_tokens,

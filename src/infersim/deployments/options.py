@@ -3,7 +3,9 @@ so flags and files share one path from there on (modes.build_plan)."""
 from __future__ import annotations
 
 from infersim.catalog.hardware import HardwareCatalog
-from infersim.deployments.spec import DecodePart, DeploymentSpec, GPUPart, LPUPart, check_spec
+from pydantic import ValidationError
+
+from infersim.deployments.spec import DecodePart, DeploymentSpec, GPUPart, LPUPart, SpecPart, check_spec
 from infersim.errors import InputError
 
 
@@ -13,20 +15,46 @@ def _at_least_one(**given) -> None:
             raise InputError(f"--{label.replace('_', '-')} must be at least 1, got {v}")
 
 
+def _speculation(method, k, acceptance, draft_model) -> SpecPart | None:
+    """The `spec:` section the --spec flags describe (None without --spec)."""
+    if method is None:
+        given = [o for o, v in (("--spec-k", k), ("--spec-acceptance", acceptance), ("--draft-model", draft_model))
+                 if v is not None]
+        if given:
+            raise InputError(f"{', '.join(given)}: for speculative decoding only; add --spec mtp, eagle or draft")
+        return None
+    if method not in ("mtp", "eagle", "draft"):
+        raise InputError(f"--spec '{method}' is unknown; choose mtp, eagle or draft (with --draft-model)")
+    try:
+        return SpecPart(method=method, k=k, acceptance=acceptance, draft_model=draft_model,
+                        draft_on="gpu")
+    except ValidationError as e:
+        raise InputError(f"--spec {method}: {e.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+
+
 def spec_from_options(catalog: HardwareCatalog, *, system: str, model: str | None = None, chips: int | None = None,
                       tp: int | None = None, pp: int | None = None, ep: int | None = None,
                       replicas: int | None = None, precision: str | None = None, kv_precision: str | None = None,
                       prefill_replicas: int | None = None, decode_replicas: int | None = None,
-                      decode_system: str | None = None, decode_tp: int | None = None) -> DeploymentSpec:
+                      decode_system: str | None = None, decode_tp: int | None = None, decode_ep: int | None = None,
+                      prefill_tp: int | None = None, prefill_ep: int | None = None,
+                      spec_method: str | None = None, spec_k: int | None = None,
+                      spec_acceptance: float | list[float] | None = None,
+                      draft_model: str | None = None) -> DeploymentSpec:
     """The deployment the flags describe: mode `lpu` on an LPU/wafer chip or system, `pd` when
-    prefill/decode replicas are given, else `gpu`. Unknown names and impossible combinations are
-    refused here, each with the fix."""
+    prefill/decode replicas are given, else `gpu`; `spec_method` (mtp, eagle or draft with
+    `draft_model`) adds speculative decoding drafted on the decoding GPUs. Unknown names and
+    impossible combinations are refused here, each with the fix."""
     _at_least_one(chips=chips, tp=tp, pp=pp, ep=ep, replicas=replicas, prefill_replicas=prefill_replicas,
-                  decode_replicas=decode_replicas, decode_tp=decode_tp)
+                  decode_replicas=decode_replicas, decode_tp=decode_tp, decode_ep=decode_ep, prefill_tp=prefill_tp,
+                  prefill_ep=prefill_ep, spec_k=spec_k)
+    spec = _speculation(spec_method, spec_k, spec_acceptance, draft_model)
     kind = catalog.chip(catalog.resolve_system(system).chip).kind
     disagg = prefill_replicas is not None or decode_replicas is not None
     if not disagg:
-        extra = [o for o, v in (("--decode-system", decode_system), ("--decode-tp", decode_tp)) if v is not None]
+        extra = [o for o, v in (("--decode-system", decode_system), ("--decode-tp", decode_tp),
+                                ("--decode-ep", decode_ep), ("--prefill-tp", prefill_tp), ("--prefill-ep", prefill_ep))
+                 if v is not None]
         if extra:
             raise InputError(f"{', '.join(extra)}: for a disaggregated deployment only; add --prefill-replicas N "
                              "--decode-replicas M or drop them")
@@ -35,6 +63,9 @@ def spec_from_options(catalog: HardwareCatalog, *, system: str, model: str | Non
         if disagg:
             raise InputError("--prefill-replicas/--decode-replicas split GPU replicas; for LPU or wafer chips use a "
                              "deployment file (--deployment)")
+        if spec is not None:
+            raise InputError("--spec drafts on GPUs; an LPU/wafer deployment takes speculative decoding from a "
+                             "deployment file (mode: spec)")
         given = [o for o, v in (("--tp", tp), ("--pp", pp), ("--ep", ep)) if v not in (None, 1)]
         if given:
             raise InputError(f"{', '.join(given)}: an LPU/wafer replica is one layer pipeline over all its chips; "
@@ -45,7 +76,7 @@ def spec_from_options(catalog: HardwareCatalog, *, system: str, model: str | Non
     gpu = dict(system=system, racks=None, tp=tp, pp=pp or 1, ep=ep or 1, precision=precision,
                kv_precision=kv_precision)
     if not disagg:
-        return check_spec(DeploymentSpec(name=name, mode="gpu", model=model,
+        return check_spec(DeploymentSpec(name=name, mode="gpu", model=model, spec=spec,
                                          gpu=GPUPart(chips=chips, replicas=replicas, **gpu)), name)
     if prefill_replicas is None or decode_replicas is None:
         raise InputError("a disaggregated deployment needs both --prefill-replicas and --decode-replicas")
@@ -53,7 +84,9 @@ def spec_from_options(catalog: HardwareCatalog, *, system: str, model: str | Non
     if clash:
         raise InputError(f"{' and '.join(clash)} cannot be combined with --prefill-replicas/--decode-replicas "
                          "(each pool's size is its replicas x tp x pp x ep); drop them")
-    decode = DecodePart(system=decode_system, tp=decode_tp) if decode_system or decode_tp else None
-    return check_spec(DeploymentSpec(name=name, mode="pd", model=model, decode=decode,
+    decode = (DecodePart(system=decode_system, tp=decode_tp, ep=decode_ep)
+              if decode_system or decode_tp or decode_ep else None)
+    prefill = DecodePart(tp=prefill_tp, ep=prefill_ep) if prefill_tp or prefill_ep else None
+    return check_spec(DeploymentSpec(name=name, mode="pd", model=model, decode=decode, prefill=prefill, spec=spec,
                                      gpu=GPUPart(prefill_replicas=prefill_replicas, decode_replicas=decode_replicas,
                                                  **gpu)), name)

@@ -69,14 +69,14 @@ def gpu_rack_system(catalog: HardwareCatalog, name: str, part: str = "gpu") -> S
 
 
 def gpu_deployment(ctx: BuildContext, part: GPUPart, *, replicas: int | None = None, system: str | None = None,
-                   tp: int | None = None, arch: ModelArch | None = None) -> Deployment:
+                   tp: int | None = None, ep: int | None = None, arch: ModelArch | None = None) -> Deployment:
     """A GPU pool from a spec's GPU section: `racks` of a named system split into tp x ep x pp
     replicas (all of them unless `replicas` says how many), or, without racks (command-line flags),
-    the chip or system filled as `chips` / `replicas` / tp say. `system` and `tp` override the
-    section's (a P/D decode pool); `arch` replaces the model (AFD's attention part)."""
-    name, tp = system or part.system, tp if tp is not None else part.tp
+    the chip or system filled as `chips` / `replicas` / tp say. `system`, `tp` and `ep` override
+    the section's (a P/D pool's workers); `arch` replaces the model (AFD's attention part)."""
+    name, tp, ep = system or part.system, tp if tp is not None else part.tp, ep or part.ep
     model = arch or ctx.model
-    kw = dict(pp=part.pp, ep=part.ep, precision=part.precision, kv_precision=part.kv_precision, catalog=ctx.catalog,
+    kw = dict(pp=part.pp, ep=ep, precision=part.precision, kv_precision=part.kv_precision, catalog=ctx.catalog,
               calibration=ctx.calibration)
     if part.racks is None:
         return build_deployment(model, name, chips=part.chips if replicas is None else None, tp=tp,
@@ -84,8 +84,8 @@ def gpu_deployment(ctx: BuildContext, part: GPUPart, *, replicas: int | None = N
     rack = gpu_rack_system(ctx.catalog, name)
     tp = tp or DEFAULT_RACK_TP
     chips = rack.n_chips * part.racks
-    per = tp * part.ep * part.pp
-    if chips % per:
+    per = tp * ep * part.pp
+    if replicas is None and chips % per:
         raise InputError(f"gpu: {part.racks} x {rack.name} = {chips} chips is not a multiple of tp x ep x pp = {per}")
     reps = replicas if replicas is not None else chips // per
     return build_deployment(model, rack.chip if part.racks > 1 else rack.name, chips=reps * per, tp=tp, replicas=reps,

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from infersim.costmodel.execution import collective_time
 from infersim.catalog.hardware import LinkSpec
-from infersim.costmodel.memory import kv_bytes_per_seq
+from infersim.costmodel.kvtransfer import kv_transfer_seconds
 from infersim.deployments.plan import Pool, plain_pool
 from infersim.mapping.deployment import Deployment, kv_transfer_link
 from infersim.errors import InputError
@@ -105,12 +104,10 @@ def simulate(workload: Requests | ClosedLoop, pools: Deployment | list[Pool], *,
         if link is None:
             raise InputError(f"no link carries KV caches from the prefill pool ({dep.system.name}) to the decode pool "
                              f"({decode.system.name}); the plan must name one")
-        lanes = min(dep.chips_per_replica, decode.chips_per_replica)  # each chip sends its own shard
         inp_arr = reqs.input_tokens
 
         def seconds(rid: int) -> float:
-            return float(collective_time(link, decode.eff, 2, kv_bytes_per_seq(dep, float(inp_arr[rid])) / lanes,
-                                         1.0, "p2p"))
+            return float(kv_transfer_seconds(dep, decode, link, float(inp_arr[rid])))
         transfer = seconds
     sim = Simulation(state, [], router, transfer, closed, progress, debug)
     if decode is None:
@@ -160,4 +157,13 @@ def simulate(workload: Requests | ClosedLoop, pools: Deployment | list[Pool], *,
                      "assumptions": list(reqs.assumptions)},
     }
     summary = summarize(records, duration_s=duration, itl=sim.itl, slo=slo, extra=extra)
+    add_per_gpu(summary, dep.n_chips, decode.n_chips if decode is not None else None)
     return SimResult(records, summary, sim.itl)
+
+
+def add_per_gpu(summary: dict, entry_gpus: int, decode_gpus: int | None) -> None:
+    """Output tokens/s per GPU of all serving pools and, disaggregated, per decode GPU (InferenceX and
+    TensorRT-LLM report P/D throughput per decode GPU)."""
+    tok_s = summary["output_tok_s"]
+    summary["output_tok_s_per_gpu"] = tok_s / (entry_gpus + (decode_gpus or 0))
+    summary["output_tok_s_per_decode_gpu"] = tok_s / decode_gpus if decode_gpus else None
