@@ -3,7 +3,7 @@ so flags and files share one path from there on (modes.build_plan)."""
 from __future__ import annotations
 
 from infersim.catalog.hardware import HardwareCatalog
-from infersim.deployments.spec import DecodePart, DeploymentSpec, GPUPart, LPUPart, check_spec
+from infersim.deployments.spec import DecodePart, DeploymentSpec, EnginePart, GPUPart, LPUPart, check_spec
 from infersim.errors import InputError
 
 
@@ -17,10 +17,11 @@ def spec_from_options(catalog: HardwareCatalog, *, system: str, model: str | Non
                       tp: int | None = None, pp: int | None = None, ep: int | None = None,
                       replicas: int | None = None, precision: str | None = None, kv_precision: str | None = None,
                       prefill_replicas: int | None = None, decode_replicas: int | None = None,
-                      decode_system: str | None = None, decode_tp: int | None = None) -> DeploymentSpec:
+                      decode_system: str | None = None, decode_tp: int | None = None,
+                      engine: str | None = None) -> DeploymentSpec:
     """The deployment the flags describe: mode `lpu` on an LPU/wafer chip or system, `pd` when
     prefill/decode replicas are given, else `gpu`. Unknown names and impossible combinations are
-    refused here, each with the fix."""
+    refused here, each with the fix. `engine` names the GPU serving engine (None: the default)."""
     _at_least_one(chips=chips, tp=tp, pp=pp, ep=ep, replicas=replicas, prefill_replicas=prefill_replicas,
                   decode_replicas=decode_replicas, decode_tp=decode_tp)
     kind = catalog.chip(catalog.resolve_system(system).chip).kind
@@ -45,7 +46,7 @@ def spec_from_options(catalog: HardwareCatalog, *, system: str, model: str | Non
     gpu = dict(system=system, racks=None, tp=tp, pp=pp or 1, ep=ep or 1, precision=precision,
                kv_precision=kv_precision)
     if not disagg:
-        return check_spec(DeploymentSpec(name=name, mode="gpu", model=model,
+        return check_spec(DeploymentSpec(name=name, mode="gpu", model=model, engine=EnginePart(name=engine),
                                          gpu=GPUPart(chips=chips, replicas=replicas, **gpu)), name)
     if prefill_replicas is None or decode_replicas is None:
         raise InputError("a disaggregated deployment needs both --prefill-replicas and --decode-replicas")
@@ -54,6 +55,6 @@ def spec_from_options(catalog: HardwareCatalog, *, system: str, model: str | Non
         raise InputError(f"{' and '.join(clash)} cannot be combined with --prefill-replicas/--decode-replicas "
                          "(each pool's size is its replicas x tp x pp x ep); drop them")
     decode = DecodePart(system=decode_system, tp=decode_tp) if decode_system or decode_tp else None
-    return check_spec(DeploymentSpec(name=name, mode="pd", model=model, decode=decode,
+    return check_spec(DeploymentSpec(name=name, mode="pd", model=model, decode=decode, engine=EnginePart(name=engine),
                                      gpu=GPUPart(prefill_replicas=prefill_replicas, decode_replicas=decode_replicas,
                                                  **gpu)), name)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from infersim.catalog.engines import engine_for_software
 from infersim.catalog.hardware import HardwareCatalog
 from infersim.catalog.models import ModelArch, MoESpec, load_model
 from infersim.calibration.efficiency import Calibration, Efficiency
@@ -132,6 +133,7 @@ def plan_row(row: Measurement, catalog: HardwareCatalog, calibration: Calibratio
     if out is None:
         out = API_DEFAULT_OUTPUT
         assumptions.append(f"output_len unpublished: assumed {API_DEFAULT_OUTPUT}")
+    engine = engine_for_software(row.software)
     prec = row.precision
     if prec is None:
         prec = UNDISCLOSED_PRECISION[chip.kind]
@@ -153,11 +155,13 @@ def plan_row(row: Measurement, catalog: HardwareCatalog, calibration: Calibratio
         else:
             if n is None:
                 return Skip(row.id, "n_chips unknown for a GPU row")
+            assumptions.append(f"step engine: {engine} (from the software column; catalog/data/engines.yaml)")
             domain = catalog.resolve_system(chip.name, n).scale_up_domain
             for tp, ep in _layout_candidates(row, model, n, domain):
                 try:
                     layouts.append(build_deployment(model, chip.name, chips=n, tp=tp, ep=ep, replicas=n // (tp * ep),
-                                                    precision=prec, catalog=catalog, calibration=calibration))
+                                                    precision=prec, catalog=catalog, calibration=calibration,
+                                                    engine=engine))
                 except InputError:
                     continue
     except InputError as e:
@@ -223,7 +227,8 @@ def _spec_setup(row: Measurement, model: ModelArch, dep: Deployment, catalog, ca
                     calibration=calibration)
             else:
                 draft = replace(build_deployment(draft_model, dep.chip.name, chips=dep.chips_per_replica, tp=dep.par.tp,
-                                                 precision=dep.plan.name, catalog=catalog, calibration=calibration),
+                                                 precision=dep.plan.name, catalog=catalog, calibration=calibration,
+                                                 engine=dep.engine.name),
                                 par=dep.par)
         except InputError as e:
             return Skip(row.id, f"speculative decoding: the assumed draft does not fit ({e})")
@@ -279,9 +284,9 @@ def predict_layout(plan: RowPlan, dep: Deployment) -> tuple[np.ndarray, np.ndarr
         ttft = step_time(dep, b, inp, 0).total
         if plan.spec is not None:
             s = plan.spec
-            # MTP drafting runs inside the target's engine iteration (one CUDA graph in
-            # TensorRT-LLM's min-latency mode): its steps pay kernels, not the per-step overhead
-            draft = replace(dep, model=s.draft.model, eff=replace(dep.eff, step_s=0.0, seq_s=0.0)) if s.mtp else s.draft
+            # MTP drafting runs inside the target's engine iteration: its steps pay their own
+            # kernels (costmodel.overhead) and share the step's host work
+            draft = replace(dep, model=s.draft.model, engine=dep.engine.sharing_host()) if s.mtp else s.draft
             cost = SpecDecodeCost(dep, draft, s.k, s.acceptance, None)
             tpot = cost.time_per_token(b, inp, max(out - 1, 1))
         else:
