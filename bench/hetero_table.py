@@ -83,7 +83,7 @@ def decode_units(plan) -> int:
 
 def calibration_with_gpu_host_scale(host_scale: float | None):
     """The fitted calibration, or a copy whose GPU families all use `host_scale` on the serving
-    engine's host times (to show how the comparison moves with that one assumption; 1 = the engine
+    engine's host work (to show how the comparison moves with that one assumption; 1 = the engine
     file's priors)."""
     cal = load_calibration()
     if host_scale is None:

@@ -35,8 +35,9 @@ class Efficiency:
              the hard roofline max (statically scheduled dataflow chips overlap perfectly);
     kernel_s: GPU-side time per kernel boundary in a replayed CUDA graph, seconds (eager launches
               and the engine's host work are the engine's: catalog/data/engines.yaml);
-    host_scale: multiplier on the engine's host times (host_step_s, host_seq_s, eager_launch_s):
-                1 = the engine file's priors; fitted per family (host CPU and software version);
+    host_scale: multiplier on the engine's assumed host work (host_step_s, host_seq_s; not the
+                measured launch costs): 1 = the engine file's priors; fitted per family (host CPU
+                and software version);
     layer_s: fixed latency per layer on dataflow chips (LPU/wafer pipeline hop incl. sync), s;
     link_eff: achieved fraction of link bandwidth in collectives;
     mem_reserve: fraction of device memory unavailable to weights/KV (runtime, workspace)."""

@@ -18,7 +18,7 @@ A kernel in a replayed CUDA graph costs the chip's GPU-side gap (calibration ker
 graph-mode decode steps); launched eagerly it also costs the engine's exposed launch time
 (eager_launch_s). Decode and verification steps of at most graph_max_batch sequences replay a
 graph (`graphed`); prefill and mixed steps and larger batches run eagerly. The engine's host work (host_step_s + host_seq_s x
-sequences, times the fitted host_scale) overlaps the GPU timeline when the engine has an overlap
+sequences, times the fitted host_scale; launch costs are measured and not scaled) overlaps the GPU timeline when the engine has an overlap
 scheduler (step = max(GPU, host)) and adds to it otherwise.
 """
 from __future__ import annotations
@@ -120,7 +120,7 @@ class StepOverhead:
 
     def launch_seconds(self, seqs, prefill_tokens):
         """GPU timeline spent on kernel boundaries (graph gaps, plus eager launches when not graphed)."""
-        eager = np.asarray(self.host_scale, dtype=float) * self.engine.eager_launch_s
+        eager = self.engine.eager_launch_s
         per_kernel = np.asarray(self.kernel_s, dtype=float) + np.where(graphed(self.engine, seqs, prefill_tokens), 0.0, eager)
         return self.n_kernels * per_kernel
 

@@ -16,8 +16,8 @@ What is swept:
   A point is applied with `HardwareCatalog.with_overrides` (``NAME.FIELD=VALUE``).
 - two calibration ASSUMPTIONS (the calibration data is not edited; the plan is rebuilt with a
   calibration whose `for_chip` returns a copy of the efficiency with one field replaced):
-  * ``calibration.<gpu family>.host_scale``, the multiplier on the serving engine's host times
-    (catalog/data/engines.yaml: host work per step and per sequence, eager launches), swept over
+  * ``calibration.<gpu family>.host_scale``, the multiplier on the serving engine's host work
+    (catalog/data/engines.yaml: per step and per sequence), swept over
     the engine's own stated range for its per-step host time (low/value to high/value times the
     value in use). Whether that host work costs anything depends on the engine: an overlap
     scheduler hides it behind the GPU step until it is the longer of the two.
@@ -239,7 +239,7 @@ def _calibration_inputs(plan: Plan, calibration: Calibration) -> list[_Input]:
                         f"{d.engine.name} host work per step {q.value:g} s, range {q.low:g}-{q.high:g} s "
                         f"(catalog/data/engines.yaml), times host_scale {v:g} in use ({how})",
                         v * q.low / q.value, v, v * q.high / q.value,
-                        "engine CPU time per step and per sequence and eager launches; hidden by an overlap "
+                        "engine CPU time per step and per sequence; hidden by an overlap "
                         "scheduler while the GPU step is longer", calib=(kind, family, "host_scale")))
             elif kind in ("lpu", "wafer") and used.layer_s > 0:
                 v = used.layer_s
