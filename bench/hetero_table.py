@@ -81,17 +81,18 @@ def decode_units(plan) -> int:
     return plan.decode_pool.replicas
 
 
-def calibration_with_gpu_step(step_s: float | None):
-    """The fitted calibration, or a copy whose GPU families all use `step_s` as the engine's
-    per-step overhead (to show how the comparison moves with that one assumption)."""
+def calibration_with_gpu_host_scale(host_scale: float | None):
+    """The fitted calibration, or a copy whose GPU families all use `host_scale` on the serving
+    engine's host work (to show how the comparison moves with that one assumption; 1 = the engine
+    file's priors)."""
     cal = load_calibration()
-    if step_s is None:
+    if host_scale is None:
         return cal
     fitted = copy.deepcopy(cal.fitted)
     for name, fam in fitted.get("families", {}).items():
-        if "step_s" in fam.get("values", {}):
-            fam["values"]["step_s"] = step_s
-    return replace(cal, fitted=fitted, source=f"{cal.source} with GPU step_s={step_s:g}")
+        if "host_scale" in fam.get("values", {}):
+            fam["values"]["host_scale"] = host_scale
+    return replace(cal, fitted=fitted, source=f"{cal.source} with GPU host_scale={host_scale:g}")
 
 
 def run(requests: int, users: int, calibration=None) -> list[dict]:
@@ -134,22 +135,22 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=400)
     ap.add_argument("--users-per-replica", type=int, default=16)
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--gpu-step-s", type=float, default=None,
-                    help="replace the fitted GPU per-step engine overhead (s), e.g. 2e-4 (kernel-level default)")
+    ap.add_argument("--gpu-host-scale", type=float, default=None,
+                    help="replace the fitted scale on the GPU engines' host times, e.g. 1 (the engine file's priors)")
     a = ap.parse_args()
     try:  # refuse bad arguments before the long run: one line, exit code 2
         for flag, v in (("--requests", a.requests), ("--users-per-replica", a.users_per_replica)):
             if v < 1:
                 raise InputError(f"{flag} must be at least 1, got {v}")
-        if a.gpu_step_s is not None and not (math.isfinite(a.gpu_step_s) and a.gpu_step_s >= 0):
-            raise InputError(f"--gpu-step-s must be a non-negative number of seconds, got {a.gpu_step_s}")
+        if a.gpu_host_scale is not None and not (math.isfinite(a.gpu_host_scale) and a.gpu_host_scale >= 0):
+            raise InputError(f"--gpu-host-scale must be a non-negative number, got {a.gpu_host_scale}")
         if a.out is not None:
             check_out_file(a.out, overwrite=True)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     t0 = time.perf_counter()
-    cal = calibration_with_gpu_step(a.gpu_step_s)
+    cal = calibration_with_gpu_host_scale(a.gpu_host_scale)
     rows = run(a.requests, a.users_per_replica, cal)
     head = ("| trace | model | deployment | racks | power kW | tok/s per user | tok/s per rack | tok/s per MW | notes |\n"
             "|---|---|---|---|---|---|---|---|---|")

@@ -77,7 +77,7 @@ def test_calibration_file_that_is_not_a_fit(files, name, needle):
     ({"families": {"hopper": {"vals": {}}}}, "must be an object with 'values'"),
     ({"families": {"hopper": {"values": {"mem_eff": 0}}}}, "mem_eff = 0 lies outside (0, 1]"),
     ({"families": {"hopper": {"values": {"compute_eff": 1.5}}}}, "compute_eff = 1.5 lies outside"),
-    ({"families": {"hopper": {"values": {"step_s": -1e-3}}}}, "step_s = -0.001 lies outside"),
+    ({"families": {"hopper": {"values": {"host_scale": -1.0}}}}, "host_scale = -1 lies outside"),
     ({"families": {"hopper": {"values": {"mem_eff": "fast"}}}}, "must be a finite number"),
     ({"families": {"hopper": {"values": {"speed": 1}}}}, "unknown parameter 'speed'"),
 ])

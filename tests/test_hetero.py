@@ -64,8 +64,20 @@ def _variant(tmp_path: Path, base: str, name: str = "dep", **changes) -> Path:
     return _write(tmp_path, d, name)
 
 
-def _plan(tmp_path, base, model, name="dep", catalog=None, **changes):
-    return build_plan(load_spec(_variant(tmp_path, base, name, **changes)), model, catalog=catalog)
+def _plan(tmp_path, base, model, name="dep", catalog=None, calibration=None, **changes):
+    return build_plan(load_spec(_variant(tmp_path, base, name, **changes)), model, catalog=catalog,
+                      calibration=calibration)
+
+
+def _without_host_work():
+    """The shipped calibration with every GPU family's host_scale at 0: no engine host work, so the
+    GPU / LPU / link bounds of AFD show through (the host bound is checked on its own)."""
+    shipped = load_calibration()
+    fitted = copy.deepcopy(shipped.fitted)
+    for fam in fitted.get("families", {}).values():
+        if "host_scale" in fam["values"]:
+            fam["values"]["host_scale"] = 0.0
+    return dataclasses.replace(shipped, fitted=fitted)
 
 
 def _decode_shape(model, batch, inp, out):
@@ -163,18 +175,26 @@ def test_afd_m1_is_the_strict_sum_of_gpu_lpu_and_link(tmp_path, gptoss):
     lanes = min(8, LPX_CHIPS // n_ffn)  # min(tp, LPUs per FFN layer) = min(8, 7) = 7
     link = cat.link("gpu-lpu-direct")
 
-    gpu, lpu = StepCost(afd.attention), StepCost(afd.ffn)
+    gpu, lpu = StepCost(afd.attention, host=False), StepCost(afd.ffn)
     cost = AFDStepCost(afd)
+    assert afd.attention.engine.overlap  # the default engine overlaps its host work with the GPU
     for batch in (1, 8, 64):
         shape = _decode_shape(gptoss, batch, 1024, 256)
         x = _hand_link_s(link, afd.ffn.eff, n_ffn, batch, hidden, act_bytes, lanes)
-        expected = float(gpu.total(shape)) + float(lpu.total(shape)) + x
+        chain = float(gpu.total(shape)) + float(lpu.total(shape)) + x
+        expected = max(chain, _host_s(afd, batch))
         assert float(cost.total(shape)) == pytest.approx(expected, rel=1e-9)
-        assert afd_bottleneck(cost, shape) == "chain"
+        assert afd_bottleneck(cost, shape) == ("host" if _host_s(afd, batch) > chain else "chain")
         # per-user speed can never beat the unoverlapped round trip
         assert float(cost.total(shape)) >= 2 * n_ffn * float(link.latency_s.value) + float(lpu.total(shape))
     est = estimate_plan(plan, batch=1, input_len=1024, output_len=256)
     assert est["tpot_s"] == pytest.approx(float(cost.total(_decode_shape(gptoss, 1, 1024, 256))), rel=1e-12)
+
+
+def _host_s(afd, seqs: float) -> float:
+    """The engine's host work per step: the engine file's times scaled by the fitted host_scale."""
+    e = afd.attention.engine
+    return afd.attention.eff.host_scale * (e.host_step_s + e.host_seq_s * seqs)
 
 
 def test_afd_link_time_golden_batch_1(tmp_path, gptoss):
@@ -205,22 +225,24 @@ def test_afd_micro_batches_overlap_bounds(tmp_path, gptoss):
     n_ffn, hidden, lanes, act = 36, 2880, 7, 2
     times = {}
     for m in (1, 2, 4):
-        plan = _plan(tmp_path, "vr-nvl72-lpx-afd", gptoss, name=f"m{m}", micro_batches=m)
+        plan = _plan(tmp_path, "vr-nvl72-lpx-afd", gptoss, name=f"m{m}", micro_batches=m,
+                     calibration=_without_host_work())
         afd = plan.pool("decode").timer.afd
-        gpu, lpu, cost = StepCost(afd.attention), StepCost(afd.ffn), AFDStepCost(afd)
-        o = afd.attention.eff.step_s  # engine step overhead, paid once per step
+        gpu, lpu, cost = StepCost(afd.attention, host=False), StepCost(afd.ffn), AFDStepCost(afd)
+        assert afd.attention.engine.overlap
         for batch in (1, 64):
+            o = _host_s(afd, batch)  # the engine's host work, once per step, beside the GPU
             shape = _decode_shape(gptoss, batch, 1024, 256)
             t = float(cost.total(shape))
             times[m, batch] = t
             mm = min(m, batch)  # never more micro-batches than sequences
             micro = _decode_shape(gptoss, batch / mm, 1024, 256)
-            a = float(gpu.total(micro)) - o
+            a = float(gpu.total(micro))
             f = float(lpu.total(micro))
             x = _hand_link_s(link, afd.ffn.eff, n_ffn, batch / mm, hidden, act, lanes)
             x_bw = _hand_link_s(link, afd.ffn.eff, n_ffn, batch / mm, hidden, act, lanes, with_latency=False)
-            chain = o + a + f + x
-            bounds = [chain, o + mm * a, o + mm * x_bw, o + 7 * mm * f / n_ffn]
+            chain = a + f + x
+            bounds = [chain, mm * a, mm * x_bw, 7 * mm * f / n_ffn, o]
             assert t >= max(bounds) * (1 - 1e-9)
             assert t == pytest.approx(max(bounds), rel=1e-9)  # and nothing else adds time
     # batch 1: one sequence cannot be split, every m gives the same step
@@ -238,16 +260,17 @@ def test_afd_shared_lpu_pool_can_exceed_the_chain(tmp_path, gptoss):
     """With tp 1 (72 GPU replicas, 1 prefill -> 71 attention replicas) one LPX pool serves 71
     replicas through 36 FFN stages: per step each stage is busy 71 x F / 36 > F, so even with m = 1
     the step is the LPU-pool bound, above the strict sum (the sum is a floor, not the value)."""
-    plan = _plan(tmp_path, "vr-nvl72-lpx-afd", gptoss, micro_batches=1, gpu={"tp": 1, "prefill_replicas": 1})
+    plan = _plan(tmp_path, "vr-nvl72-lpx-afd", gptoss, micro_batches=1, gpu={"tp": 1, "prefill_replicas": 1},
+                 calibration=_without_host_work())
     afd = plan.pool("decode").timer.afd
     assert afd.attention.par.replicas == 71 and afd.units == 1
-    cost, gpu, lpu = AFDStepCost(afd), StepCost(afd.attention), StepCost(afd.ffn)
+    cost, gpu, lpu = AFDStepCost(afd), StepCost(afd.attention, host=False), StepCost(afd.ffn)
     shape = _decode_shape(gptoss, 1, 1024, 256)
     f = float(lpu.total(shape))
-    o = afd.attention.eff.step_s
     t = float(cost.total(shape))
     assert t >= float(gpu.total(shape)) + f  # never below the no-overlap floor
-    assert t == pytest.approx(o + 71 * f / 36, rel=1e-9)
+    assert _host_s(afd, 1) == 0.0
+    assert t == pytest.approx(71 * f / 36, rel=1e-9)
     assert afd_bottleneck(cost, shape) == "lpu"
 
 
@@ -261,7 +284,7 @@ def test_afd_lpu_bound_counts_the_busiest_pool(tmp_path, gptoss):
     shape = _decode_shape(gptoss, 64, 1024, 256)
     m = 2
     f = float(lpu.total(_decode_shape(gptoss, 32, 1024, 256)))
-    floor = afd.attention.eff.step_s + (7 / 2) * m * f / 36
+    floor = (7 / 2) * m * f / 36  # the default engine's host work overlaps: it adds nothing to this bound
     assert float(cost.bounds(shape)["lpu"]) >= floor * (1 - 1e-9)
 
 

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from cli_checks import assert_fails_cleanly
 from deployment_by_hand import racks_and_power, system_power, system_power_w
+from infersim.catalog.engines import load_engines
 from infersim.catalog.hardware import load_catalog
 from infersim.catalog.models import load_model
 from infersim.deployments.sensitivity import METRICS, sensitivity
@@ -60,7 +61,7 @@ def test_swept_inputs_cover_the_plan(afd_reports):
     names = {r.name for r in afd_reports["tok_s_per_user"].rows}
     for expected in ("gpu-lpu-direct.latency_s", "gpu-lpu-direct.bw_bytes_per_s_per_dir", "lpx.power_w",
                      "vr-nvl72.power_w", "groq3-lpu.tdp_w", "groq3-c2c.latency_s", "nvlink6.latency_s",
-                     "rubin.peak_flops.fp8", "calibration.groq3.layer_s", "calibration.rubin.step_s"):
+                     "rubin.peak_flops.fp8", "calibration.groq3.layer_s", "calibration.rubin.host_scale"):
         assert expected in names
     # links the file does not use are not swept
     assert "gpu-lpu-ethernet-host.latency_s" not in names and "gpu-lpu-on-package.latency_s" not in names
@@ -112,9 +113,10 @@ def test_rack_power_moves_per_mw_but_not_per_user(afd_reports):
 
 def test_calibration_sweeps(afd_reports):
     rep = afd_reports["tok_s_per_user"]
-    step = _row(rep, "calibration.rubin.step_s")
-    assert step.low == pytest.approx(2e-4) and step.base == step.high  # the fit in use (3 ms) is the high end
-    assert step.metric_low > step.metric_high
+    host = _row(rep, "calibration.rubin.host_scale")
+    q = load_engines().quantity(load_spec(AFD).engine.name, "host_step_s")  # the file engine's stated range
+    assert host.low == pytest.approx(host.base * q.low / q.value) and host.high == pytest.approx(host.base * q.high / q.value)
+    assert host.metric_low >= host.metric_high  # more host work never speeds a user up
     layer = _row(rep, "calibration.groq3.layer_s")
     assert layer.low == pytest.approx(layer.base / 2) and layer.high == pytest.approx(layer.base * 2)
     assert layer.metric_low > layer.metric_high

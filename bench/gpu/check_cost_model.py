@@ -11,6 +11,10 @@ Run on the H200 data it checks how the H100-derived defaults transfer to a chip 
 2. Whole steps: predicts every decode step (CUDA-graph mode) and prefill pass of the randomly
    initialised Llama-shaped model with infersim's step model, using the defaults (no fit) and the
    current fit, and prints predicted vs measured.
+3. Kernel boundaries: from the decode steps, the GPU time per kernel boundary inside a CUDA graph
+   (graph step minus the op rooflines, over the kernels the model launches) and the exposed cost of
+   launching a kernel eagerly (eager step minus graph step, over the same kernels): the sources of
+   calibration kernel_s and the engines' eager_launch_s (catalog/data/engines.yaml).
 """
 from __future__ import annotations
 
@@ -61,12 +65,7 @@ def fit_gemms(chip) -> dict:
 
 
 def compare_steps() -> None:
-    base = load_model("llama-3.1-70b")
-    cfg = json.loads((Path(__file__).resolve().parents[2] / "src/infersim/catalog/data/models"
-                      / "meta-llama__Llama-3.1-70B-Instruct/config.json").read_text())
-    cfg["num_hidden_layers"] = 8
-    archs = {"llama-3.1-8b": load_model("llama-3.1-8b"),
-             "llama-3.1-70b-8layers": parse_hf_config(cfg, "llama-3.1-70b-8layers", base.hf_id)}
+    archs = models()
     rows = [r for r in csv.DictReader(open(DATA / "decode_steps.csv"))
             if r["phase"] == "prefill" or r["mode"] == "cuda_graph"]
     cals = {"defaults": load_calibration("none"), "fitted": load_calibration()}
@@ -90,8 +89,63 @@ def compare_steps() -> None:
               "(prefill rows ran eagerly, so launch gaps inflate the small ones)")
 
 
+# Kernels of measure_kernels.TinyLlama's forward, counted from its code: per layer 2 rms_norm, QKV,
+# O, gate-up and down GEMMs, 2 KV-cache writes, SDPA, the attention output's transpose copy, 2
+# residual adds, silu and the gating multiply (14); per step the embedding gather, final norm and
+# LM head (3).
+TINY_LAYER_KERNELS = 14
+TINY_STEP_KERNELS = 3
+
+
+def fit_kernel_boundaries(archs: dict) -> dict:
+    """Median seconds per kernel boundary in graph mode and per eager launch (see 3. above)."""
+    from dataclasses import replace
+    from infersim.costmodel.step import StepCost
+    from infersim.costmodel.work import Batch, batch_shape, model_windows
+    rows = [r for r in csv.DictReader(open(DATA / "decode_steps.csv")) if r["phase"] == "decode"]
+    by_point: dict = {}
+    for r in rows:
+        by_point.setdefault((r["model"], r["batch"], r["ctx"]), {})[r["mode"]] = float(r["seconds"])
+    cal = load_calibration("none")
+    gaps, launches = [], []
+    for (name, b, ctx), t in sorted(by_point.items()):
+        arch = archs[name]
+        dep = build_deployment(arch, CHIP, tp=1, precision="bf16", kv_precision="bf16", calibration=cal)
+        dep = replace(dep, eff=dep.eff.with_values(kernel_s=0.0))
+        cost = StepCost(dep, compiled=False, host=False)
+        shape = batch_shape(Batch(np_f(b), np_f(1), np_f(int(ctx) - 1)), model_windows(arch))
+        ops = float(cost.time(shape).total)
+        kernels = TINY_LAYER_KERNELS * arch.n_layers + TINY_STEP_KERNELS
+        gaps.append((t["cuda_graph"] - ops) / kernels)
+        launches.append((t["eager"] - t["cuda_graph"]) / kernels)
+        print(f"{name:24s} b={int(b):4d} ctx={int(ctx):5d}: graph {t['cuda_graph'] * 1e3:6.2f} ms, op rooflines "
+              f"{ops * 1e3:6.2f} ms -> {gaps[-1] * 1e6:5.2f} us per kernel; eager +{launches[-1] * 1e6:5.2f} us per kernel")
+    out = {"graph_kernel_s": float(np.median(gaps)), "graph_kernel_s_iqr": [float(x) for x in np.percentile(gaps, [25, 75])],
+           "eager_launch_s": float(np.median(launches)),
+           "eager_launch_s_iqr": [float(x) for x in np.percentile(launches, [25, 75])],
+           "kernels_per_layer": TINY_LAYER_KERNELS, "n": len(gaps)}
+    print(f"graph: {out['graph_kernel_s'] * 1e6:.2f} us per kernel boundary (median; IQR "
+          f"{out['graph_kernel_s_iqr'][0] * 1e6:.2f}-{out['graph_kernel_s_iqr'][1] * 1e6:.2f}); eager launch: "
+          f"{out['eager_launch_s'] * 1e6:.2f} us per kernel (IQR {out['eager_launch_s_iqr'][0] * 1e6:.2f}-"
+          f"{out['eager_launch_s_iqr'][1] * 1e6:.2f})")
+    return out
+
+
+def np_f(x) -> np.ndarray:
+    return np.asarray(float(x))
+
+
+def models() -> dict:
+    base = load_model("llama-3.1-70b")
+    cfg = json.loads((REPO / "src/infersim/catalog/data/models/meta-llama__Llama-3.1-70B-Instruct/config.json").read_text())
+    cfg["num_hidden_layers"] = 8
+    return {"llama-3.1-8b": load_model("llama-3.1-8b"),
+            "llama-3.1-70b-8layers": parse_hf_config(cfg, "llama-3.1-70b-8layers", base.hf_id)}
+
+
 if __name__ == "__main__":
     chip = load_catalog().chip(CHIP)
     fits = fit_gemms(chip)
+    fits["kernel_boundaries"] = fit_kernel_boundaries(models())
     (DATA / "kernel_fit.json").write_text(json.dumps(fits, indent=1) + "\n")
     compare_steps()

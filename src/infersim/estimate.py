@@ -132,12 +132,12 @@ def check_fit(dep: Deployment, batch: int, context: int, step_tokens: int):
 def estimate(model: ModelArch, system: str, *, batch: int = 1, input_len: int = 1024, output_len: int = 128,
              chips: int | None = None, tp: int | None = None, pp: int = 1, ep: int = 1, replicas: int | None = None,
              precision: str | None = None, kv_precision: str | None = None, catalog: HardwareCatalog | None = None,
-             calibration: Calibration | None = None) -> Estimate:
+             calibration: Calibration | None = None, engine: str | None = None) -> Estimate:
     """Predict one static batch from command-line style options (see `estimate_static`)."""
     from infersim.catalog.hardware import load_catalog
     catalog = catalog or load_catalog()
     spec = spec_from_options(catalog, system=system, chips=chips, tp=tp, pp=pp, ep=ep, replicas=replicas,
-                             precision=precision, kv_precision=kv_precision)
+                             precision=precision, kv_precision=kv_precision, engine=engine)
     _check_lengths(batch, input_len, output_len)
     plan = build_plan(spec, model, catalog, calibration, sizing=Sizing(input_len + output_len, batch, auto=True))
     return estimate_static(plan, batch=batch, input_len=input_len, output_len=output_len)

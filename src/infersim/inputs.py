@@ -89,3 +89,15 @@ def check_in_range(label: str, value: float, bounds: tuple[float, float], unit: 
 
 def _number(x: float) -> str:
     return f"{x:,}" if isinstance(x, int) else f"{x:g}"
+
+
+def validated(model_cls, raw, where: str, fix: str):
+    """`raw` validated as pydantic `model_cls`; the first problem is one InputError line naming the
+    field: "<where>: field '<a.b>': <problem>; <fix>"."""
+    from pydantic import ValidationError
+    try:
+        return model_cls.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise InputError(f"{where}: field '{loc}': {err['msg']}; {fix}") from None

@@ -18,6 +18,8 @@ out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 
 
+ENGINE_HELP = ("GPU serving engine: sglang, trtllm, trtllm-cpp, vllm, vllm-sync, dynamo-sglang/-trtllm/-vllm "
+               "(catalog/data/engines.yaml; default vllm; overrides a deployment file's engine.name)")
 LONGEST_WORD = 200  # characters; a longer run without spaces in an error is an echoed value, cut short
 
 

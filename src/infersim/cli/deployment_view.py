@@ -20,13 +20,16 @@ BOTTLENECK_MEANS = {
            "micro-batches)",
     "link": "the GPU<->LPU link's bandwidth bounds the step (every micro-batch's hidden states cross it twice "
             "per FFN layer)",
+    "host": "the serving engine's host work per step (scheduling, sampling; catalog/data/engines.yaml) is longer "
+            "than the GPU side it overlaps",
 }
 
 
 def load_plan(path: Path | None, model: Optional[str], hardware, set_, calibration, options: dict | None = None,
-              sizing=None):
+              sizing=None, engine: Optional[str] = None):
     """(plan, catalog): the deployment file at `path`, or the command-line `options` compiled into
-    the same spec (deployments/options.py), built for `model` (or the file's `model:`)."""
+    the same spec (deployments/options.py), built for `model` (or the file's `model:`); `engine`
+    (--engine) replaces the spec's serving engine."""
     from infersim.catalog.models import load_model
     from infersim.calibration.efficiency import load_calibration
     from infersim.deployments.options import spec_from_options
@@ -34,6 +37,10 @@ def load_plan(path: Path | None, model: Optional[str], hardware, set_, calibrati
     from infersim.modes import build_plan
     catalog = _catalog(hardware, set_)
     spec = load_spec(path) if path is not None else spec_from_options(catalog, model=model, **(options or {}))
+    if engine is not None:
+        from infersim.catalog.engines import engine as engine_named
+        engine_named(engine)  # an unknown name: one line listing the known ones
+        spec = spec.model_copy(update={"engine": spec.engine.model_copy(update={"name": engine})})
     cal = load_calibration(calibration)
     arch = load_model(model) if model is not None else None
     return build_plan(spec, arch, catalog, cal, sizing=sizing if path is None else None), catalog

@@ -9,8 +9,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from infersim.cli.common import (catalog_from_options as _catalog, emit_json as _emit_json, err, fails_cleanly,
-                                  fmt_g as _g, missing_option, out, refuse_file_options)
+from infersim.cli.common import (ENGINE_HELP, catalog_from_options as _catalog, emit_json as _emit_json, err,
+                                  fails_cleanly, fmt_g as _g, missing_option, out, refuse_file_options)
 from infersim.datasets import measurements_csv
 from infersim.errors import InputError
 
@@ -110,6 +110,7 @@ def estimate(model: Optional[str] = typer.Option(None, help="catalog name, HF re
              hardware: Optional[list[Path]] = typer.Option(None, "--hardware", help="extra hardware YAML"),
              set_: Optional[list[str]] = typer.Option(None, "--set", help="override NAME.FIELD=VALUE"),
              calibration: Optional[str] = typer.Option(None, help="fit file, or 'none' for defaults"),
+             engine: Optional[str] = typer.Option(None, help=ENGINE_HELP),
              as_json: bool = typer.Option(False, "--json")):
     """Predict prefill and decode of one static batch: times, tokens/s, bottleneck, memory per chip.
     With --deployment: per-user speed, throughput per rack and per MW, where the time goes."""
@@ -119,14 +120,15 @@ def estimate(model: Optional[str] = typer.Option(None, help="catalog name, HF re
     if deployment is not None:
         refuse_file_options({"--system": system, "--tp": tp, "--pp": pp, "--ep": ep, "--chips": chips,
                              "--replicas": replicas, "--precision": precision, "--kv-precision": kv_precision})
-        _estimate_deployment(deployment, model, batch, input, output, hardware, set_, calibration, as_json)
+        _estimate_deployment(deployment, model, batch, input, output, hardware, set_, calibration, as_json, engine)
         return
     for name, v in (("--model", model), ("--system", system)):
         if v is None:
             raise missing_option(name)
     e = run(load_model(model), system, batch=batch, input_len=input, output_len=output, chips=chips, tp=tp,
             pp=1 if pp is None else pp, ep=1 if ep is None else ep, replicas=replicas, precision=precision,
-            kv_precision=kv_precision, catalog=_catalog(hardware, set_), calibration=load_calibration(calibration))
+            kv_precision=kv_precision, catalog=_catalog(hardware, set_), calibration=load_calibration(calibration),
+            engine=engine)
     d = e.to_dict()
     if as_json:
         _emit_json(d)
@@ -154,10 +156,10 @@ def estimate(model: Optional[str] = typer.Option(None, help="catalog name, HF re
 
 
 def _estimate_deployment(path: Path, model, batch: int, inp: int, outp: int, hardware, set_, calibration,
-                         as_json: bool) -> None:
+                         as_json: bool, engine: Optional[str] = None) -> None:
     from infersim.cli.deployment_view import load_plan, print_estimate
     from infersim.estimate import estimate_plan
-    plan, catalog = load_plan(path, model, hardware, set_, calibration)
+    plan, catalog = load_plan(path, model, hardware, set_, calibration, engine=engine)
     d = estimate_plan(plan, batch=batch, input_len=inp, output_len=outp)
     if as_json:
         _emit_json(d)

@@ -15,6 +15,7 @@ import numpy as np
 import typer
 
 from infersim.capacity import check_request_memory
+from infersim.cli.common import ENGINE_HELP
 from infersim.cli.deployment_view import load_plan, print_simulation
 from infersim.errors import InputError, shown
 from infersim.inputs import BLOCK_TOKENS_RANGE, CV_RANGE, RATE_RANGE_PER_S, RATE_SCALE_RANGE, check_in_range, os_problem, path_kind
@@ -208,6 +209,7 @@ def simulate(
                                                   "catalog/data/speculative.yaml"),
     draft_model: Optional[str] = typer.Option(None, help="--spec draft: the draft model"),
     # engine (None = not given: the default below, or the deployment file's `engine:` value)
+    engine_name: Optional[str] = typer.Option(None, "--engine", help=ENGINE_HELP),
     max_batch: Optional[int] = typer.Option(None, help=f"sequences per step (vLLM max_num_seqs; default "
                                             f"{DEFAULT_MAX_BATCH})"),
     max_tokens_per_step: Optional[int] = typer.Option(None, help="token budget per step (vLLM max_num_batched_tokens; "
@@ -287,7 +289,8 @@ def simulate(
                    decode_system=decode_system, decode_tp=decode_tp, decode_ep=decode_ep, prefill_tp=prefill_tp,
                    prefill_ep=prefill_ep, spec_method=spec, spec_k=spec_k, draft_model=draft_model,
                    spec_acceptance=_acceptance(spec_acceptance))
-    plan, catalog = load_plan(deployment, model, hardware, set_, calibration, options=options, sizing=sizing)
+    plan, catalog = load_plan(deployment, model, hardware, set_, calibration, options=options, sizing=sizing,
+                              engine=engine_name)
     base, router = engine_of(plan), router or plan.spec.engine.router
     given = {"max_batch": max_batch, "max_tokens_per_step": max_tokens_per_step, "chunk_tokens": chunk_tokens,
              "block_tokens": block_tokens, "prefix_caching": prefix_cache, "admission": admission,

@@ -7,13 +7,16 @@ so the usual per-op cost model times each side on its own chips.
 
 Step time of one attention replica (a GPU tp x ep group) with its batch split into m micro-batches
 (at most one per sequence) that ping-pong (one micro-batch's attention runs while another's FFN runs):
-- O = the engine's fixed per-step overhead (scheduling; paid once per step, not per micro-batch);
-- A = GPU time of the attention part for one micro-batch (all layers, kernels, collectives);
+- O = the engine's host work for the step (paid once per step, not per micro-batch);
+- A = GPU time of the attention part for one micro-batch (all layers, their kernel launches and the
+  step-level kernels, collectives): the FFN side's kernels run on the LPUs, which have none;
 - F = LPU latency of one micro-batch through all FFN layers (layer pipeline, incl. per-layer latency);
 - X = link time of one micro-batch: 2 crossings per FFN layer, each alpha + bytes / bandwidth;
 - G attention replicas share one LPU pool, whose FFN stages each take F / L_ffn per micro-batch.
     m = 1:  T = O + A + F + X                  (no overlap: the strict sum)
     m > 1:  T = O + max(A + F + X, m A, m X_bw, G m F / L_ffn)
+With an overlap scheduler (catalog/data/engines.yaml) the host work runs beside the GPU instead:
+T = max(the bounds above without O, O).
 i.e. one micro-batch's chain is never shortened, and no resource (GPU, link bandwidth, LPU stage)
 can do more than its share of work per step. The round trip bounds tokens/s per user whenever
 A + F + X is the largest term and X is a large part of it (`afd_bottleneck` says which).
@@ -86,7 +89,8 @@ class AFDStepCost(ShapeTimer):
 
     def __init__(self, afd: AFDDeployment):
         self.afd = afd
-        self.gpu = StepCost(afd.attention)
+        self.gpu = StepCost(afd.attention, host=False, sides=("attention", "step"))
+        self.host = StepCost(afd.attention).overhead  # the engine's host work, once per step
         self.lpu = StepCost(afd.ffn)
         self.windows = self.gpu.windows
         self.n_ffn = n_ffn_layers(afd.model)
@@ -97,12 +101,12 @@ class AFDStepCost(ShapeTimer):
         return np.maximum(1.0, np.minimum(float(self.afd.micro_batches), np.floor(shape.seqs)))
 
     def parts(self, shape: StepShape) -> dict[str, np.ndarray]:
-        """Seconds: attention_s (GPU, one micro-batch, without the engine's per-step overhead),
-        overhead_s (paid once per step), ffn_s, link_s and link_bw_s (one micro-batch), and m."""
+        """Seconds: attention_s (GPU, one micro-batch, without the engine's host work), overhead_s
+        (the host work, paid once per step), ffn_s, link_s and link_bw_s (one micro-batch), and m."""
         m = self.micro_batches(shape)
         micro = shape.scaled(1.0 / m)
-        overhead = self.afd.attention.eff.step_s + 0.0 * m
-        a = self.gpu.total(micro) - overhead
+        overhead = self.host.parts(shape.seqs, shape.prefill_tokens, 0.0)["host"] + 0.0 * m
+        a = self.gpu.total(micro)
         f = self.lpu.total(micro)
         crossing_bytes = micro.tokens * self.act_bytes / self.afd.link_lanes
         count = 2.0 * self.n_ffn
@@ -112,12 +116,18 @@ class AFDStepCost(ShapeTimer):
         return {"attention_s": a, "overhead_s": overhead, "ffn_s": f, "link_s": x, "link_bw_s": x_bw, "m": m}
 
     def bounds(self, shape: StepShape) -> dict[str, np.ndarray]:
-        """Each lower bound on the step time (seconds); the engine overhead is paid once."""
+        """Each lower bound on the step time (seconds); the engine's host work is paid once, beside
+        the GPU with an overlap scheduler (its own bound, 'host') and before it without."""
         p = self.parts(shape)
         m, o = p["m"], p["overhead_s"]
         g = self.afd.replicas_per_unit
-        return {"chain": o + p["attention_s"] + p["ffn_s"] + p["link_s"], "gpu": o + m * p["attention_s"],
-                "link": o + m * p["link_bw_s"], "lpu": o + g * m * p["ffn_s"] / max(self.n_ffn, 1)}
+        overlap = self.host.engine.overlap
+        before = 0.0 * o if overlap else o
+        out = {"chain": before + p["attention_s"] + p["ffn_s"] + p["link_s"], "gpu": before + m * p["attention_s"],
+               "link": before + m * p["link_bw_s"], "lpu": before + g * m * p["ffn_s"] / max(self.n_ffn, 1)}
+        if overlap:
+            out["host"] = o
+        return out
 
     def total(self, shape: StepShape) -> np.ndarray:
         return np.maximum.reduce(list(np.broadcast_arrays(*self.bounds(shape).values())))
@@ -141,9 +151,9 @@ class AFDStepCost(ShapeTimer):
         m, g = p["m"], self.afd.replicas_per_unit
         micro = shape.scaled(1.0 / m)
         gb, lb = self.gpu.time(micro), self.lpu.time(micro)
-        step_s = p["overhead_s"]
+        host = 0.0 if self.host.engine.overlap else p["overhead_s"]  # overlapped host work keeps no GPU waiting
         gpu = {"compute": m * one(gb.compute), "memory": m * one(gb.memory), "interconnect": m * one(gb.interconnect),
-               "overhead": m * (one(gb.overhead) - step_s) + step_s}
+               "overhead": m * one(gb.overhead) + host}
         stage = g * m / max(self.n_ffn, 1)
         lpu = {"compute": stage * one(lb.compute), "memory": stage * one(lb.memory),
                "interconnect": stage * one(lb.interconnect), "overhead": stage * one(lb.overhead)}
@@ -158,6 +168,7 @@ class AFDStepCost(ShapeTimer):
 
 def afd_bottleneck(cost: AFDStepCost, shape: StepShape) -> str:
     """Which bound sets the step time: 'chain' (latency of one micro-batch's GPU->LPU->GPU trips),
-    'gpu', 'link' or 'lpu' (throughput of that resource)."""
+    'gpu', 'link' or 'lpu' (throughput of that resource), or 'host' (the engine's host work, when
+    it overlaps the GPU and is the longest)."""
     b = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in cost.bounds(shape).items()}
     return max(b, key=b.get)

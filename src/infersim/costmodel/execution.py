@@ -1,8 +1,8 @@
 """Execution models: turn per-chip operator work into time, one model per chip kind.
 
-GPU: each op is a smoothed roofline, t = (t_compute^p + t_memory^p)^(1/p) + kernel floor, summed
-over ops (kernels run one after another); collectives use an alpha-beta model over the system's
-links; each engine step pays a fixed overhead.
+GPU: each op is a smoothed roofline, t = (t_compute^p + t_memory^p)^(1/p), summed over ops (kernels
+run one after another); collectives use an alpha-beta model over the system's links; kernel
+launches and the engine's host work are costmodel.overhead's.
 LPU / wafer (SRAM-resident, statically scheduled dataflow): each layer's chips overlap compute and
 SRAM streaming perfectly (hard max), layers run one after another for a token, plus a fixed
 per-layer pipeline latency and chip-to-chip hops; no per-step software overhead.
@@ -112,20 +112,15 @@ def gpu_rates(rates, chip: ChipSpec, eff: Efficiency):
     return rates * _last(eff.compute_eff), float(chip.mem_bw_bytes_per_s.value) * _last(eff.mem_eff), _last(eff.blend_p)
 
 
-def gpu_kernel_overhead(counts, eff: Efficiency):
-    """Fixed launch cost of a step: every kernel (op x layer count) pays eff.kernel_s."""
-    return float(np.sum(counts)) * np.asarray(eff.kernel_s, dtype=float)
-
-
 def gpu_table_time(flops, byts, rates, counts, chip: ChipSpec, eff: Efficiency) -> Breakdown:
     """Smoothed roofline over stacked ops (op axis last): kernels run one after another (sum over
-    ops) and each pays eff.kernel_s."""
+    ops). Kernel launches and host work are costmodel.overhead's."""
     t, wc = roofline_op_times(flops, byts, *gpu_rates(rates, chip, eff))
     t = counts * t
     comp = np.sum(t * wc, axis=-1)
     mem = np.sum(t, axis=-1) - comp
     z = 0.0 * (comp + mem)
-    return Breakdown(comp + z, mem + z, z, z + gpu_kernel_overhead(counts, eff))
+    return Breakdown(comp + z, mem + z, z, z)
 
 
 def dataflow_op_times(flops, byts, rate, bw):

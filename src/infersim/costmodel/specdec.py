@@ -63,13 +63,13 @@ def head_draft(target: Deployment) -> Deployment:
     and TensorRT-LLM reuse it for every drafted token, "MTP Eagle"; an EAGLE head is one layer too)
     plus the target's embedding and LM head, so each drafted token costs one layer and the head.
     Drafting runs inside the target's engine iteration (one CUDA graph in TensorRT-LLM's MTP), so
-    its steps pay kernels but not the per-step host overheads (step_s, seq_s), which the verify
-    step pays once. Not modelled: the head's own weights and KV cache in the memory fit (one layer
+    its steps pay their own kernels (costmodel.overhead) but share the step's host work, which the
+    verify step pays once. Not modelled: the head's own weights and KV cache in the memory fit (one layer
     of 61 for DeepSeek-R1), EAGLE-3's smaller draft vocabulary."""
     model = target.model
     arch = replace(model, name=f"{model.name}[draft head]", layers=model.layers[-1:], published_total_params=None,
                    published_active_params=None)
-    return replace(target, model=arch, eff=replace(target.eff, step_s=0.0, seq_s=0.0))
+    return replace(target, model=arch, engine=target.engine.sharing_host())
 
 
 class SpecDecodeCost(ShapeTimer):

@@ -16,8 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from infersim.costmodel.execution import (CATEGORIES, Breakdown, collective_time, dataflow_op_times, dataflow_rates,
-                                          dataflow_table_time, gpu_kernel_overhead, gpu_rates, gpu_table_time,
+                                          dataflow_table_time, gpu_rates, gpu_table_time,
                                           op_arrays, op_counts, op_rates, pipeline_latency, roofline_seconds)
+from infersim.catalog.engines import engine as default_engine
+from infersim.costmodel.overhead import SIDES, step_overhead
 from infersim.costmodel.timer import DecodeStep, ShapeTimer
 from infersim.costmodel.work import (AttnSums, Batch, Sharding, StepShape, batch_shape, comm_volumes, model_ops,
                                      model_windows)
@@ -59,8 +61,12 @@ class StepCost(ShapeTimer):
     """Step times of one deployment for arbitrary step shapes (arrays of steps broadcast); the
     plain `StepTimer` (one token per decode step)."""
 
-    def __init__(self, dep: Deployment, compiled: bool = True):
+    def __init__(self, dep: Deployment, compiled: bool = True, host: bool = True, sides: tuple[str, ...] = SIDES):
+        """host=False leaves the engine's host work out (a caller that pays it once per step, as
+        AFD does); `sides` are the kernel sides this GPU runs (costmodel.overhead)."""
         self.dep = dep
+        self.host = host
+        self.sides = sides
         self.windows = model_windows(dep.model)
         self.moe_kinds = tuple(dict.fromkeys((l.ffn.n_routed, l.ffn.top_k) for l, _ in dep.model.layer_groups()
                                              if isinstance(l.ffn, MoESpec)))
@@ -72,6 +78,9 @@ class StepCost(ShapeTimer):
         self._n_linear = 3 + 3 * len(self.windows)
         n_features = self._n_linear + len(self.moe_kinds)
         self._base_cols = [0, 1, 2] + list(range(self._n_linear, n_features))  # all but attention sums
+        if not dep.dataflow:
+            engine = dep.engine or default_engine()
+            self.overhead = step_overhead(dep.model, engine if host else engine.sharing_host(), dep.eff, sides)
         self._table = self._compile() if compiled else None
         self._rest = None
         self._constant_ops: dict[tuple, float] = {}  # see _constant_ops_seconds
@@ -129,7 +138,10 @@ class StepCost(ShapeTimer):
         if self.dep.dataflow:
             return self._dataflow_ops(shape) + self._dataflow_rest(shape)
         micro = self._micro(shape)
-        return self._gpu_ops(micro).scaled(self.dep.par.pp) + self._gpu_rest(shape, micro)
+        busy = self._gpu_ops(micro).scaled(self.dep.par.pp) + self._gpu_rest(shape, micro)
+        p = self.overhead.parts(shape.seqs, shape.prefill_tokens, busy.total)
+        return busy + Breakdown(0.0, 0.0, 0.0, p["launch"] + p["exposed"])
+
 
     def decode_step(self, batch: float, past: float, span: float) -> DecodeStep:
         b = self.time(self.uniform_decode_shape(batch, past, span))
@@ -159,7 +171,10 @@ class StepCost(ShapeTimer):
         else:
             ops = self._op_seconds(f0 + x @ fm, b0 + x @ bm, self._all_ops)
         lin = x[..., :self._n_linear] if pp == 1 else self._matrix(self._features(shape)[:self._n_linear])
-        return ops + fixed + r0 + lin @ rm
+        busy = ops + fixed + r0 + lin @ rm
+        if self._dataflow:
+            return busy
+        return self.overhead.step_seconds(shape.seqs, shape.prefill_tokens, busy)
 
     def _steady_features(self, features: list, x: np.ndarray) -> tuple | None:
         """The values of the non-attention features when they are the same in every step of x
@@ -218,7 +233,7 @@ class StepCost(ShapeTimer):
             fixed = float(pipeline_latency(eff, self.dep.model.n_layers))
         else:
             rate, bw, p = gpu_rates(peaks, chip, eff)
-            fixed = float(gpu_kernel_overhead(counts, eff)) * self.dep.par.pp
+            fixed = 0.0  # kernel launches and host work: self.overhead, after the busy time
         fm, bm = self._table[1], self._table[3]
         attention_rows = slice(3, self._n_linear)
         attn_ops = np.any(fm[attention_rows] != 0, axis=0) | np.any(bm[attention_rows] != 0, axis=0)
@@ -232,8 +247,8 @@ class StepCost(ShapeTimer):
         return gpu_table_time(*self._ops(micro), self.dep.chip, self.dep.eff)
 
     def _gpu_rest(self, shape: StepShape, micro: StepShape) -> Breakdown:
-        """Collectives (TP all-reduce, EP all-to-all, PP send/recv) and the engine's per-step and
-        per-sequence overheads."""
+        """Collectives (TP all-reduce, EP all-to-all, PP send/recv); launches and the engine's host
+        work are added by `self.overhead` (costmodel.overhead)."""
         dep, par, eff, sh = self.dep, self.dep.par, self.dep.eff, self.sharding
         vol = comm_volumes(dep.model, micro, sh, dep.plan)
         comm = 0.0 * np.asarray(shape.seqs, dtype=float)
@@ -249,7 +264,7 @@ class StepCost(ShapeTimer):
             link = dep.link_for(dep.chips_per_replica)
             comm = comm + collective_time(link, eff, 2, vol["pp_bytes"] / (par.pp - 1), 1.0, "p2p") * (par.pp - 1)
         z = 0.0 * comm
-        return Breakdown(z, z, comm, z + eff.step_s + eff.seq_s * shape.seqs)
+        return Breakdown(z, z, comm, z)
 
     def _dataflow_ops(self, shape: StepShape) -> Breakdown:
         """Per-token latency through the replica's layer pipeline (a whole batch moves as one

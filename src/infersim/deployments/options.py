@@ -5,7 +5,7 @@ from __future__ import annotations
 from infersim.catalog.hardware import HardwareCatalog
 from pydantic import ValidationError
 
-from infersim.deployments.spec import DecodePart, DeploymentSpec, GPUPart, LPUPart, SpecPart, check_spec
+from infersim.deployments.spec import DecodePart, DeploymentSpec, EnginePart, GPUPart, LPUPart, SpecPart, check_spec
 from infersim.errors import InputError
 
 
@@ -40,11 +40,12 @@ def spec_from_options(catalog: HardwareCatalog, *, system: str, model: str | Non
                       prefill_tp: int | None = None, prefill_ep: int | None = None,
                       spec_method: str | None = None, spec_k: int | None = None,
                       spec_acceptance: float | list[float] | None = None,
-                      draft_model: str | None = None) -> DeploymentSpec:
+                      draft_model: str | None = None, engine: str | None = None) -> DeploymentSpec:
     """The deployment the flags describe: mode `lpu` on an LPU/wafer chip or system, `pd` when
     prefill/decode replicas are given, else `gpu`; `spec_method` (mtp, eagle or draft with
-    `draft_model`) adds speculative decoding drafted on the decoding GPUs. Unknown names and
-    impossible combinations are refused here, each with the fix."""
+    `draft_model`) adds speculative decoding drafted on the decoding GPUs; `engine` names the GPU
+    serving engine (None: the default). Unknown names and impossible combinations are refused here,
+    each with the fix."""
     _at_least_one(chips=chips, tp=tp, pp=pp, ep=ep, replicas=replicas, prefill_replicas=prefill_replicas,
                   decode_replicas=decode_replicas, decode_tp=decode_tp, decode_ep=decode_ep, prefill_tp=prefill_tp,
                   prefill_ep=prefill_ep, spec_k=spec_k)
@@ -76,7 +77,7 @@ def spec_from_options(catalog: HardwareCatalog, *, system: str, model: str | Non
     gpu = dict(system=system, racks=None, tp=tp, pp=pp or 1, ep=ep or 1, precision=precision,
                kv_precision=kv_precision)
     if not disagg:
-        return check_spec(DeploymentSpec(name=name, mode="gpu", model=model, spec=spec,
+        return check_spec(DeploymentSpec(name=name, mode="gpu", model=model, spec=spec, engine=EnginePart(name=engine),
                                          gpu=GPUPart(chips=chips, replicas=replicas, **gpu)), name)
     if prefill_replicas is None or decode_replicas is None:
         raise InputError("a disaggregated deployment needs both --prefill-replicas and --decode-replicas")
@@ -88,5 +89,6 @@ def spec_from_options(catalog: HardwareCatalog, *, system: str, model: str | Non
               if decode_system or decode_tp or decode_ep else None)
     prefill = DecodePart(tp=prefill_tp, ep=prefill_ep) if prefill_tp or prefill_ep else None
     return check_spec(DeploymentSpec(name=name, mode="pd", model=model, decode=decode, prefill=prefill, spec=spec,
+                                     engine=EnginePart(name=engine),
                                      gpu=GPUPart(prefill_replicas=prefill_replicas, decode_replicas=decode_replicas,
                                                  **gpu)), name)

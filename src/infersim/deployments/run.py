@@ -79,6 +79,7 @@ def _merge(plan: Plan, reqs: Requests, parts: dict, results: dict, slo) -> SimRe
     offset = 0
     itl = LatencyHistogram()
     classes = {}
+    class_plans = {"standard": plan, "premium": plan.premium}
     for label, idx in parts.items():
         r = results[label].records
         for c in cols:
@@ -87,7 +88,9 @@ def _merge(plan: Plan, reqs: Requests, parts: dict, results: dict, slo) -> SimRe
             v = getattr(r, c)
             ints[c][idx] = np.where(v >= 0, v + offset, -1)
         cached[idx], pre[idx] = r.cached_tokens, r.preemptions
-        offset = int(max(offset, np.max(ints["replica"][idx]) + 1, np.max(ints["prefill_replica"][idx]) + 1))
+        # after every replica the class has, used or not (a light load may leave the last ones idle)
+        reps = max((p.replicas for p in class_plans[label].pools), default=0)
+        offset = int(max(offset + reps, np.max(ints["replica"][idx]) + 1, np.max(ints["prefill_replica"][idx]) + 1))
         itl.merge(results[label].itl)
         classes[label] = results[label].summary
     records = RequestRecords(request_id=np.arange(n, dtype=np.int64), input_tokens=reqs.input_tokens.astype(np.int64),

@@ -16,10 +16,11 @@ What is swept:
   A point is applied with `HardwareCatalog.with_overrides` (``NAME.FIELD=VALUE``).
 - two calibration ASSUMPTIONS (the calibration data is not edited; the plan is rebuilt with a
   calibration whose `for_chip` returns a copy of the efficiency with one field replaced):
-  * ``calibration.<gpu family>.step_s``, the GPU engine's fixed per-step overhead, between the
-    kernel-level default of defaults.json (2e-4 s: scheduling and launch of one CUDA-graph step)
-    and the value in use (3e-3 s when fitted end-to-end on published serving results, which fold
-    host and framework time into it); whichever is larger is the high end. No row when they agree.
+  * ``calibration.<gpu family>.host_scale``, the multiplier on the serving engine's host work
+    (catalog/data/engines.yaml: per step and per sequence), swept over
+    the engine's own stated range for its per-step host time (low/value to high/value times the
+    value in use). Whether that host work costs anything depends on the engine: an overlap
+    scheduler hides it behind the GPU step until it is the longer of the two.
   * ``calibration.<lpu/wafer family>.layer_s``, the per-layer pipeline latency of a dataflow chip
     (C2C hop plus synchronisation), from half to double the value in use: it is an assumption, or
     a fit to very few published LPU/wafer results.
@@ -37,6 +38,7 @@ from typing import Optional
 
 from pydantic import BaseModel
 
+from infersim.catalog.engines import load_engines
 from infersim.catalog.hardware import HardwareCatalog, Quantity, load_catalog
 from infersim.catalog.models import ModelArch, load_model
 from infersim.calibration.efficiency import Calibration, Efficiency, load_calibration
@@ -213,7 +215,6 @@ def _catalog_inputs(entries: list[BaseModel]) -> list[_Input]:
 
 
 def _calibration_inputs(plan: Plan, calibration: Calibration) -> list[_Input]:
-    defaults = load_calibration("none")
     out: list[_Input] = []
     seen: set[tuple[str, str]] = set()
     pending = [plan]
@@ -229,16 +230,17 @@ def _calibration_inputs(plan: Plan, calibration: Calibration) -> list[_Input]:
             kind, family = key
             used = calibration.for_chip(kind, family)
             how = calibration.provenance(kind, family)
-            if kind == "gpu":
-                default = defaults.for_chip(kind, family).step_s
-                lo, hi = sorted((default, used.step_s))
-                if lo < hi:
+            if kind == "gpu" and d.engine is not None:
+                q = load_engines().quantity(d.engine.name, "host_step_s")
+                if q.low is not None and q.high is not None and q.value and q.low < q.high:
+                    v = used.host_scale
                     out.append(_Input(
-                        f"calibration.{family}.step_s", "assumption",
-                        f"GPU engine step overhead: {default:g} s kernel-level default (calibration/defaults.json) "
-                        f"to {used.step_s:g} s in use ({how})", lo, used.step_s, hi,
-                        "fixed time per engine step; the kernel-level default counts launch and scheduling only, "
-                        "end-to-end fits fold host and framework time into it", calib=(kind, family, "step_s")))
+                        f"calibration.{family}.host_scale", "assumption",
+                        f"{d.engine.name} host work per step {q.value:g} s, range {q.low:g}-{q.high:g} s "
+                        f"(catalog/data/engines.yaml), times host_scale {v:g} in use ({how})",
+                        v * q.low / q.value, v, v * q.high / q.value,
+                        "engine CPU time per step and per sequence; hidden by an overlap "
+                        "scheduler while the GPU step is longer", calib=(kind, family, "host_scale")))
             elif kind in ("lpu", "wafer") and used.layer_s > 0:
                 v = used.layer_s
                 out.append(_Input(

@@ -30,8 +30,10 @@ spec:                  # spec mode: draft model on the LPUs (or GPUs), verificat
 routing:               # optional SLO classes: a premium share served by the LPU path
   premium_fraction: 0.2
   premium_path: lpu    # lpu (LPU-only pool) or afd
-engine: {max_batch: 256, max_tokens_per_step: 8192}
+engine: {name: sglang, max_batch: 256, max_tokens_per_step: 8192}   # or just `engine: sglang`
 ```
+`engine.name` is the serving engine (catalog/data/engines.yaml: sglang, trtllm, trtllm-cpp, vllm,
+vllm-sync, dynamo-*; default vllm): its host work, overlap scheduler and CUDA graphs time the GPU step.
 Every number is an input the user can change; nothing here is fitted.
 """
 from __future__ import annotations
@@ -43,7 +45,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from infersim.errors import InputError, shown
-from infersim.inputs import BLOCK_TOKENS_RANGE, read_user_text
+from infersim.inputs import BLOCK_TOKENS_RANGE, read_user_text, validated
 from infersim.mapping.engine import BLOCK_TOKENS, MAX_BATCH, MAX_TOKENS_PER_STEP, ROUTER
 from infersim.serving.policies import ADMISSIONS, PREEMPTION_VICTIMS, QUEUE_ORDERS, ROUTERS
 
@@ -134,6 +136,7 @@ class RoutingPart(_Strict):
 
 
 class EnginePart(_Strict):
+    name: Optional[str] = None  # serving engine (catalog/data/engines.yaml); None: its documented default
     max_batch: int = Field(MAX_BATCH, ge=1)
     max_tokens_per_step: int = Field(MAX_TOKENS_PER_STEP, ge=1)
     chunk_tokens: Optional[int] = Field(None, ge=1)
@@ -170,9 +173,22 @@ class DeploymentSpec(_Strict):
     routing: Optional[RoutingPart] = None
     engine: EnginePart = EnginePart()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _engine_by_name(cls, raw):
+        """`engine: sglang` is short for `engine: {name: sglang}`."""
+        if isinstance(raw, dict) and isinstance(raw.get("engine"), str):
+            raw = {**raw, "engine": {"name": raw["engine"]}}
+        return raw
+
 
 def check_spec(s: DeploymentSpec, where: str) -> DeploymentSpec:
     """Cross-field checks pydantic cannot express; each failure names the fix."""
+    from infersim.catalog.engines import engine
+    try:
+        engine(s.engine.name)
+    except InputError as e:
+        raise InputError(f"{where}: engine.name: {e}") from None
     if s.spec is not None:
         acc = s.spec.acceptance
         for a in (acc if isinstance(acc, list) else [] if acc is None else [acc]):
@@ -204,10 +220,5 @@ def read_spec(path: str | Path) -> DeploymentSpec:
         raise InputError(f"{shown(p.name)}: not readable YAML ({str(e).splitlines()[0]}); fix the syntax") from None
     if not isinstance(raw, dict):
         raise InputError(f"{shown(p.name)}: expected a mapping of fields (name, mode, gpu, lpu, ...), got {type(raw).__name__}")
-    try:
-        spec = DeploymentSpec.model_validate(raw)
-    except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise InputError(f"{p.name}: field '{loc}': {err['msg']}; fix it (see examples/deployments/)") from None
+    spec = validated(DeploymentSpec, raw, p.name, "fix it (see examples/deployments/)")
     return check_spec(spec, p.name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from infersim.catalog.engines import EngineSpec, engine as engine_named
 from infersim.catalog.hardware import ChipSpec, HardwareCatalog, LinkSpec, SystemSpec, load_catalog
 from infersim.catalog.models import ModelArch, MoESpec
 from infersim.calibration.efficiency import Calibration, Efficiency, load_calibration
@@ -39,6 +40,7 @@ class Deployment:
     scale_up: LinkSpec | None
     scale_out: LinkSpec | None
     chips_per_replica: int
+    engine: EngineSpec | None = None  # the serving engine of a GPU deployment (None: the default engine)
 
     @property
     def dataflow(self) -> bool:
@@ -108,12 +110,14 @@ def check_tensor_parallel(model: ModelArch, tp: int) -> None:
 def build_deployment(model: ModelArch, system_name: str, *, chips: int | None = None, tp: int | None = None,
                      pp: int = 1, ep: int = 1, replicas: int | None = None, precision: str | None = None,
                      kv_precision: str | None = None, catalog: HardwareCatalog | None = None,
-                     calibration: Calibration | None = None) -> Deployment:
+                     calibration: Calibration | None = None, engine: str | None = None) -> Deployment:
     """Resolve names and check the layout. Chips default to the named system's size, or to
     tp x pp x ep x replicas for a bare chip. A bare LPU/wafer chip needs `chips`: how many depends on
-    the KV cache it must hold too (costmodel.memory.min_chips_for_context sizes it)."""
+    the KV cache it must hold too (costmodel.memory.min_chips_for_context sizes it). `engine` names
+    the GPU serving engine (catalog/data/engines.yaml; None: its documented default)."""
     catalog = catalog or load_catalog()
     calibration = calibration or load_calibration()
+    eng = engine_named(engine)
     for label, v in (("tp", tp), ("pp", pp), ("ep", ep), ("replicas", replicas), ("chips", chips)):
         if v is not None and v < 1:
             raise InputError(f"--{label} must be at least 1, got {v}")
@@ -171,7 +175,7 @@ def build_deployment(model: ModelArch, system_name: str, *, chips: int | None = 
     out = catalog.link(system.scale_out_link) if system.scale_out_link else None
     return Deployment(model=model, system=system, chip=chip, par=par, plan=plan, eff=eff,
                       calibration_note=calibration.provenance(chip.kind, chip.family),
-                      scale_up=up, scale_out=out, chips_per_replica=per)
+                      scale_up=up, scale_out=out, chips_per_replica=per, engine=eng)
 
 
 def kv_transfer_link(prefill: Deployment, decode: Deployment, domain: int | None = None) -> LinkSpec | None:

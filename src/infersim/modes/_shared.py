@@ -77,7 +77,7 @@ def gpu_deployment(ctx: BuildContext, part: GPUPart, *, replicas: int | None = N
     name, tp, ep = system or part.system, tp if tp is not None else part.tp, ep or part.ep
     model = arch or ctx.model
     kw = dict(pp=part.pp, ep=ep, precision=part.precision, kv_precision=part.kv_precision, catalog=ctx.catalog,
-              calibration=ctx.calibration)
+              calibration=ctx.calibration, engine=ctx.spec.engine.name)
     if part.racks is None:
         return build_deployment(model, name, chips=part.chips if replicas is None else None, tp=tp,
                                 replicas=replicas if replicas is not None else part.replicas, **kw)

@@ -9,7 +9,8 @@ few percent on most rows (more on long prompts, where chunked prefill overlaps d
 `validate` then predicts those rows by simulation, in-sample and held out (each row's fold
 parameters are stored as heldout_params). A fit on any subset of rows is the grid point minimising the mean absolute log error over that subset — so K-fold cross-validation
 costs no more predictions. Families with fewer than MIN_FAMILY_ROWS training rows use their chip
-kind's pooled fit. Fitted per kind: GPU compute_eff, mem_eff, step_s, seq_s; LPU/wafer layer_s.
+kind's pooled fit. Fitted per kind: GPU compute_eff, mem_eff, host_scale (a multiplier on the engines' host work,
+catalog/data/engines.yaml); LPU/wafer layer_s.
 """
 from __future__ import annotations
 
@@ -30,8 +31,7 @@ from infersim.validation.scenarios import RowPlan, Skip, plan_row, predict
 
 GRIDS = {
     "gpu": {"compute_eff": np.linspace(0.2, 0.95, 16), "mem_eff": np.linspace(0.35, 0.95, 13),
-            "step_s": np.array([0.0, 1e-4, 3e-4, 1e-3, 3e-3]),
-            "seq_s": np.array([0.0, 1e-6, 3e-6, 1e-5, 3e-5])},
+            "host_scale": np.array([0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0])},
     "lpu": {"layer_s": np.geomspace(1e-6, 2e-4, 40)},
     "wafer": {"layer_s": np.geomspace(2e-7, 5e-5, 40)},
 }

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from infersim.catalog.engines import engine_for_software
 from infersim.catalog.hardware import HardwareCatalog
 from infersim.catalog.models import ModelArch, MoESpec, load_model
 from infersim.calibration.efficiency import Calibration, Efficiency
@@ -132,6 +133,7 @@ def plan_row(row: Measurement, catalog: HardwareCatalog, calibration: Calibratio
     if out is None:
         out = API_DEFAULT_OUTPUT
         assumptions.append(f"output_len unpublished: assumed {API_DEFAULT_OUTPUT}")
+    engine = engine_for_software(row.software)
     prec = row.precision
     if prec is None:
         prec = UNDISCLOSED_PRECISION[chip.kind]
@@ -153,11 +155,13 @@ def plan_row(row: Measurement, catalog: HardwareCatalog, calibration: Calibratio
         else:
             if n is None:
                 return Skip(row.id, "n_chips unknown for a GPU row")
+            assumptions.append(f"step engine: {engine} (from the software column; catalog/data/engines.yaml)")
             domain = catalog.resolve_system(chip.name, n).scale_up_domain
             for tp, ep in _layout_candidates(row, model, n, domain):
                 try:
                     layouts.append(build_deployment(model, chip.name, chips=n, tp=tp, ep=ep, replicas=n // (tp * ep),
-                                                    precision=prec, catalog=catalog, calibration=calibration))
+                                                    precision=prec, catalog=catalog, calibration=calibration,
+                                                    engine=engine))
                 except InputError:
                     continue
     except InputError as e:
@@ -220,7 +224,8 @@ def _spec_setup(row: Measurement, model: ModelArch, dep: Deployment, catalog, ca
                     calibration=calibration)
             else:
                 draft = replace(build_deployment(draft_model, dep.chip.name, chips=dep.chips_per_replica, tp=dep.par.tp,
-                                                 precision=dep.plan.name, catalog=catalog, calibration=calibration),
+                                                 precision=dep.plan.name, catalog=catalog, calibration=calibration,
+                                                 engine=dep.engine.name),
                                 par=dep.par)
         except InputError as e:
             return Skip(row.id, f"speculative decoding: the assumed draft does not fit ({e})")
