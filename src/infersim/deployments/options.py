@@ -5,6 +5,7 @@ from __future__ import annotations
 from infersim.catalog.hardware import HardwareCatalog
 from infersim.deployments.spec import DecodePart, DeploymentSpec, GPUPart, LPUPart, check_spec
 from infersim.errors import InputError
+from infersim.mapping.deployment import engine_layout
 
 
 def _at_least_one(**given) -> None:
@@ -13,17 +14,28 @@ def _at_least_one(**given) -> None:
             raise InputError(f"--{label.replace('_', '-')} must be at least 1, got {v}")
 
 
+def kind_of(catalog: HardwareCatalog, system: str) -> str:
+    return catalog.chip(catalog.resolve_system(system).chip).kind
+
+
 def spec_from_options(catalog: HardwareCatalog, *, system: str, model: str | None = None, chips: int | None = None,
                       tp: int | None = None, pp: int | None = None, ep: int | None = None,
                       replicas: int | None = None, precision: str | None = None, kv_precision: str | None = None,
                       prefill_replicas: int | None = None, decode_replicas: int | None = None,
-                      decode_system: str | None = None, decode_tp: int | None = None) -> DeploymentSpec:
+                      decode_system: str | None = None, decode_tp: int | None = None,
+                      dp_attention: bool | None = None) -> DeploymentSpec:
     """The deployment the flags describe: mode `lpu` on an LPU/wafer chip or system, `pd` when
     prefill/decode replicas are given, else `gpu`. Unknown names and impossible combinations are
-    refused here, each with the fix."""
+    refused here, each with the fix. `dp_attention` True/False reads tp and ep in the engines'
+    convention (a replica of tp GPUs, attention data parallel over them or not; GPUPart)."""
     _at_least_one(chips=chips, tp=tp, pp=pp, ep=ep, replicas=replicas, prefill_replicas=prefill_replicas,
                   decode_replicas=decode_replicas, decode_tp=decode_tp)
-    kind = catalog.chip(catalog.resolve_system(system).chip).kind
+    if dp_attention is not None and kind_of(catalog, system) == "gpu":
+        if tp is None:
+            raise InputError("--dp-attention needs --tp: the GPUs of one engine instance (attention runs data parallel "
+                             "over them, experts by EP)")
+        tp, ep = engine_layout(tp, ep or 1, dp_attention)
+    kind = kind_of(catalog, system)
     disagg = prefill_replicas is not None or decode_replicas is not None
     if not disagg:
         extra = [o for o, v in (("--decode-system", decode_system), ("--decode-tp", decode_tp)) if v is not None]
@@ -36,6 +48,7 @@ def spec_from_options(catalog: HardwareCatalog, *, system: str, model: str | Non
             raise InputError("--prefill-replicas/--decode-replicas split GPU replicas; for LPU or wafer chips use a "
                              "deployment file (--deployment)")
         given = [o for o, v in (("--tp", tp), ("--pp", pp), ("--ep", ep)) if v not in (None, 1)]
+        given += ["--dp-attention"] if dp_attention is not None else []
         if given:
             raise InputError(f"{', '.join(given)}: an LPU/wafer replica is one layer pipeline over all its chips; "
                              "set --chips and --replicas instead")

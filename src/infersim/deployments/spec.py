@@ -9,6 +9,8 @@ gpu:                   # GPU racks (gpu, afd, spec)
   racks: 1
   tp: 8
   ep: 1
+  # dp_attention: true   # engine convention: tp GPUs per instance, attention data parallel over
+                         # them, experts by EP (compiled to tp 1 x ep 8; see GPUPart)
   precision: fp8
   prefill_replicas: 1  # pd / afd: GPU replicas that only prefill (pd: decode_replicas, default the rest, decode)
 lpu:                   # LPU / wafer racks (lpu, afd, spec)
@@ -35,10 +37,11 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from infersim.errors import InputError, shown
 from infersim.inputs import BLOCK_TOKENS_RANGE, read_user_text
+from infersim.mapping.deployment import engine_layout
 from infersim.mapping.engine import BLOCK_TOKENS, MAX_BATCH, MAX_TOKENS_PER_STEP, ROUTER
 from infersim.serving.policies import ADMISSIONS, PREEMPTION_VICTIMS, QUEUE_ORDERS, ROUTERS
 
@@ -50,7 +53,13 @@ class _Strict(BaseModel):
 class GPUPart(_Strict):
     """GPU chips. In a file: `racks` of a named `system` (rack or node), each split into replicas
     of tp x ep x pp. From command-line flags (`racks` None): `system` is a chip or a named system,
-    filled with replicas as `chips` / `replicas` / tp say (mapping.deployment.build_deployment)."""
+    filled with replicas as `chips` / `replicas` / tp say (mapping.deployment.build_deployment).
+
+    `ep` is infersim's: attention data-parallel ranks of tp GPUs each, experts over tp x ep GPUs
+    (mapping.deployment.Parallelism). `dp_attention` (true or false) switches tp and ep to the
+    engines' convention instead: a replica is `tp` GPUs, `ep` the engine's expert-parallel size
+    (dividing tp), attention data parallel over the tp GPUs or tensor parallel; the section is
+    rewritten to infersim's layout when read (mapping.deployment.engine_layout)."""
 
     system: str
     racks: Optional[int] = Field(1, ge=1)
@@ -59,10 +68,22 @@ class GPUPart(_Strict):
     tp: Optional[int] = Field(None, ge=1)  # None: DEFAULT_RACK_TP on racks, else build_deployment's default
     ep: int = Field(1, ge=1)
     pp: int = Field(1, ge=1)
+    dp_attention: Optional[bool] = None  # None: infersim's tp x ep; true/false: the engines' (see above)
     precision: Optional[str] = None
     kv_precision: Optional[str] = None
     prefill_replicas: int = Field(0, ge=0)            # pd / afd: replicas that only prefill
     decode_replicas: Optional[int] = Field(None, ge=1)  # pd: replicas that only decode (default: the rest)
+
+    @model_validator(mode="after")
+    def _engine_convention(self):
+        if self.dp_attention is not None:
+            if self.tp is None:
+                raise ValueError("dp_attention needs tp: the GPUs of one engine instance")
+            tp, ep = engine_layout(self.tp, self.ep, self.dp_attention)
+            object.__setattr__(self, "tp", tp)
+            object.__setattr__(self, "ep", ep)
+            object.__setattr__(self, "dp_attention", None)  # now in infersim's convention
+        return self
 
 
 class DecodePart(_Strict):
