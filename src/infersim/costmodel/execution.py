@@ -1,8 +1,8 @@
 """Execution models: turn per-chip operator work into time, one model per chip kind.
 
 GPU: each op is a smoothed roofline, t = (t_compute^p + t_memory^p)^(1/p), summed over ops (kernels
-run one after another); collectives use an alpha-beta model over the system's links; kernel
-launches and the engine's host work are costmodel.overhead's.
+run one after another); collectives use an alpha-beta model over the system's links
+(costmodel/collectives.py); kernel launches and the engine's host work are costmodel.overhead's.
 LPU / wafer (SRAM-resident, statically scheduled dataflow): each layer's chips overlap compute and
 SRAM streaming perfectly (hard max), layers run one after another for a token, plus a fixed
 per-layer pipeline latency and chip-to-chip hops; no per-step software overhead.
@@ -19,6 +19,7 @@ import numpy as np
 from infersim.catalog.hardware import ChipSpec, LinkSpec
 from infersim.calibration.efficiency import Efficiency
 from infersim.mapping.precision import PrecisionPlan
+from infersim.costmodel import collectives
 from infersim.costmodel.work import Op
 
 CATEGORIES = ("compute", "memory", "interconnect", "overhead")
@@ -162,18 +163,15 @@ def pipeline_latency(eff: Efficiency, n_layers: int):
 
 def collective_time(link: LinkSpec, eff: Efficiency, group: int, bytes_per_chip, count: float, kind: str,
                     with_latency: bool = True):
-    """Alpha-beta time of `count` collectives among `group` chips moving `bytes_per_chip` in total.
+    """Time of `count` collectives among `group` chips moving `bytes_per_chip` in total, by a fixed
+    algorithm (no per-size choice; GPU engine steps use costmodel.collectives directly):
 
-    all_reduce: ring bandwidth term 2(g-1)/g * bytes / bw, latency 2*ceil(log2 g) hops each;
-    all_to_all: bytes / bw (bytes already exclude the local share), ceil(log2 g) hops;
-    p2p: bytes / bw, one hop each."""
+    all_reduce: NCCL-style ring bandwidth with tree latency (collectives' `nccl` algorithm);
+    p2p: bytes / bw, one hop each (without latency: the link's occupancy only)."""
     if group <= 1 or count == 0:
         return 0.0 * np.asarray(bytes_per_chip, dtype=float)
-    bw = float(link.bw_bytes_per_s_per_dir.value) * eff.link_eff
-    alpha = float(link.latency_s.value) if with_latency else 0.0  # without: link occupancy only
-    hops = np.ceil(np.log2(group))
     if kind == "all_reduce":
-        return 2 * (group - 1) / group * np.asarray(bytes_per_chip, dtype=float) / bw + count * 2 * hops * alpha
-    if kind == "all_to_all":
-        return np.asarray(bytes_per_chip, dtype=float) / bw + count * hops * alpha
-    return np.asarray(bytes_per_chip, dtype=float) / bw + count * alpha
+        return count * collectives.all_reduce_times(link, eff, group, np.asarray(bytes_per_chip, dtype=float) / count)["nccl"]
+    if kind == "p2p":
+        return collectives.p2p(link, eff, bytes_per_chip, count, with_latency)
+    raise ValueError(f"unknown collective kind {kind!r}")

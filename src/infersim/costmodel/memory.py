@@ -1,8 +1,10 @@
 """Memory fit per chip: weights + KV cache / SSM state + activations + runtime reserve.
 
-GPU layouts: dense weights split tp x pp ways, routed experts tp x ep x pp ways; KV heads split
-by tp up to the number of KV heads (beyond that they replicate; MLA's latent cache replicates);
-sequences split over the ep attention-data-parallel groups. LPU/wafer: all weights and KV spread
+GPU layouts: dense weights (attention, dense FFN, shared experts) split tp x pp ways and
+replicated over the ep attention data-parallel ranks; routed experts spread over tp x ep (whole
+experts when ep > 1: expert_slot_share) and pp; KV heads split by tp up to the number of KV heads
+(beyond that they replicate; MLA's latent cache replicates); each rank holds the KV cache of its
+own sequences (1/ep of them). LPU/wafer: all weights and KV spread
 evenly over the replica's chips (SRAM), as a compiler places them.
 """
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from infersim.catalog.models import AttentionSpec, MambaSpec
+from infersim.catalog.models import AttentionSpec, MambaSpec, MoESpec
 from infersim.costmodel.work import SSM_STATE_BYTES
 from infersim.mapping.deployment import Deployment, routed_expert_params, weight_bytes_total
 from infersim.mapping.engine import MAX_TOKENS_PER_STEP
@@ -88,6 +90,21 @@ def _kv_split(dep: Deployment) -> float:
     return heads_split * dep.par.pp
 
 
+def expert_slot_share(dep: Deployment) -> float:
+    """The fraction of the routed experts' weights one GPU holds: 1/tp of every expert at ep 1
+    (tensor-sharded); with expert parallelism whole experts, ceil(E / EP) slots of the E per MoE
+    layer (EP not dividing E leaves spare slots, which EPLB fills with redundant copies), so the
+    GPUs together hold each expert at least once."""
+    par = dep.par
+    if par.expert_parallel <= 1:
+        return 1.0 / (par.tp * par.ep)
+    experts = [l.ffn.n_routed for l, _ in dep.model.layer_groups() if isinstance(l.ffn, MoESpec)]
+    if not experts:
+        return 1.0 / par.expert_parallel
+    e = max(experts)
+    return float(np.ceil(e / par.expert_parallel)) / e
+
+
 def memory_fit(dep: Deployment, seqs, context, step_tokens) -> MemoryFit:
     """Per-chip memory for `seqs` sequences of `context` tokens each, with `step_tokens` tokens
     in the largest engine step (capped at MAX_TOKENS_PER_STEP)."""
@@ -107,7 +124,7 @@ def memory_fit(dep: Deployment, seqs, context, step_tokens) -> MemoryFit:
     routed = routed_expert_params(m)
     embed = m.embedding_params + (0 if m.tie_embeddings else m.lm_head_params)
     dense = m.total_params - routed - embed
-    weights = (dense * plan.weight_bytes / (par.tp * par.pp) + routed * plan.expert_weight_bytes / (par.tp * par.ep * par.pp)
+    weights = (dense * plan.weight_bytes / (par.tp * par.pp) + routed * plan.expert_weight_bytes * expert_slot_share(dep) / par.pp
                + embed * plan.weight_bytes / par.tp)
     kv = seqs * kv_bytes_per_seq(dep, context) * kv_chip_share(dep)
     acts = (tokens / par.ep) * (ACT_HIDDEN_TENSORS * m.hidden + 2 * max_inter / par.tp) * plan.act_bytes \

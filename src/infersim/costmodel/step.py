@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from infersim.costmodel.collectives import Comm, step_collectives
 from infersim.costmodel.execution import (CATEGORIES, Breakdown, collective_time, dataflow_op_times, dataflow_rates,
                                           dataflow_table_time, gpu_rates, gpu_table_time,
                                           op_arrays, op_counts, op_rates, pipeline_latency, roofline_seconds)
 from infersim.catalog.engines import engine as default_engine
 from infersim.costmodel.overhead import SIDES, step_overhead
 from infersim.costmodel.timer import DecodeStep, ShapeTimer
-from infersim.costmodel.work import (AttnSums, Batch, Sharding, StepShape, batch_shape, comm_volumes, model_ops,
-                                     model_windows)
+from infersim.costmodel.work import (GLOBAL_OPS, AttnSums, Batch, Sharding, StepShape, batch_shape, dp_rank_imbalance,
+                                     model_ops, model_windows)
 from infersim.catalog.models import MoESpec
 from infersim.mapping.deployment import Deployment
 
@@ -75,6 +76,9 @@ class StepCost(ShapeTimer):
         self._pp = 1 if dep.dataflow else par.pp  # pipeline stages a step passes through
         self.sharding = Sharding() if dep.dataflow else Sharding(tp=par.tp, ep=par.ep, pp=par.pp)
         self.layer_frac = 1.0 if dep.dataflow else 1.0 / par.pp
+        self._dp = 1 if dep.dataflow else par.ep  # attention data-parallel ranks
+        self._global_ops = None  # which ops (columns) span every rank's tokens: set by _compile
+        self._comm_memo: dict[tuple, float] = {}  # see _comm_seconds
         self._n_linear = 3 + 3 * len(self.windows)
         n_features = self._n_linear + len(self.moe_kinds)
         self._base_cols = [0, 1, 2] + list(range(self._n_linear, n_features))  # all but attention sums
@@ -121,16 +125,32 @@ class StepCost(ShapeTimer):
         shape = self._probe(self._n_linear + len(self.moe_kinds))
         ops = model_ops(self.dep.model, shape, self.sharding, self.dep.plan)
         flops, byts, _, _ = op_arrays(ops, self.dep.chip, self.dep.plan)
+        self._global_ops = np.array([op.name in GLOBAL_OPS for op in ops])
         return (flops[0], flops[1:] - flops[0], byts[0], byts[1:] - byts[0],
                 op_rates(ops, self.dep.chip, self.dep.plan), op_counts(ops, self.layer_frac))
 
+    def _imbalance(self, seqs):
+        """The busiest attention rank's work over the mean rank's (None without DP attention)."""
+        return dp_rank_imbalance(seqs, self._dp) if self._dp > 1 else None
+
+    def _busiest(self, y: np.ndarray, f) -> np.ndarray:
+        """Shape-dependent op work of the mean rank (x @ table, op axis last) -> the busiest rank's:
+        rank-local ops scale by f (their work is linear in the rank's share), global ops do not."""
+        if f is None:
+            return y
+        return y * np.where(self._global_ops, 1.0, np.asarray(f, dtype=float)[..., None])
+
     def _ops(self, shape: StepShape):
+        f = self._imbalance(shape.seqs)
         if self._table is None:
             ops = model_ops(self.dep.model, shape, self.sharding, self.dep.plan)
+            if f is not None:  # rank-local ops at the busiest rank's share of the step
+                busy = model_ops(self.dep.model, shape.scaled(f), self.sharding, self.dep.plan)
+                ops = [o if o.name in GLOBAL_OPS else b for o, b in zip(ops, busy)]
             return op_arrays(ops, self.dep.chip, self.dep.plan, self.layer_frac)
         f0, fm, b0, bm, rates, counts = self._table
         x = np.stack(np.broadcast_arrays(*self._features(shape)), axis=-1)
-        return f0 + x @ fm, b0 + x @ bm, rates, counts
+        return f0 + self._busiest(x @ fm, f), b0 + self._busiest(x @ bm, f), rates, counts
 
     # -- step time -----------------------------------------------------------------------------
     def time(self, shape: StepShape) -> Breakdown:
@@ -163,18 +183,19 @@ class StepCost(ShapeTimer):
         features = self._features(micro)
         x = self._matrix(features)
         steady = self._steady_features(features, x) if x.ndim == 2 and x.shape[0] > 1 else None
+        f = self._imbalance(x[..., 0])  # feature 0: the step's sequences
         if steady is not None:
             # Many steps that differ only in attention work (a decode run over growing contexts):
             # the other ops are the same in every step, so evaluate them once.
-            ops = (self._constant_ops_seconds(steady, x)
-                   + self._op_seconds(f0 + x @ fm, b0 + x @ bm, self._attention_ops))
+            ops = (self._constant_ops_seconds(steady, x, None if f is None else f[0])
+                   + self._op_seconds(f0 + self._busiest(x @ fm, f), b0 + self._busiest(x @ bm, f), self._attention_ops))
         else:
-            ops = self._op_seconds(f0 + x @ fm, b0 + x @ bm, self._all_ops)
+            ops = self._op_seconds(f0 + self._busiest(x @ fm, f), b0 + self._busiest(x @ bm, f), self._all_ops)
         lin = x[..., :self._n_linear] if pp == 1 else self._matrix(self._features(shape)[:self._n_linear])
         busy = ops + fixed + r0 + lin @ rm
         if self._dataflow:
             return busy
-        return self.overhead.step_seconds(shape.seqs, shape.prefill_tokens, busy)
+        return self.overhead.step_seconds(shape.seqs, shape.prefill_tokens, busy + self._comm_seconds(micro))
 
     def _steady_features(self, features: list, x: np.ndarray) -> tuple | None:
         """The values of the non-attention features when they are the same in every step of x
@@ -186,7 +207,7 @@ class StepCost(ShapeTimer):
             return None
         return tuple(x[0, self._base_cols].tolist())
 
-    def _constant_ops_seconds(self, steady: tuple, x: np.ndarray):
+    def _constant_ops_seconds(self, steady: tuple, x: np.ndarray, f):
         """Summed time of the ops without attention work for steps x whose non-attention features
         have the values `steady` in every step, evaluated at step 0. Those ops' flops and bytes do
         not depend on the attention features (their coefficients are exactly 0), so the result is
@@ -194,7 +215,8 @@ class StepCost(ShapeTimer):
         seconds = self._constant_ops.get(steady)
         if seconds is None:
             f0, fm, b0, bm, _, _ = self._table
-            seconds = self._op_seconds(f0 + x[0] @ fm, b0 + x[0] @ bm, self._constant_ops_sel)
+            seconds = self._op_seconds(f0 + self._busiest(x[0] @ fm, f), b0 + self._busiest(x[0] @ bm, f),
+                                       self._constant_ops_sel)
             self._constant_ops[steady] = seconds
         return seconds
 
@@ -216,14 +238,15 @@ class StepCost(ShapeTimer):
         return shape.scaled(1.0 / pp) if pp > 1 else shape
 
     def _compile_rest(self):
-        """Affine coefficients of the non-roofline part over the linear features, plus the
-        fixed per-step op overhead and the scalar rates the roofline needs. Also sets the op
-        selections `_op_seconds` takes (all ops, the attention ops, the others)."""
+        """Affine coefficients of the non-roofline part over the linear features (dataflow chips'
+        hops; GPU collectives are not affine: `_comm_seconds`), plus the fixed per-step pipeline
+        latency and the scalar rates the roofline needs. Also sets the op selections `_op_seconds`
+        takes (all ops, the attention ops, the others)."""
         shape = self._probe(self._n_linear)
         if self.dep.dataflow:
             rest = self._dataflow_rest(shape).total
         else:
-            rest = self._gpu_rest(shape, self._micro(shape)).total
+            rest = 0.0 * np.asarray(shape.seqs, dtype=float)  # launches and host work: self.overhead
         eff, chip = self.dep.eff, self.dep.chip
         peaks, counts = self._table[4], self._table[5]
         if self.dep.dataflow:
@@ -249,22 +272,32 @@ class StepCost(ShapeTimer):
     def _gpu_rest(self, shape: StepShape, micro: StepShape) -> Breakdown:
         """Collectives (TP all-reduce, EP all-to-all, PP send/recv); launches and the engine's host
         work are added by `self.overhead` (costmodel.overhead)."""
-        dep, par, eff, sh = self.dep, self.dep.par, self.dep.eff, self.sharding
-        vol = comm_volumes(dep.model, micro, sh, dep.plan)
-        comm = 0.0 * np.asarray(shape.seqs, dtype=float)
-        if par.tp > 1:
-            comm = comm + collective_time(dep.link_for(par.tp), eff, par.tp, vol["tp_allreduce_bytes"] / par.pp,
-                                          vol["tp_allreduce_count"] / par.pp, "all_reduce")
-        if par.ep > 1:
-            comm = comm + collective_time(dep.link_for(par.tp * par.ep), eff, par.tp * par.ep,
-                                          vol["ep_alltoall_bytes"] / par.pp, vol["ep_alltoall_count"] / par.pp,
-                                          "all_to_all")
-        comm = comm * par.pp
-        if par.pp > 1:
-            link = dep.link_for(dep.chips_per_replica)
-            comm = comm + collective_time(link, eff, 2, vol["pp_bytes"] / (par.pp - 1), 1.0, "p2p") * (par.pp - 1)
+        comm = sum((c.seconds for c in self.collectives(micro)), 0.0 * np.asarray(shape.seqs, dtype=float))
         z = 0.0 * comm
         return Breakdown(z, z, comm, z)
+
+    def collectives(self, micro: StepShape) -> list[Comm]:
+        """The step's collectives, each with its side (attention / ffn / pipeline), for one
+        micro-batch through every stage, sized for the busiest attention rank (costmodel.collectives)."""
+        if self.dep.dataflow:
+            return []
+        f = self._imbalance(micro.seqs)
+        return step_collectives(self.dep, self.sharding, micro, 1.0 if f is None else f)
+
+    def _comm_seconds(self, micro: StepShape):
+        """Summed seconds of the collectives (they depend on the step's sequences and tokens only;
+        remembered per scalar pair, as the simulator repeats batch sizes)."""
+        key = None
+        if np.ndim(micro.seqs) == 0 and np.ndim(micro.decode_tokens) == 0 and np.ndim(micro.prefill_tokens) == 0:
+            key = (float(micro.seqs), float(micro.decode_tokens + micro.prefill_tokens))
+            hit = self._comm_memo.get(key)
+            if hit is not None:
+                return hit
+        seconds = sum((c.seconds for c in self.collectives(micro)), 0.0 * np.asarray(micro.seqs, dtype=float))
+        if key is not None:
+            self._comm_memo[key] = float(seconds)
+            return float(seconds)
+        return seconds
 
     def _dataflow_ops(self, shape: StepShape) -> Breakdown:
         """Per-token latency through the replica's layer pipeline (a whole batch moves as one

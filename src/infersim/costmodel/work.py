@@ -32,13 +32,35 @@ ELEMENTWISE_PASSES = 6
 
 @dataclass(frozen=True)
 class Sharding:
-    """How a replica splits its work: tp-way tensor parallel inside each of `ep` attention
-    data-parallel groups; routed experts are spread over all tp*ep chips; pp pipeline stages
-    each hold 1/pp of the layers (their cost is accounted per stage by the caller)."""
+    """How a replica splits its work over tp x ep x pp chips: `ep` attention data-parallel ranks
+    (DP attention: each rank runs attention, dense layers, embedding and LM head for its own
+    sequences, tp-way tensor parallel inside the rank, so no attention all-reduce at tp 1); the
+    routed experts are spread over all tp x ep chips (expert parallel when ep > 1, whole experts
+    per chip; tensor-sharded experts at ep 1); pp pipeline stages each hold 1/pp of the layers
+    (their cost is accounted per stage by the caller). Per-chip work here is the mean rank's;
+    the step scales the rank-local ops to the busiest rank (`dp_rank_imbalance`)."""
 
     tp: int = 1
     ep: int = 1
     pp: int = 1
+
+
+# Ops whose work is spread over all tp x ep chips (every rank's tokens meet there); all other ops
+# are local to an attention data-parallel rank.
+GLOBAL_OPS = ("moe.experts",)
+
+
+def dp_rank_imbalance(seqs, dp: int):
+    """Work of the busiest of `dp` attention data-parallel ranks over the mean rank's, with `seqs`
+    sequences spread as evenly as whole sequences allow: min(ceil(s/dp), s) / (s/dp); 1 when dp is
+    1 or there are no sequences. A prefill chunk counts as one sequence (its tokens are assumed
+    spread like the sequences; engines schedule each rank's prefill separately)."""
+    s = np.asarray(seqs, dtype=float)
+    if dp <= 1:
+        return 1.0 + 0.0 * s
+    mean = s / dp
+    busiest = np.minimum(np.ceil(mean - 1e-9), s)
+    return np.where(s > 0, busiest / np.maximum(mean, 1e-300), 1.0)
 
 
 @dataclass(frozen=True)
@@ -324,22 +346,35 @@ def model_ops(arch: ModelArch, b: StepShape | Batch, sh: Sharding, pp: Precision
     return ops
 
 
-def comm_volumes(arch: ModelArch, b: StepShape, sh: Sharding, pp: PrecisionPlan) -> dict[str, np.ndarray]:
-    """Bytes each chip exchanges per step, by collective.
+def comm_volumes(arch: ModelArch, b: StepShape, sh: Sharding, pp: PrecisionPlan, imbalance=1.0) -> dict[str, np.ndarray]:
+    """Collective messages of one step per chip, for the busiest attention rank (`imbalance`,
+    see dp_rank_imbalance); sizes in bytes, counts per step over all layers.
 
-    tp_allreduce: one all-reduce of the hidden state per mixer and per FFN block (Megatron TP);
-    ep_alltoall: MoE dispatch + combine of top-k token copies when experts span several chips;
-    pp_sendrecv: hidden states crossing each pipeline-stage boundary."""
-    tokens = b.tokens / sh.ep
-    hidden_bytes = tokens * arch.hidden * pp.act_bytes
-    n_blocks = sum(count * ((layer.mixer is not None) + (layer.ffn is not None)) for layer, count in arch.layer_groups())
-    n_moe = sum(count for layer, count in arch.layer_groups() if isinstance(layer.ffn, MoESpec))
-    top_k = max((layer.ffn.top_k for layer, _ in arch.layer_groups() if isinstance(layer.ffn, MoESpec)), default=0)
+    tp_message_bytes: the rank's hidden states, the message of each TP collective;
+    tp_attention_count: all-reduces after the mixers (Megatron TP; none at tp 1);
+    tp_ffn_allreduce_count: all-reduces after dense FFNs, and after MoE blocks whose experts are
+      tensor-sharded (ep 1);
+    tp_ffn_allgather_count: with expert parallelism (ep > 1) at tp > 1 each chip of a rank
+      dispatches 1/tp of the rank's tokens and gathers the combined outputs back (all-gather);
+    ep_send_bytes: MoE dispatch (= combine) bytes each chip sends per phase: its tokens' top-k
+      copies, less the share for experts on the chip itself; ep_phase_count: 2 per MoE layer;
+    pp_bytes: hidden states crossing the pipeline-stage boundaries."""
+    tokens = b.tokens / sh.ep * imbalance
+    message = tokens * arch.hidden * pp.act_bytes
+    groups = arch.layer_groups()
+    n_mixers = sum(count for layer, count in groups if layer.mixer is not None)
+    n_moe = sum(count for layer, count in groups if isinstance(layer.ffn, MoESpec))
+    n_dense = sum(count for layer, count in groups if layer.ffn is not None) - n_moe
+    top_k = max((layer.ffn.top_k for layer, _ in groups if isinstance(layer.ffn, MoESpec)), default=0)
+    tp, ep = sh.tp > 1, sh.ep > 1
+    expert_chips = sh.tp * sh.ep
     return {
-        "tp_allreduce_bytes": hidden_bytes * n_blocks if sh.tp > 1 else 0.0 * hidden_bytes,
-        "tp_allreduce_count": float(n_blocks if sh.tp > 1 else 0),
-        "ep_alltoall_bytes": 2 * hidden_bytes * top_k * n_moe * (sh.ep - 1) / sh.ep if sh.ep > 1 else 0.0 * hidden_bytes,
-        "ep_alltoall_count": float(2 * n_moe if sh.ep > 1 else 0),
-        "pp_bytes": hidden_bytes * (sh.pp - 1),
+        "tp_message_bytes": message,
+        "tp_attention_count": float(n_mixers if tp else 0),
+        "tp_ffn_allreduce_count": float(n_dense + (0 if ep else n_moe) if tp else 0),
+        "tp_ffn_allgather_count": float(n_moe if tp and ep else 0),
+        "ep_send_bytes": message / sh.tp * top_k * (expert_chips - 1) / expert_chips if ep else 0.0 * message,
+        "ep_phase_count": float(2 * n_moe if ep else 0),
+        "pp_bytes": message * (sh.pp - 1),
         "pp_count": float(sh.pp - 1),
     }

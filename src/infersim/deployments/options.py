@@ -7,6 +7,7 @@ from pydantic import ValidationError
 
 from infersim.deployments.spec import DecodePart, DeploymentSpec, EnginePart, GPUPart, LPUPart, SpecPart, check_spec
 from infersim.errors import InputError
+from infersim.mapping.deployment import engine_layout
 
 
 def _at_least_one(**given) -> None:
@@ -32,6 +33,10 @@ def _speculation(method, k, acceptance, draft_model) -> SpecPart | None:
         raise InputError(f"--spec {method}: {e.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 
 
+def kind_of(catalog: HardwareCatalog, system: str) -> str:
+    return catalog.chip(catalog.resolve_system(system).chip).kind
+
+
 def spec_from_options(catalog: HardwareCatalog, *, system: str, model: str | None = None, chips: int | None = None,
                       tp: int | None = None, pp: int | None = None, ep: int | None = None,
                       replicas: int | None = None, precision: str | None = None, kv_precision: str | None = None,
@@ -40,17 +45,24 @@ def spec_from_options(catalog: HardwareCatalog, *, system: str, model: str | Non
                       prefill_tp: int | None = None, prefill_ep: int | None = None,
                       spec_method: str | None = None, spec_k: int | None = None,
                       spec_acceptance: float | list[float] | None = None,
-                      draft_model: str | None = None, engine: str | None = None) -> DeploymentSpec:
+                      draft_model: str | None = None, engine: str | None = None,
+                      dp_attention: bool | None = None) -> DeploymentSpec:
     """The deployment the flags describe: mode `lpu` on an LPU/wafer chip or system, `pd` when
     prefill/decode replicas are given, else `gpu`; `spec_method` (mtp, eagle or draft with
     `draft_model`) adds speculative decoding drafted on the decoding GPUs; `engine` names the GPU
-    serving engine (None: the default). Unknown names and impossible combinations are refused here,
-    each with the fix."""
+    serving engine (None: the default); `dp_attention` True/False reads tp and ep in the engines'
+    convention (a replica of tp GPUs, attention data parallel over them or not; GPUPart). Unknown
+    names and impossible combinations are refused here, each with the fix."""
     _at_least_one(chips=chips, tp=tp, pp=pp, ep=ep, replicas=replicas, prefill_replicas=prefill_replicas,
                   decode_replicas=decode_replicas, decode_tp=decode_tp, decode_ep=decode_ep, prefill_tp=prefill_tp,
                   prefill_ep=prefill_ep, spec_k=spec_k)
     spec = _speculation(spec_method, spec_k, spec_acceptance, draft_model)
-    kind = catalog.chip(catalog.resolve_system(system).chip).kind
+    if dp_attention is not None and kind_of(catalog, system) == "gpu":
+        if tp is None:
+            raise InputError("--dp-attention needs --tp: the GPUs of one engine instance (attention runs data parallel "
+                             "over them, experts by EP)")
+        tp, ep = engine_layout(tp, ep or 1, dp_attention)
+    kind = kind_of(catalog, system)
     disagg = prefill_replicas is not None or decode_replicas is not None
     if not disagg:
         extra = [o for o, v in (("--decode-system", decode_system), ("--decode-tp", decode_tp),
@@ -68,6 +80,7 @@ def spec_from_options(catalog: HardwareCatalog, *, system: str, model: str | Non
             raise InputError("--spec drafts on GPUs; an LPU/wafer deployment takes speculative decoding from a "
                              "deployment file (mode: spec)")
         given = [o for o, v in (("--tp", tp), ("--pp", pp), ("--ep", ep)) if v not in (None, 1)]
+        given += ["--dp-attention"] if dp_attention is not None else []
         if given:
             raise InputError(f"{', '.join(given)}: an LPU/wafer replica is one layer pipeline over all its chips; "
                              "set --chips and --replicas instead")

@@ -9,6 +9,8 @@ gpu:                   # GPU racks (gpu, afd, spec)
   racks: 1
   tp: 8
   ep: 1
+  # dp_attention: true   # engine convention: tp GPUs per instance, attention data parallel over
+                         # them, experts by EP (compiled to tp 1 x ep 8; see GPUPart)
   precision: fp8
   prefill_replicas: 1  # pd / afd: GPU replicas that only prefill (pd: decode_replicas, default the rest, decode)
 prefill: {tp: 4, ep: 1}  # pd: a prefill worker's layout when it differs from gpu's (each worker tp x ep x pp GPUs)
@@ -46,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from infersim.errors import InputError, shown
 from infersim.inputs import BLOCK_TOKENS_RANGE, read_user_text, validated
+from infersim.mapping.deployment import engine_layout
 from infersim.mapping.engine import BLOCK_TOKENS, MAX_BATCH, MAX_TOKENS_PER_STEP, ROUTER
 from infersim.serving.policies import ADMISSIONS, PREEMPTION_VICTIMS, QUEUE_ORDERS, ROUTERS
 
@@ -54,10 +57,29 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .inf / .nan are no sizes or ratios
 
 
+def _to_infersim_layout(part):
+    """A section whose tp/ep are given in the engines' convention (`dp_attention` true or false)
+    rewritten to infersim's (mapping.deployment.engine_layout); unchanged when dp_attention is None."""
+    if part.dp_attention is not None:
+        if part.tp is None:
+            raise ValueError("dp_attention needs tp: the GPUs of one engine instance")
+        tp, ep = engine_layout(part.tp, part.ep or 1, part.dp_attention)
+        object.__setattr__(part, "tp", tp)
+        object.__setattr__(part, "ep", ep)
+        object.__setattr__(part, "dp_attention", None)  # now in infersim's convention
+    return part
+
+
 class GPUPart(_Strict):
     """GPU chips. In a file: `racks` of a named `system` (rack or node), each split into replicas
     of tp x ep x pp. From command-line flags (`racks` None): `system` is a chip or a named system,
-    filled with replicas as `chips` / `replicas` / tp say (mapping.deployment.build_deployment)."""
+    filled with replicas as `chips` / `replicas` / tp say (mapping.deployment.build_deployment).
+
+    `ep` is infersim's: attention data-parallel ranks of tp GPUs each, experts over tp x ep GPUs
+    (mapping.deployment.Parallelism). `dp_attention` (true or false) switches tp and ep to the
+    engines' convention instead: a replica is `tp` GPUs, `ep` the engine's expert-parallel size
+    (dividing tp), attention data parallel over the tp GPUs or tensor parallel; the section is
+    rewritten to infersim's layout when read (mapping.deployment.engine_layout)."""
 
     system: str
     racks: Optional[int] = Field(1, ge=1)
@@ -66,20 +88,31 @@ class GPUPart(_Strict):
     tp: Optional[int] = Field(None, ge=1)  # None: DEFAULT_RACK_TP on racks, else build_deployment's default
     ep: int = Field(1, ge=1)
     pp: int = Field(1, ge=1)
+    dp_attention: Optional[bool] = None  # None: infersim's tp x ep; true/false: the engines' (see above)
     precision: Optional[str] = None
     kv_precision: Optional[str] = None
     prefill_replicas: int = Field(0, ge=0)            # pd / afd: replicas that only prefill
     decode_replicas: Optional[int] = Field(None, ge=1)  # pd: replicas that only decode (default: the rest)
 
+    @model_validator(mode="after")
+    def _engine_convention(self):
+        return _to_infersim_layout(self)
+
 
 class DecodePart(_Strict):
     """pd: one pool's workers (`prefill:` or `decode:` section) when they differ from the gpu
     section's: chip or system (command-line layouts only; with gpu.racks both pools are carved from
-    the racks), tp and ep per worker. Attention data parallelism per pool belongs here too."""
+    the racks), tp and ep per worker; `dp_attention` reads them in the engines' convention, as in
+    the gpu section."""
 
     system: Optional[str] = None
     tp: Optional[int] = Field(None, ge=1)
     ep: Optional[int] = Field(None, ge=1)
+    dp_attention: Optional[bool] = None
+
+    @model_validator(mode="after")
+    def _engine_convention(self):
+        return _to_infersim_layout(self)
 
 
 class LPUPart(_Strict):

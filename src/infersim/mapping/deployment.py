@@ -14,9 +14,15 @@ from infersim.errors import InputError
 
 @dataclass(frozen=True)
 class Parallelism:
-    """tp: tensor parallel; pp: pipeline stages; ep: expert parallel (also the attention
-    data-parallel degree; dense models treat it as data parallel); replicas: independent copies.
-    On LPUs and wafers a replica is one layer pipeline over all its chips (tp/pp/ep unused)."""
+    """A replica is tp x ep x pp chips. ep is the number of attention data-parallel ranks (DP
+    attention): each rank of tp chips runs attention (tp-way tensor parallel), dense layers,
+    embedding and LM head for its own sequences and holds their KV cache; the routed experts are
+    spread over all tp x ep chips (expert parallel, an all-to-all per MoE layer; wide EP when
+    tp x ep is large, e.g. 72 GPUs of an NVL72 domain). At ep 1 the experts are tensor-sharded
+    over the tp chips. Dense models treat ep as plain data parallelism. pp: pipeline stages;
+    replicas: independent copies. On LPUs and wafers a replica is one layer pipeline over all
+    its chips (tp/pp/ep unused). The engines' (tp, ep, attention-DP) flags map here through
+    `engine_layout`."""
 
     tp: int = 1
     pp: int = 1
@@ -26,6 +32,44 @@ class Parallelism:
     @property
     def chips_per_replica(self) -> int:
         return self.tp * self.pp * self.ep
+
+    @property
+    def dp_attention(self) -> bool:
+        """Whether attention runs data parallel over several ranks (ep > 1)."""
+        return self.ep > 1
+
+    @property
+    def expert_parallel(self) -> int:
+        """GPUs the routed experts are spread over as whole experts (1: tensor-sharded experts)."""
+        return self.tp * self.ep if self.ep > 1 else 1
+
+
+def engine_layout(tp: int, ep: int = 1, dp_attention: bool = False) -> tuple[int, int]:
+    """infersim's (tp, ep) for an engine instance launched with tensor_parallel_size `tp`,
+    expert_parallel_size `ep` and attention data parallelism on or off (TensorRT-LLM
+    `enable_attention_dp`, SGLang `--enable-dp-attention --dp tp`, vLLM `-dp tp -tp 1`): the
+    instance is `tp` GPUs either way. With DP attention each GPU is one attention rank: (1, tp).
+    Without it attention is tp-way tensor parallel and the experts live on the same tp GPUs, by EP
+    or by TP (the same work and weights per GPU here; EP's all-to-all becomes the TP all-reduce
+    after the MoE): (tp, 1). The engine's ep must divide its tp (TensorRT-LLM: moe_tp x moe_ep = tp)."""
+    for label, v in (("tp", tp), ("ep", ep)):
+        if v < 1:
+            raise InputError(f"engine {label} must be at least 1, got {v}")
+    if tp % ep:
+        raise InputError(f"engine ep {ep} does not divide engine tp {tp}: the experts live on the instance's tp GPUs "
+                         f"(moe_tp x moe_ep = tp); use an ep that divides {tp}")
+    return (1, tp) if dp_attention else (tp, 1)
+
+
+def check_expert_parallel(model: ModelArch, par: Parallelism) -> None:
+    """InputError when expert parallelism leaves a GPU without a whole expert (more GPUs than
+    routed experts); an EP size that does not divide the experts is allowed: a GPU then holds
+    ceil(E / EP) expert slots, the spare ones filled by redundant copies (EPLB)."""
+    experts = [l.ffn.n_routed for l, _ in model.layer_groups() if isinstance(l.ffn, MoESpec)]
+    if par.ep > 1 and experts and par.expert_parallel > min(experts):
+        raise InputError(f"tp x ep = {par.expert_parallel} GPUs for the {min(experts)} routed experts of {model.name}: "
+                         f"expert parallelism places whole experts, so some GPUs would hold none; use tp x ep <= "
+                         f"{min(experts)} (more attention ranks need replicas instead)")
 
 
 @dataclass(frozen=True)
@@ -171,6 +215,7 @@ def build_deployment(model: ModelArch, system_name: str, *, chips: int | None = 
                          f"scale-up domain of {system.name}, which has no scale-out link")
     if chip.kind not in ("lpu", "wafer"):
         check_tensor_parallel(model, par.tp)
+        check_expert_parallel(model, par)
     up = catalog.link(system.scale_up_link) if system.scale_up_link else None
     out = catalog.link(system.scale_out_link) if system.scale_out_link else None
     return Deployment(model=model, system=system, chip=chip, par=par, plan=plan, eff=eff,
