@@ -190,7 +190,7 @@ def _check_conservation(rep: dict, csv_rows: list[dict]):
 
 def test_validate_json_accounts_for_every_published_row():
     # the closed-form serving predictions keep this test fast; the simulated path has its own test
-    r = runner.invoke(app, ["validate", "--json", "--method", "analytical", "--measurements", str(SHARED_CSV)])
+    r = runner.invoke(app, ["validate", "--json", "--method", "analytical", "--measurements-only", "--measurements", str(SHARED_CSV)])
     assert r.exit_code == 0, (r.stderr, r.exception)
     rep = json.loads(r.stdout)
     rows = _csv_rows(SHARED_CSV)
@@ -415,14 +415,14 @@ def test_validate_scoped_to_a_deployment_uses_its_chips_and_spec_inputs(tmp_path
             "spec": {"draft_model": "llama-3.1-8b", "k": 3, "acceptance": 0.55}}
     f = tmp_path / "d.yaml"
     f.write_text(yaml.safe_dump(body))
-    r = runner.invoke(app, ["validate", "--json", "--method", "analytical", "--deployment", str(f),
+    r = runner.invoke(app, ["validate", "--json", "--method", "analytical", "--measurements-only", "--deployment", str(f),
                             "--measurements", str(SHARED_CSV)])
     assert r.exit_code == 0, (r.stderr, r.exception)
     rep = json.loads(r.stdout)
     assert rep["rows"] and {x["chip"] for x in rep["rows"]} <= {"cerebras-wse3", "rubin"}
     spec_rows = [x for x in rep["rows"] if any("speculative decoding" in a for a in x["assumptions"])]
     assert spec_rows and all(any("0.55" in a and "wafer-spec" in a for a in x["assumptions"]) for x in spec_rows)
-    empty = runner.invoke(app, ["validate", "--method", "analytical", "--deployment",
+    empty = runner.invoke(app, ["validate", "--method", "analytical", "--measurements-only", "--deployment",
                                 str(Path(__file__).resolve().parents[1] / "examples" / "deployments" / "lpx.yaml"),
                                 "--measurements", str(SHARED_CSV)])
     assert empty.exit_code == 0 and "nothing to compare" in empty.stderr

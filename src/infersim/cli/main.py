@@ -11,12 +11,13 @@ from rich.table import Table
 
 from infersim.cli.common import (ENGINE_HELP, catalog_from_options as _catalog, emit_json as _emit_json, err,
                                   fails_cleanly, fmt_g as _g, missing_option, out, refuse_file_options)
-from infersim.datasets import measurements_csv
+from infersim.datasets import inferencex_points, measurements_csv
 from infersim.errors import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Simulate and plan LLM inference on GPUs, LPUs and wafer-scale engines.")
 DEFAULT_MEASUREMENTS = measurements_csv()  # the shipped calibration set, wherever the package is installed
+DEFAULT_INFERENCEX = inferencex_points()  # the shipped InferenceX serving points
 DEFAULT_FIT_OUT = "infersim-fit.json"  # calibrate's output, in the current directory
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the installed infersim package: calibrate never writes here
 POOR_ERROR = 0.5  # a row whose in-sample or held-out |error| exceeds this is flagged POOR
@@ -180,22 +181,41 @@ def validate(measurements: Path = typer.Option(DEFAULT_MEASUREMENTS, help="measu
              deployment: Optional[Path] = typer.Option(None, "--deployment", help="only rows measured on this "
                                                        "deployment file's chips; its spec: section supplies "
                                                        "unpublished speculative-decoding inputs"),
+             inferencex: Path = typer.Option(DEFAULT_INFERENCEX, "--inferencex-points", help="InferenceX serving "
+                                             "points (the shipped file's format), each predicted by simulating its "
+                                             "benchmark client", show_default="the shipped InferenceX points"),
+             inferencex_only: bool = typer.Option(False, "--inferencex-only", help="only the InferenceX points"),
+             measurements_only: bool = typer.Option(False, "--measurements-only", help="only the measurement CSV"),
              as_json: bool = typer.Option(False, "--json")):
-    """Predict every published measurement we can; report errors per row, per group and per metric."""
+    """Predict every published measurement and InferenceX serving point we can; report errors per
+    row, per group and per metric (InferenceX: by interactivity band, feature and hardware)."""
     from infersim.calibration.efficiency import load_calibration
-    from infersim.validation.report import validate as run
+    from infersim.cli.inferencex_view import combined_json, print_inferencex
+    from infersim.validation.inferencex_report import validate_inferencex
+    from infersim.validation.report import deployment_chips, validate as run
     if jobs < 1:
         raise InputError(f"--jobs must be at least 1, got {jobs}")
+    if inferencex_only and measurements_only:
+        raise InputError("--inferencex-only and --measurements-only exclude each other; give one (or neither for both)")
     from infersim.modes import load_spec
     spec = load_spec(deployment) if deployment is not None else None
-    rep = run(measurements, _catalog(hardware, set_), load_calibration(calibration), method=method, jobs=jobs,
-              deployment=spec)
-    if spec is not None and not rep.rows and not rep.skipped:
+    catalog, cal = _catalog(hardware, set_), load_calibration(calibration)
+    rep = None if inferencex_only else run(measurements, catalog, cal, method=method, jobs=jobs, deployment=spec)
+    ix = None if measurements_only else validate_inferencex(
+        inferencex, catalog, cal, jobs=jobs, chips=None if spec is None else deployment_chips(spec, catalog))
+    if spec is not None and rep is not None and not rep.rows and not rep.skipped:
         err.print(f"note: no published measurement in {measurements} was taken on the chips of deployment "
                   f"'{spec.name}'; nothing to compare yet")
     if as_json:
-        _emit_json(rep.to_dict())
+        _emit_json(combined_json(None if rep is None else rep.to_dict(), ix, cal.source))
         return
+    if rep is not None:
+        _print_measurements(rep, method)
+    if ix is not None:
+        print_inferencex(ix, out)
+
+
+def _print_measurements(rep, method: str) -> None:
     t = Table(title=f"predicted vs measured ({len(rep.rows)} rows; held-out = cross-validated prediction; "
                     f"serving rows by {'simulation' if method == 'simulate' else 'closed form'})")
     for c in ("id", "model", "chip", "scenario", "metric", "measured", "predicted", "error", "held-out err", "flag"):

@@ -21,6 +21,11 @@ def measurements_csv() -> Path:
     return CALIBRATION_DIR / "measurements.csv"
 
 
+def inferencex_points() -> Path:
+    """The InferenceX serving points `validate` predicts by default (format in its README.md)."""
+    return CALIBRATION_DIR / "inferencex" / "points.csv"
+
+
 def trace(name: str) -> Path:
     """A shipped trace by file name (e.g. 'AzureLLMInferenceTrace_conv.csv')."""
     return TRACES_DIR / name

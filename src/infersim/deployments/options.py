@@ -33,6 +33,15 @@ def _speculation(method, k, acceptance, draft_model) -> SpecPart | None:
         raise InputError(f"--spec {method}: {e.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 
 
+def _pool(part, **fields):
+    """A P/D pool section from flags; a layout pydantic refuses is one InputError."""
+    try:
+        return part(**fields)
+    except ValidationError as e:
+        raise InputError(f"P/D pool layout {', '.join(f'{k}={v}' for k, v in fields.items() if v is not None)}: "
+                         f"{e.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+
+
 def kind_of(catalog: HardwareCatalog, system: str) -> str:
     return catalog.chip(catalog.resolve_system(system).chip).kind
 
@@ -46,12 +55,14 @@ def spec_from_options(catalog: HardwareCatalog, *, system: str, model: str | Non
                       spec_method: str | None = None, spec_k: int | None = None,
                       spec_acceptance: float | list[float] | None = None,
                       draft_model: str | None = None, engine: str | None = None,
-                      dp_attention: bool | None = None) -> DeploymentSpec:
+                      dp_attention: bool | None = None, prefill_dp_attention: bool | None = None,
+                      decode_dp_attention: bool | None = None) -> DeploymentSpec:
     """The deployment the flags describe: mode `lpu` on an LPU/wafer chip or system, `pd` when
     prefill/decode replicas are given, else `gpu`; `spec_method` (mtp, eagle or draft with
     `draft_model`) adds speculative decoding drafted on the decoding GPUs; `engine` names the GPU
     serving engine (None: the default); `dp_attention` True/False reads tp and ep in the engines'
-    convention (a replica of tp GPUs, attention data parallel over them or not; GPUPart). Unknown
+    convention (a replica of tp GPUs, attention data parallel over them or not; GPUPart), and
+    `prefill_dp_attention` / `decode_dp_attention` a P/D pool's `prefill_tp/ep`, `decode_tp/ep`. Unknown
     names and impossible combinations are refused here, each with the fix."""
     _at_least_one(chips=chips, tp=tp, pp=pp, ep=ep, replicas=replicas, prefill_replicas=prefill_replicas,
                   decode_replicas=decode_replicas, decode_tp=decode_tp, decode_ep=decode_ep, prefill_tp=prefill_tp,
@@ -66,7 +77,9 @@ def spec_from_options(catalog: HardwareCatalog, *, system: str, model: str | Non
     disagg = prefill_replicas is not None or decode_replicas is not None
     if not disagg:
         extra = [o for o, v in (("--decode-system", decode_system), ("--decode-tp", decode_tp),
-                                ("--decode-ep", decode_ep), ("--prefill-tp", prefill_tp), ("--prefill-ep", prefill_ep))
+                                ("--decode-ep", decode_ep), ("--prefill-tp", prefill_tp), ("--prefill-ep", prefill_ep),
+                                ("prefill dp_attention", prefill_dp_attention),
+                                ("decode dp_attention", decode_dp_attention))
                  if v is not None]
         if extra:
             raise InputError(f"{', '.join(extra)}: for a disaggregated deployment only; add --prefill-replicas N "
@@ -98,9 +111,10 @@ def spec_from_options(catalog: HardwareCatalog, *, system: str, model: str | Non
     if clash:
         raise InputError(f"{' and '.join(clash)} cannot be combined with --prefill-replicas/--decode-replicas "
                          "(each pool's size is its replicas x tp x pp x ep); drop them")
-    decode = (DecodePart(system=decode_system, tp=decode_tp, ep=decode_ep)
+    decode = (_pool(DecodePart, system=decode_system, tp=decode_tp, ep=decode_ep, dp_attention=decode_dp_attention)
               if decode_system or decode_tp or decode_ep else None)
-    prefill = DecodePart(tp=prefill_tp, ep=prefill_ep) if prefill_tp or prefill_ep else None
+    prefill = (_pool(DecodePart, tp=prefill_tp, ep=prefill_ep, dp_attention=prefill_dp_attention)
+               if prefill_tp or prefill_ep else None)
     return check_spec(DeploymentSpec(name=name, mode="pd", model=model, decode=decode, prefill=prefill, spec=spec,
                                      engine=EnginePart(name=engine),
                                      gpu=GPUPart(prefill_replicas=prefill_replicas, decode_replicas=decode_replicas,

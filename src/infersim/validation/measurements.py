@@ -60,40 +60,54 @@ def _num(raw: str, kind, where: str, col: str, positive: bool = True):
     return v
 
 
-def read_measurements(path: str | Path) -> list[Measurement]:
+def read_csv_file(path: str | Path, parse, what: str, fix: str):
+    """parse(csv.DictReader, path) over a UTF-8 CSV file; an unreadable file is one InputError
+    ("cannot read {what} '...': why; {fix}")."""
     path = Path(path)
     try:
         fh = path.open(newline="", encoding="utf-8")
     except OSError as e:
-        raise InputError(f"cannot read measurements file '{shown(path)}': {os_problem(e)}; give a measurement CSV "
-                         "(the calibration schema)") from None
+        raise InputError(f"cannot read {what} '{shown(path)}': {os_problem(e)}; {fix}") from None
     try:
         with fh:
-            return _parse(csv.DictReader(fh), path)
+            return parse(csv.DictReader(fh), path)
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save the file as UTF-8") from None
 
 
-def _parse(reader: csv.DictReader, path: Path) -> list[Measurement]:
-    rows: list[Measurement] = []
-    missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+def checked_records(reader: csv.DictReader, path: Path, required: tuple[str, ...], id_column: str,
+                    header_note: str = ""):
+    """Yield (record, line, where, id) for every CSV record after checking the header holds the
+    `required` columns, each record has as many fields as the header and a unique, non-empty id
+    (each problem one InputError naming the line and column)."""
+    missing = [c for c in required if c not in (reader.fieldnames or [])]
     if missing:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)} in the header line")
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)} in the header line{header_note}")
     seen: set[str] = set()
     for r in reader:
         line = reader.line_num
         where = f"{path.name} line {line}"
         if None in r:
             raise InputError(f"{where}: more fields than the header has columns (quote fields holding commas)")
-        short = [c for c in REQUIRED_COLUMNS if r.get(c) is None]
+        short = [c for c in required if r.get(c) is None]
         if short:
             raise InputError(f"{where}: fewer fields than the header; column '{short[0]}' is missing")
-        rid = (r["id"] or "").strip()
+        rid = (r[id_column] or "").strip()
         if not rid:
-            raise InputError(f"{where}, column 'id': empty")
+            raise InputError(f"{where}, column '{id_column}': empty")
         if rid in seen:
-            raise InputError(f"{where}, column 'id': duplicate id {rid}")
+            raise InputError(f"{where}, column '{id_column}': duplicate id {shown(rid)}")
         seen.add(rid)
+        yield r, line, where, rid
+
+
+def read_measurements(path: str | Path) -> list[Measurement]:
+    return read_csv_file(path, _parse, "measurements file", "give a measurement CSV (the calibration schema)")
+
+
+def _parse(reader: csv.DictReader, path: Path) -> list[Measurement]:
+    rows: list[Measurement] = []
+    for r, line, where, rid in checked_records(reader, path, REQUIRED_COLUMNS, "id"):
         for col, allowed in (("scenario", SCENARIOS), ("metric", tuple(METRICS))):
             if r[col] not in allowed:
                 raise InputError(f"{where}, column '{col}': '{r[col]}' is not one of {', '.join(allowed)}")

@@ -156,6 +156,22 @@ def _deployment_scope(deployment, catalog: HardwareCatalog):
     return chips, sa
 
 
+def measured_on(catalog: HardwareCatalog, chip: str, chips: set[str] | None) -> bool:
+    """Whether a row measured on `chip` is in scope: every row without a chip filter, else the rows
+    on one of `chips` (catalog names; a chip the catalog does not know is out of scope)."""
+    if chips is None:
+        return True
+    try:
+        return catalog.chip(chip).name in chips
+    except InputError:
+        return False
+
+
+def deployment_chips(deployment, catalog: HardwareCatalog) -> set[str]:
+    """Catalog names of the chips a deployment file uses (validate keeps the rows measured on them)."""
+    return _deployment_scope(deployment, catalog)[0]
+
+
 def validate(measurements: str | Path, catalog: HardwareCatalog | None = None,
              calibration: Calibration | None = None, method: str = "simulate", jobs: int = 1,
              progress=None, deployment=None) -> ValidationReport:
@@ -171,12 +187,8 @@ def validate(measurements: str | Path, catalog: HardwareCatalog | None = None,
     planned, skipped = [], []
     chips, spec_assumptions = (None, None) if deployment is None else _deployment_scope(deployment, catalog)
     for row in read_measurements(measurements):
-        if chips is not None:
-            try:
-                if catalog.chip(row.chip).name not in chips:
-                    continue
-            except InputError:
-                continue
+        if not measured_on(catalog, row.chip, chips):
+            continue
         plan = plan_row(row, catalog, calibration, spec_assumptions)
         (skipped if isinstance(plan, Skip) else planned).append(plan)
     simulated = [p for p in planned if method == "simulate" and p.row.scenario in SIMULATED_SCENARIOS]
