@@ -344,6 +344,9 @@ def _check_fit(res):
     planned = {p.row.id for p in res.plans}
     assert set(res.heldout) == planned, "a planned row has no held-out prediction"
     assert all(math.isfinite(v) and v > 0 for v in res.heldout.values())
+    # by source: every row whose kind has rows from another source (the rest have no fit to hold out from)
+    assert set(res.heldout_grouped) <= planned
+    assert all(math.isfinite(v) and v > 0 for v in res.heldout_grouped.values())
     kind_of = _kind_of_family(res)
     for fam, entry in res.fit_file["families"].items():
         grid = fit.GRIDS[kind_of(fam)]
@@ -510,7 +513,11 @@ def test_shipped_fit_reproduces_from_the_shipped_measurements():
     for fam, entry in shipped["families"].items():
         assert refit["families"][fam]["rows"] == entry["rows"], fam
         assert refit["families"][fam]["values"] == pytest.approx(entry["values"], rel=1e-9), fam
-    assert refit["heldout_predictions"] == pytest.approx(shipped["heldout_predictions"], rel=1e-9)
-    assert refit["heldout_params"].keys() == shipped["heldout_params"].keys()
-    for rid, params in shipped["heldout_params"].items():
-        assert refit["heldout_params"][rid] == pytest.approx(params, rel=1e-9), rid
+    for kind in ("heldout", "heldout_grouped"):
+        assert refit[f"{kind}_predictions"] == pytest.approx(shipped[f"{kind}_predictions"], rel=1e-9)
+        assert refit[f"{kind}_params"].keys() == shipped[f"{kind}_params"].keys()
+        for rid, params in shipped[f"{kind}_params"].items():
+            assert refit[f"{kind}_params"][rid] == pytest.approx(params, rel=1e-9), (kind, rid)
+    assert refit["source_groups"] == shipped["source_groups"]
+    for fam, entry in shipped["families"].items():
+        assert refit["families"][fam]["at_grid_edge"] == entry["at_grid_edge"], fam

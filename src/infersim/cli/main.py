@@ -216,40 +216,46 @@ def validate(measurements: Path = typer.Option(DEFAULT_MEASUREMENTS, help="measu
 
 
 def _print_measurements(rep, method: str) -> None:
-    t = Table(title=f"predicted vs measured ({len(rep.rows)} rows; held-out = cross-validated prediction; "
-                    f"serving rows by {'simulation' if method == 'simulate' else 'closed form'})")
-    for c in ("id", "model", "chip", "scenario", "metric", "measured", "predicted", "error", "held-out err", "flag"):
+    t = Table(title=f"predicted vs measured ({len(rep.rows)} rows; held-out = cross-validated prediction by row "
+                    f"folds / by source (no row of its source in the fit); serving rows by "
+                    f"{'simulation' if method == 'simulate' else 'closed form'})")
+    for c in ("id", "model", "chip", "scenario", "metric", "measured", "predicted", "error", "held-out err",
+              "by source", "flag"):
         t.add_column(c)
     for r in rep.rows:
-        h = r.heldout_error
-        worst = max(abs(r.error), abs(h) if h is not None else 0.0)
+        h, hg = r.heldout_error, r.heldout_grouped_error
+        worst = max(abs(r.error), *(abs(x) for x in (h, hg) if x is not None))
         flag = "POOR (>50%)" if worst > POOR_ERROR else ("assumed inputs" if r.assumptions else "")
         t.add_row(r.id, r.model, r.chip, r.scenario, r.metric, _g(r.measured), _g(r.predicted), f"{r.error:+.0%}",
-                  "—" if h is None else f"{h:+.0%}", flag)
+                  "—" if h is None else f"{h:+.0%}", "—" if hg is None else f"{hg:+.0%}", flag)
     out.print(t)
     if rep.skipped:
         out.print(f"[bold]skipped {len(rep.skipped)} rows[/] (not predicted, with the reason):")
         for s in rep.skipped:
             out.print(f"  {s.id}: {s.reason}", markup=False, highlight=False)
-    g = Table(title="absolute error by group: in-sample (current fit) and held-out (cross-validated)")
-    for c in ("by", "group", "rows", "median", "mean", "held-out median", "held-out mean", "target"):
+    g = Table(title="absolute error by group: in-sample (current fit) and held-out (cross-validated by row folds, "
+                    "and by source: the target applies to this one)")
+    for c in ("by", "group", "rows", "median", "mean", "held-out median", "held-out mean", "by-source median",
+              "by-source mean", "target"):
         g.add_column(c)
     for x in rep.groups():
-        hm = x["heldout_median_abs_err"]
+        hm, gm = x["heldout_median_abs_err"], x["heldout_grouped_median_abs_err"]
         flag = ""
-        if x["target"] is not None and hm is not None:
-            flag = " ok" if hm <= x["target"] else " MISSED"
+        if x["target"] is not None and gm is not None:
+            flag = " ok" if gm <= x["target"] else " MISSED"
         g.add_row(x["by"], x["group"], str(x["n"]), f"{x['median_abs_err']:.1%}", f"{x['mean_abs_err']:.1%}",
                   "—" if hm is None else f"{hm:.1%}", "—" if hm is None else f"{x['heldout_mean_abs_err']:.1%}",
+                  "—" if gm is None else f"{gm:.1%}", "—" if gm is None else f"{x['heldout_grouped_mean_abs_err']:.1%}",
                   "" if x["target"] is None else f"≤{x['target']:.0%}{flag}")
     out.print(g)
     out.print(f"calibration: {rep.calibration}; {len(rep.rows)} rows predicted, {len(rep.skipped)} skipped (listed above)")
     for x in rep.groups():
         if x["by"] == "kind":
-            hm = x["heldout_median_abs_err"]
-            verdict = "" if hm is None else ("meets" if hm <= x["target"] else "MISSES")
+            hm, gm = x["heldout_median_abs_err"], x["heldout_grouped_median_abs_err"]
+            verdict = "" if gm is None else ("meets" if gm <= x["target"] else "MISSES")
             out.print(f"summary {x['group']:5s}: {x['n']:3d} rows, median |error| {x['median_abs_err']:.1%} in-sample, "
-                      f"{'—' if hm is None else f'{hm:.1%}'} held-out ({verdict} the {x['target']:.0%} target)")
+                      f"{'—' if hm is None else f'{hm:.1%}'} held-out by row folds, "
+                      f"{'—' if gm is None else f'{gm:.1%}'} held out by source ({verdict} the {x['target']:.0%} target)")
 
 
 @app.command()
@@ -273,12 +279,20 @@ def calibrate(measurements: Path = typer.Option(DEFAULT_MEASUREMENTS, help="meas
         _emit_json(res.fit_file)
         return
     t = Table(title=f"fitted parameters ({len(res.plans)} rows used, {len(res.skipped)} skipped) -> {out_file}")
-    t.add_column("family")
-    t.add_column("values")
-    t.add_column("rows")
+    for c in ("family", "values", "rows", "at grid edge (a bound, not an estimate)"):
+        t.add_column(c)
     for fam, v in res.fit_file["families"].items():
-        t.add_row(fam, ", ".join(f"{k}={x:.3g}" for k, x in v["values"].items()), str(len(v["rows"])))
+        t.add_row(fam, ", ".join(f"{k}={x:.3g}" for k, x in v["values"].items()), str(len(v["rows"])),
+                  ", ".join(f"{k} at {e}" for k, e in v["at_grid_edge"].items()) or "—")
     out.print(t)
+    check = res.fit_file["fold_seed_check"]
+    for kind, spread in check["row_folds_spread"].items():
+        meds = [m for m in check["row_folds"][kind] if m is not None]
+        grouped = check["source_grouped"][kind]
+        out.print(f"{kind}: closed-form held-out median {min(meds):.1%}-{max(meds):.1%} by row folds over "
+                  f"{len(check['seeds'])} seeds (spread {spread:.1%}), "
+                  f"{'—' if grouped is None else f'{grouped:.1%}'} by source (no seed)",
+                  markup=False, highlight=False)
     out.print(f"run `infersim validate --calibration {out_file}` to see in-sample and held-out errors with this fit",
               markup=False, highlight=False)
 

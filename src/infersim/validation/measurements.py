@@ -42,6 +42,7 @@ class Measurement:
     software: str = ""
     trust: str = ""
     notes: str = ""
+    source: str = ""   # where the number comes from (folds group rows by it: validation/folds.py)
     line: int = 0
 
 
@@ -129,5 +130,5 @@ def _parse(reader: csv.DictReader, path: Path) -> list[Measurement]:
             request_rate=_num(r["request_rate"], float, where, "request_rate"),
             spec_decode=(r["spec_decode"] or "unknown").strip(), metric=r["metric"], stat=r["stat"], value=value,
             unit=r["unit"], software=r.get("software", "") or "", trust=r.get("trust", "") or "",
-            notes=r.get("notes", "") or "", line=line))
+            notes=r.get("notes", "") or "", source=(r.get("source", "") or "").strip(), line=line))
     return rows

@@ -1,7 +1,9 @@
 """`infersim validate`: predict every row it can, report per-row and grouped errors, list skips.
 
-Two figures per group: in-sample (with the current fitted calibration) and cross-validated
-(predictions from the fit that did not use the row, stored by `infersim calibrate`).
+Three figures per group: in-sample (with the current fitted calibration) and two cross-validated
+ones (predictions from a fit that did not use the row, stored by `infersim calibrate`): row folds
+(`heldout_*`) and leave-one-source-out folds (`heldout_grouped_*`), where no row of the held-out
+row's source (sweep, document, submission) was in the fit either.
 
 Serving rows (offline, server, concurrency) are predicted by the serving simulator
 (validation/simulated.py), held-out ones too, re-simulated with the row's fold parameters;
@@ -39,6 +41,7 @@ class RowResult:
     heldout: float | None
     method: str = "analytical"  # or "simulated"
     assumptions: list[str] = field(default_factory=list)
+    heldout_grouped: float | None = None  # from the fit that saw no row of this row's source
 
     @property
     def error(self) -> float:
@@ -47,6 +50,10 @@ class RowResult:
     @property
     def heldout_error(self) -> float | None:
         return None if self.heldout is None else (self.heldout - self.measured) / self.measured
+
+    @property
+    def heldout_grouped_error(self) -> float | None:
+        return None if self.heldout_grouped is None else (self.heldout_grouped - self.measured) / self.measured
 
 
 @dataclass
@@ -66,11 +73,15 @@ class ValidationReport:
             for name, rs in sorted(buckets.items()):
                 e = np.abs([r.error for r in rs])
                 h = np.abs([r.heldout_error for r in rs if r.heldout_error is not None])
+                hg = np.abs([r.heldout_grouped_error for r in rs if r.heldout_grouped_error is not None])
                 out.append({"by": label, "group": name, "n": len(rs),
                             "median_abs_err": float(np.median(e)), "mean_abs_err": float(np.mean(e)),
                             "heldout_n": int(len(h)),
                             "heldout_median_abs_err": float(np.median(h)) if len(h) else None,
                             "heldout_mean_abs_err": float(np.mean(h)) if len(h) else None,
+                            "heldout_grouped_n": int(len(hg)),
+                            "heldout_grouped_median_abs_err": float(np.median(hg)) if len(hg) else None,
+                            "heldout_grouped_mean_abs_err": float(np.mean(hg)) if len(hg) else None,
                             "target": TARGET_ABS_ERR.get(name) if label == "kind" else None})
         return out
 
@@ -80,7 +91,9 @@ class ValidationReport:
             "rows": [{"id": r.id, "model": r.model, "chip": r.chip, "kind": r.kind, "family": r.family,
                       "scenario": r.scenario, "metric": r.metric, "measured": r.measured, "predicted": r.predicted,
                       "error": r.error, "abs_error": abs(r.error), "heldout_predicted": r.heldout,
-                      "heldout_error": r.heldout_error, "method": r.method, "assumptions": r.assumptions}
+                      "heldout_error": r.heldout_error, "heldout_grouped_predicted": r.heldout_grouped,
+                      "heldout_grouped_error": r.heldout_grouped_error, "method": r.method,
+                      "assumptions": r.assumptions}
                      for r in self.rows],
             "skipped": [{"id": s.id, "reason": s.reason} for s in self.skipped],
             "groups": self.groups(),
@@ -102,12 +115,14 @@ def _run_job(job):
         return run_job(job)
 
 
-def _simulate_rows(plans: list, effs: list, jobs: int, progress=None) -> dict[str, tuple[float, float | None]]:
-    """{row id: (in-sample, held-out or None)} simulated predictions. Equal simulations run once
-    (a held-out fold whose parameters equal the full fit's; rows reporting two metrics of one
-    run), the longest first, each on whichever of `jobs` processes is free."""
+def _simulate_rows(plans: list, effs: list, jobs: int, progress=None) -> dict[str, tuple]:
+    """{row id: (in-sample, then one prediction or None per efficiency in the row's `effs` tuple)}
+    simulated. Equal simulations run once (a held-out fold whose parameters equal the full fit's;
+    rows reporting two metrics of one run), the longest first, each on whichever of `jobs`
+    processes is free."""
     with np.errstate(all="ignore"):
-        wanted = [(simulation_job(p), simulation_job(p, eff) if eff is not None else None) for p, eff in zip(plans, effs)]
+        wanted = [(simulation_job(p), *(simulation_job(p, e) if e is not None else None for e in eff))
+                  for p, eff in zip(plans, effs)]
     # a job's pickle is its identity: equal bytes rebuild equal jobs (equal jobs that pickle
     # differently would only run twice)
     keys = [tuple(pickle.dumps(j) if j is not None else None for j in pair) for pair in wanted]
@@ -135,8 +150,8 @@ def _simulate_rows(plans: list, effs: list, jobs: int, progress=None) -> dict[st
     else:
         for k in order:
             done(k, _run_job(unique[k]))
-    return {p.row.id: (row_value(p, job, results[key[0]]), None if held is None else row_value(p, held, results[key[1]]))
-            for p, (job, held), key in zip(plans, wanted, keys)}
+    return {p.row.id: tuple(None if job is None else row_value(p, job, results[k]) for job, k in zip(pair, key))
+            for p, pair, key in zip(plans, wanted, keys)}
 
 
 def _deployment_scope(deployment, catalog: HardwareCatalog):
@@ -184,6 +199,8 @@ def validate(measurements: str | Path, catalog: HardwareCatalog | None = None,
     calibration = calibration or load_calibration()
     heldout = calibration.fitted.get("heldout_predictions", {})
     heldout_params = calibration.fitted.get("heldout_params", {})
+    grouped = calibration.fitted.get("heldout_grouped_predictions", {})
+    grouped_params = calibration.fitted.get("heldout_grouped_params", {})
     planned, skipped = [], []
     chips, spec_assumptions = (None, None) if deployment is None else _deployment_scope(deployment, catalog)
     for row in read_measurements(measurements):
@@ -192,7 +209,8 @@ def validate(measurements: str | Path, catalog: HardwareCatalog | None = None,
         plan = plan_row(row, catalog, calibration, spec_assumptions)
         (skipped if isinstance(plan, Skip) else planned).append(plan)
     simulated = [p for p in planned if method == "simulate" and p.row.scenario in SIMULATED_SCENARIOS]
-    effs = [_heldout_efficiency(calibration, p, heldout_params.get(p.row.id)) for p in simulated]
+    effs = [(_heldout_efficiency(calibration, p, heldout_params.get(p.row.id)),
+             _heldout_efficiency(calibration, p, grouped_params.get(p.row.id))) for p in simulated]
     sims = _simulate_rows(simulated, effs, jobs, progress)
     results = []
     for plan in planned:
@@ -200,16 +218,16 @@ def validate(measurements: str | Path, catalog: HardwareCatalog | None = None,
         assumptions = list(plan.assumptions)
         if row.id in sims:
             how = "simulated"
-            value, held = sims[row.id]
+            value, held, held_grouped = sims[row.id]
             assumptions.append(engine_for(row.software)[1])
         else:
             how = "analytical"
             with np.errstate(all="ignore"):
                 value = float(predict(plan))
-            held = heldout.get(row.id)
+            held, held_grouped = heldout.get(row.id), grouped.get(row.id)
         if not np.isfinite(value) or value <= 0:
             skipped.append(Skip(row.id, f"prediction not finite ({value}); model cannot represent this row"))
             continue
         results.append(RowResult(row.id, plan.model.name, row.chip, plan.group, plan.family, row.scenario, row.metric,
-                                 row.value, value, held, how, assumptions))
+                                 row.value, value, held, how, assumptions, held_grouped))
     return ValidationReport(results, skipped, calibration.source)

@@ -11,11 +11,17 @@ Scenario approximations (all per replica; replicas = n_chips / chips per replica
   stretched by the share of time spent prefilling; TTFT = single-request prefill + M/D/1 queueing
   wait + half a decode step; the batch follows Little's law, solved by damped fixed point.
 - concurrency (closed loop, C clients): batch = C; throughput X from the same fixed point.
+Rows measured on a dataset (MLPerf: `dataset=mlperf-...` in the notes, no input_len) replay its
+per-sample lengths (workload/datasets.py): the serving scenarios average each per-request cost
+(prefill, TTFT, slot time) over the length mix (a quadrature of nested input x output strata), not
+the cost at the mean lengths; decode steps, shared by the batch, and the batch that fits memory are
+taken at the mix's residence-weighted context (a request holds its slot for its output length).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -30,6 +36,7 @@ from infersim.mapping.deployment import Deployment, build_deployment
 from infersim.errors import InputError
 from infersim.estimate import prefill_times
 from infersim.validation.measurements import Measurement
+from infersim.workload.datasets import LengthMix, length_mix
 
 # Assumption: TensorRT-LLM's default max_batch_size (BuildConfig) of 2048 sequences caps the batch.
 ENGINE_MAX_BATCH = 2048
@@ -67,6 +74,22 @@ class RowPlan:
     family: str
     assumptions: list[str] = field(default_factory=list)
     spec: "SpecRow | None" = None    # speculative decoding, when the row used it
+    lengths: LengthMix | None = None  # the dataset's length mix, when the row names one (input_len is its mean)
+
+    @cached_property
+    def length_classes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(input, output, weight) of the request classes the serving scenarios average over:
+        the length mix's strata, or the row's one (input, output) pair."""
+        if self.lengths is None:
+            return np.array([float(self.input_len)]), np.array([float(self.output_len)]), np.array([1.0])
+        return self.lengths.cells()
+
+    @cached_property
+    def resident_context(self) -> float:
+        """Mean tokens of context a batch slot holds: each class weighted by its share and its
+        output length (the time it stays in the batch)."""
+        inp, out, w = self.length_classes
+        return float(np.sum(w * out * (inp + out)) / np.sum(w * out))
 
 
 @dataclass
@@ -122,14 +145,23 @@ def plan_row(row: Measurement, catalog: HardwareCatalog, calibration: Calibratio
     if row.metric in ("total_tok_s", "e2e_latency_ms", "prefill_tok_s"):
         return Skip(row.id, f"metric {row.metric} not predicted yet")
     inp, out = row.input_len, row.output_len
+    mix, longest = None, None
     if inp is None:
+        ds = re.search(r"dataset=([\w.-]+)", row.notes)
         if row.scenario == "single_stream" and chip.kind != "gpu":
             inp = API_DEFAULT_INPUT
             assumptions.append(f"input_len unpublished: assumed {API_DEFAULT_INPUT} (API benchmark workload)")
+        elif ds is None:
+            return Skip(row.id, "mean input length unknown and no dataset named in the notes (dataset=...)")
         else:
-            ds = re.search(r"dataset=([\w.-]+)", row.notes)
-            return Skip(row.id, "mean input length unknown" + (f" (dataset={ds.group(1)})" if ds else "")
-                        + ": needs the dataset's length distribution")
+            try:
+                mix, mix_notes = length_mix(ds.group(1), row.model, out)
+            except InputError as e:
+                return Skip(row.id, f"mean input length unknown (dataset={ds.group(1)}): {e}")
+            assumptions.extend(mix_notes)
+            inputs, outputs = mix.pairs()
+            inp, out = int(round(inputs.mean())), int(round(outputs.mean()))
+            longest = int(np.max(inputs + outputs))
     if out is None:
         out = API_DEFAULT_OUTPUT
         assumptions.append(f"output_len unpublished: assumed {API_DEFAULT_OUTPUT}")
@@ -166,11 +198,11 @@ def plan_row(row: Measurement, catalog: HardwareCatalog, calibration: Calibratio
                     continue
     except InputError as e:
         return Skip(row.id, str(e))
-    ctx = inp + out
+    ctx = longest or inp + out  # a dataset's longest request must fit too
     layouts = [d for d in layouts if max_sequences(d, ctx, inp) >= 1]
     if not layouts:
         return Skip(row.id, f"{model.name} does not fit on {n} x {chip.name} at {prec} with a {ctx}-token context")
-    plan = RowPlan(row, model, layouts, inp, out, n, chip.kind, chip.family, assumptions)
+    plan = RowPlan(row, model, layouts, inp, out, n, chip.kind, chip.family, assumptions, lengths=mix)
     if row.spec_decode == "yes":
         spec = _spec_setup(row, model, layouts[0], catalog, calibration, assumptions,
                            spec_assumptions or SpecAssumptions())
@@ -240,37 +272,51 @@ def _spec_setup(row: Measurement, model: ModelArch, dep: Deployment, catalog, ca
     return SpecRow(draft, k, acc, mtp=bool(mtp))
 
 
-def _serving_point(dep: Deployment, inp: int, out: int, b_max, scenario: str, load: float):
-    """(output tok/s of the whole system, ttft_s, tpot_s) for server / concurrency / offline."""
+def _serving_point(dep: Deployment, classes, b_max, scenario: str, load: float):
+    """(output tok/s of the whole system, mean ttft_s, mean tpot_s) for server / concurrency /
+    offline. `classes` = (input, output, weight) arrays of the request classes (one class for
+    fixed lengths). Per-request costs (prefill, TTFT, the time a request holds its batch slot)
+    are averaged over the classes (E below); a decode step is shared by the whole batch, so it is
+    timed once, at the batch's context: each class weighted by its share and its output length
+    (the time it stays in the batch); attention reads the sum of the batch's contexts."""
     reps = dep.par.replicas
+    # classes on a leading axis, in front of the efficiency arrays' axes (a fit's parameter grid)
+    lead = (-1,) + (1,) * max(np.ndim(getattr(dep.eff, f)) for f in dep.eff.__dataclass_fields__)
+    inp, out, w = (np.asarray(a, dtype=float).reshape(lead) for a in classes)
+
+    def mean(x):
+        return np.sum(w * x, axis=0)
     t_pre1, t_pre = prefill_times(dep, inp)  # one request alone; per request, batched prefill
-    span = max(out - 1, 1)
+    out_mean, t_pre_mean = mean(out), mean(t_pre)
+    slot_share = w * out / np.sum(w * out)  # share of batch slots each class holds
+    past = float(np.sum(slot_share * inp))                       # one class: its input
+    span = float(np.sum(slot_share * np.maximum(out - 1, 1)))    # one class: its decode steps
 
     def t_dec(b):
-        return step_time(dep, b, 1, inp, span).total
+        return step_time(dep, b, 1, past, span).total
 
-    cap = 1.0 / (t_pre + out * t_dec(b_max) / b_max)              # requests/s per replica
+    cap = 1.0 / (t_pre_mean + out_mean * t_dec(b_max) / b_max)     # requests/s per replica
     if scenario == "offline":
-        return reps * out * cap, t_pre1, t_dec(b_max)
+        return reps * out_mean * cap, mean(t_pre1), t_dec(b_max)
     if scenario == "server":
         lam = load / reps
         rho = np.minimum(lam / cap, MAX_UTILISATION)
         b = np.ones_like(np.asarray(cap, dtype=float))
         for _ in range(FIXED_POINT_ITERATIONS):
             td = t_dec(b)
-            tpot = td / np.maximum(1 - lam * t_pre, MIN_DECODE_SHARE)
-            ttft = t_pre1 * (1 + rho / (2 * (1 - rho))) + td / 2
-            b = 0.5 * b + 0.5 * np.clip(lam * (ttft + (out - 1) * tpot), 1, b_max)
-        return reps * out * np.minimum(lam, cap), ttft, tpot
+            tpot = td / np.maximum(1 - lam * t_pre_mean, MIN_DECODE_SHARE)
+            ttft = mean(t_pre1) * (1 + rho / (2 * (1 - rho))) + td / 2
+            b = 0.5 * b + 0.5 * np.clip(lam * (ttft + (out_mean - 1) * tpot), 1, b_max)
+        return reps * out_mean * np.minimum(lam, cap), ttft, tpot
     # concurrency: closed loop with `load` clients in total
     b = np.minimum(np.maximum(load / reps, 1), b_max) * np.ones_like(np.asarray(cap, dtype=float))
-    x = b / (t_pre1 + out * t_dec(b))
+    x = b / (mean(t_pre1) + out_mean * t_dec(b))
     for _ in range(FIXED_POINT_ITERATIONS):
         td = t_dec(b)
-        tpot = td / np.maximum(1 - x * t_pre, MIN_DECODE_SHARE)
-        ttft = t_pre1 + td / 2
-        x = 0.5 * x + 0.5 * b / (ttft + (out - 1) * tpot)
-    return reps * out * x, ttft, tpot
+        tpot = td / np.maximum(1 - x * t_pre_mean, MIN_DECODE_SHARE)
+        ttft = mean(t_pre1) + td / 2
+        x = 0.5 * x + 0.5 * b / (ttft + (out_mean - 1) * tpot)
+    return reps * out_mean * x, ttft, tpot
 
 
 def predict_layout(plan: RowPlan, dep: Deployment) -> tuple[np.ndarray, np.ndarray]:
@@ -288,9 +334,9 @@ def predict_layout(plan: RowPlan, dep: Deployment) -> tuple[np.ndarray, np.ndarr
             tpot = step_time(dep, b, 1, inp, max(out - 1, 1)).total
         thr = dep.par.replicas * b * out / (ttft + max(out - 1, 0) * tpot)
     else:
-        b_max = np.minimum(ENGINE_MAX_BATCH, max_sequences(dep, inp + out, inp))
+        b_max = np.minimum(ENGINE_MAX_BATCH, max_sequences(dep, plan.resident_context, inp))
         load = r.request_rate if r.scenario == "server" else float(r.concurrency or 1)
-        thr, ttft, tpot = _serving_point(dep, inp, out, b_max, r.scenario, load or 0.0)
+        thr, ttft, tpot = _serving_point(dep, plan.length_classes, b_max, r.scenario, load or 0.0)
     value = {
         "output_tok_s": thr, "output_tok_s_per_chip": thr / plan.n_chips, "tok_s_per_user": 1.0 / tpot,
         "ttft_ms": ttft * 1e3, "tpot_ms": tpot * 1e3, "itl_ms": tpot * 1e3,

@@ -13,7 +13,14 @@ Assumptions, each also listed on the row:
   simulating every candidate would multiply the cost for little change.
 - offline: OFFLINE_WAVES x max_batch identical requests all queued at t = 0; throughput = output
   tokens / makespan (as a throughput benchmark reports it).
-- server: SERVER_REQUESTS Poisson arrivals per replica at the row's rate / replicas.
+- server: SERVER_REQUESTS Poisson arrivals per replica at the row's rate / replicas; throughput and
+  latencies are measured between the arrival of request SERVER_WARMUP x n and the last arrival
+  (the warm-up and the drain left out: an MLPerf server run lasts >= 10 minutes, making both small).
+- offline on a dataset's lengths (MLPerf, >= 10-minute runs): throughput until the last request
+  starts (the drain of the longest requests left out; fixed-length rows keep tokens / makespan,
+  as trtllm-bench reports a finite run).
+- a row measured on a dataset (MLPerf) replays its per-sample lengths (workload/datasets.py): a
+  seeded permutation of the samples (SEED), cycled, outputs rescaled to the row's mean.
 - concurrency: each replica serves concurrency / replicas closed-loop clients for
   CLOSED_LOOP_ROUNDS requests each; throughput and latencies are measured in the steady window
   between the first and last round (the ramp-up and drain are left out).
@@ -29,12 +36,14 @@ from infersim.mapping.deployment import Deployment, Parallelism
 from infersim.serving.config import EngineConfig
 from infersim.serving.simulate import simulate
 from infersim.validation.scenarios import ENGINE_MAX_BATCH, RowPlan, predict_layout
+from infersim.workload.datasets import LengthMix
 from infersim.workload.synthetic import closed_loop, poisson
 
 SIMULATED_SCENARIOS = ("offline", "server", "concurrency")
 OFFLINE_WAVES = 3
 SERVER_REQUESTS = 2000
 CLOSED_LOOP_ROUNDS = 10
+SERVER_WARMUP = 0.25
 SEED = 0
 
 
@@ -76,12 +85,19 @@ class SimulationJob:
     requests: int                # offline / server: requests per replica; concurrency: all of them
     rate_per_s: float = 0.0      # server: Poisson arrivals per second per replica
     users: int = 0               # concurrency: closed-loop clients per replica
+    lengths: LengthMix | None = None  # replay this dataset's lengths (input_len / output_len are its means)
 
     @property
     def prompt_tokens(self) -> int:
         """Prompt tokens the run prefills: its cost rises with them (prefill steps interrupt the
         closed-form decode runs), so the longest jobs are started first."""
         return self.requests * self.input_len
+
+    def request_lengths(self):
+        """(input, output) per request: the fixed lengths, or the dataset's replayed (seeded)."""
+        if self.lengths is None:
+            return self.input_len, self.output_len
+        return self.lengths.sample(self.requests, SEED)
 
 
 def simulation_job(plan: RowPlan, eff: Efficiency | None = None) -> SimulationJob:
@@ -91,7 +107,7 @@ def simulation_job(plan: RowPlan, eff: Efficiency | None = None) -> SimulationJo
     reps = dep.par.replicas
     one = replace(dep, par=Parallelism(tp=dep.par.tp, pp=dep.par.pp, ep=dep.par.ep, replicas=1))
     cfg, _ = engine_for(r.software)
-    job = SimulationJob(one, reps, cfg, r.scenario, plan.input_len, plan.output_len, 0)
+    job = SimulationJob(one, reps, cfg, r.scenario, plan.input_len, plan.output_len, 0, lengths=plan.lengths)
     if r.scenario == "offline":
         return replace(job, requests=OFFLINE_WAVES * cfg.max_batch)
     if r.scenario == "server":
@@ -102,16 +118,19 @@ def simulation_job(plan: RowPlan, eff: Efficiency | None = None) -> SimulationJo
 
 def run_job(job: SimulationJob) -> tuple[float, float, float]:
     """(output tok/s of one replica, mean TTFT s, mean TPOT s) simulated."""
-    inp, out = job.input_len, job.output_len
+    inp, out = job.request_lengths()
     if job.scenario == "concurrency":
         res = simulate(closed_loop(job.users, job.requests, inp, out), job.replica, engine=job.engine)
         return _steady_window(res.records, job.users)
     if job.scenario == "offline":
-        workload = closed_loop(job.requests, job.requests, inp, out)
-    else:
-        workload = poisson(job.rate_per_s, job.requests, inp, out, SEED)
-    s = simulate(workload, job.replica, engine=job.engine).summary
-    return s["output_tok_s"], s["ttft_s"]["mean"], s["tpot_s"]["mean"]
+        res = simulate(closed_loop(job.requests, job.requests, inp, out), job.replica, engine=job.engine)
+        if job.lengths is not None:
+            return _windowed(res.records, 0.0, float(np.nanmax(res.records.first_token_s)))
+        s = res.summary
+        return s["output_tok_s"], s["ttft_s"]["mean"], s["tpot_s"]["mean"]
+    res = simulate(poisson(job.rate_per_s, job.requests, inp, out, SEED), job.replica, engine=job.engine)
+    arrival = res.records.arrival_s
+    return _windowed(res.records, float(arrival[int(SERVER_WARMUP * len(arrival))]), float(arrival[-1]))
 
 
 def row_value(plan: RowPlan, job: SimulationJob, simulated: tuple[float, float, float]) -> float:
@@ -127,6 +146,26 @@ def simulate_row(plan: RowPlan, eff: Efficiency | None = None) -> float:
     """The row's metric predicted by simulation (eff overrides the deployment's efficiency)."""
     job = simulation_job(plan, eff)
     return row_value(plan, job, run_job(job))
+
+
+def _windowed(records, t0: float, t1: float) -> tuple[float, float, float]:
+    """(output tok/s generated between t0 and t1, mean TTFT s, mean TPOT s of the requests arriving
+    in [t0, t1], or of all when none does). A request's first token counts at its first-token time,
+    the rest evenly spread until its completion (decode steps are near-uniform within a request)."""
+    first, done, out = records.first_token_s, records.completion_s, records.output_tokens.astype(float)
+
+    def generated(t: float) -> float:
+        started = first <= t
+        frac = np.clip((t - first) / np.maximum(done - first, 1e-12), 0.0, 1.0)
+        return float(np.sum(np.where(started, 1.0 + (out - 1.0) * frac, 0.0)))
+    inside = (records.arrival_s >= t0) & (records.arrival_s <= t1)
+    if not np.any(inside) or t1 <= t0:
+        inside = np.ones(len(first), dtype=bool)
+    if t1 <= t0:
+        t0, t1 = 0.0, float(np.nanmax(done))
+    with np.errstate(invalid="ignore"):
+        thr = (generated(t1) - generated(t0)) / (t1 - t0)
+    return thr, float(np.nanmean(records.ttft_s()[inside])), float(np.nanmean(records.tpot_s()[inside]))
 
 
 def _steady_window(records, users: int) -> tuple[float, float, float]:

@@ -1,0 +1,68 @@
+"""Cross-validation folds for `infersim calibrate`, and grid-edge flags for fitted parameters.
+
+Two ways to hold rows out, both reported:
+* row folds (`row_folds`): rows dealt at random into K folds. Rows from one source (one sweep, one
+  submission) then sit on both sides of a split, so a held-out row has its siblings in training:
+  the figure is optimistic.
+* source-grouped folds (`source_folds`): leave-one-source-out. Every source group is held out in
+  turn and predicted by the fit on all the other groups, so a fold never splits a group. No seed
+  (nothing is drawn), and the groups are few enough (~45) that one fit per group is cheap (a fit
+  is an argmin over a precomputed rows x grid matrix).
+
+`source_group(source)` normalises the measurement CSV's `source` column so that one document (or
+one sweep) is one group:
+* MLPerf results (`github.com/mlcommons/inference_results_vX.Y : closed/SUBMITTER/...`): one group
+  per round, division and submitter (`mlperf vX.Y closed/SUBMITTER`): one team's tuned submission
+  shares its software, tuning and reporting across its systems and scenarios.
+* anything else: the text before the first " (" (remarks) and before " @" (a commit pin), without
+  the URL scheme and "www.", lower-cased, trailing "/" removed; so every row of one document (the
+  TensorRT-LLM perf-overview sweep, the NIM benchmark page, ...) is one group.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+_MLPERF = re.compile(r"mlcommons/inference_results_(v[\d.]+)\s*:\s*(closed|open)/([^/\s]+)/", re.IGNORECASE)
+
+
+def source_group(source: str) -> str:
+    """The group key of a row's `source` text (see the module docstring)."""
+    m = _MLPERF.search(source)
+    if m:
+        return f"mlperf {m.group(1)} {m.group(2).lower()}/{m.group(3)}"
+    text = source.split(" (", 1)[0].split(" @", 1)[0].strip()
+    text = re.sub(r"^https?://", "", text, flags=re.IGNORECASE)
+    text = re.sub(r"^www\.", "", text, flags=re.IGNORECASE)
+    return text.rstrip("/").lower() or "(no source)"
+
+
+def row_folds(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Fold index per row: a random permutation dealt into k folds (sizes differ by at most 1)."""
+    return rng.permutation(n) % k if k > 1 else np.zeros(n, dtype=int)
+
+
+def source_folds(groups: list[str]) -> np.ndarray:
+    """Fold index per row for leave-one-source-out: one fold per distinct group (sorted by name),
+    so rows of one group always share a fold."""
+    names = sorted(set(groups))
+    index = {g: i for i, g in enumerate(names)}
+    return np.array([index[g] for g in groups], dtype=int)
+
+
+def grid_edges(values: dict[str, float], grid: dict[str, np.ndarray]) -> dict[str, str]:
+    """{parameter: "lower edge (v)" / "upper edge (v)"} for every fitted value sitting on the first
+    or last point of its grid (a grid of one point is a fixed value, not fitted, and never flagged):
+    the fit might have gone further, so the value is a bound, not an estimate."""
+    flags = {}
+    for name, v in values.items():
+        g = np.asarray(grid.get(name, []), dtype=float)
+        if g.size < 2:
+            continue
+        lo, hi = float(np.min(g)), float(np.max(g))
+        if np.isclose(v, lo, rtol=1e-9, atol=0.0) or v == lo:
+            flags[name] = f"lower edge ({lo:g})"
+        elif np.isclose(v, hi, rtol=1e-9, atol=0.0):
+            flags[name] = f"upper edge ({hi:g})"
+    return flags
