@@ -13,7 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infersim.catalog.models import load_model
-from infersim.mapping.deployment import build_deployment
+from infersim.costmodel.specdec import SpecDecodeCost, head_draft
+from infersim.costmodel.step import StepCost
+from infersim.deployments.plan import Pool
+from infersim.mapping.deployment import build_deployment, kv_transfer_link
 from infersim.serving import batched
 from infersim.serving.config import EngineConfig
 from infersim.serving.simulate import simulate
@@ -41,11 +44,11 @@ def workload(seed: int, n: int, max_input: int, max_output: int, gap_s: float, s
                     prefix_hash_ids=ids, source="test", assumptions=())
 
 
-def both_ways(work, dep, **kw):
+def both_ways(work, dep, debug=True, **kw):
     with mock.patch.object(batched, "MIN_BATCH", 1):
-        arrays = simulate(work, dep, debug=True, **kw)
+        arrays = simulate(work, dep, debug=debug, **kw)
     with mock.patch.object(batched, "MIN_BATCH", 10**9):
-        loops = simulate(work, dep, debug=True, **kw)
+        loops = simulate(work, dep, debug=debug, **kw)
     return arrays, loops
 
 
@@ -110,4 +113,41 @@ def test_offline_batch_of_thousands_takes_the_array_path():
     assert sum(calls) > 100 and all(calls)
     with mock.patch.object(batched, "MIN_BATCH", 10**9):
         loops = simulate(w, deployment("llama-3.1-8b", 1), engine=engine)
+    assert_identical(arrays, loops)
+
+
+def spec_pool(dep, role: str = "both", k: int = 3, acceptance=(0.8, 0.6, 0.3)):
+    """A pool verifying k drafted tokens per step (MTP-style head drafter): a fractional mean of
+    accepted tokens, so requests carry token credit between steps."""
+    return Pool(role, dep, SpecDecodeCost(dep, head_draft(dep), k, list(acceptance), None))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 120), tight=st.booleans(),
+       max_input=st.sampled_from([64, 3000]), gap_s=st.sampled_from([0.0, 0.01]),
+       max_batch=st.sampled_from([8, 2048]), chunk=st.sampled_from([None, 700]), block=st.sampled_from([1, 16]),
+       admission=st.sampled_from(["eager", "reserve"]), k=st.sampled_from([1, 3]))
+def test_array_path_equals_the_loops_with_speculative_decoding(seed, n, tight, max_input, gap_s, max_batch, chunk,
+                                                              block, admission, k):
+    dep = deployment("llama-3.1-70b", 2) if tight else deployment("llama-3.1-8b", 1)
+    engine = EngineConfig(max_batch=max_batch, chunk_tokens=chunk, block_tokens=block, admission=admission)
+    w = workload(seed, n, max_input, 300, gap_s, 0)
+    if tight and admission == "reserve":
+        w = dataclasses.replace(w, input_tokens=np.minimum(w.input_tokens, 6000))
+    arrays, loops = both_ways(w, [spec_pool(dep, k=k, acceptance=[0.7, 0.55, 0.2][:k])], engine=engine)
+    assert_identical(arrays, loops)
+
+
+def test_array_path_equals_the_loops_with_speculative_decoding_disaggregated():
+    # MTP on the decode pool of a closed loop, as the InferenceX points run it; outputs of 1 to 3
+    # tokens hit the cap of accepted tokens at the output's end. Not in debug mode: a handed-off
+    # request is admitted with blocks for one decode token, not the verify's width (a known gap of
+    # the admission step, the same on both paths), which the debug invariants catch
+    w = workload(5, 300, 3000, 200, 0.0, 0)
+    w = dataclasses.replace(w, output_tokens=np.where(np.arange(300) % 7 == 0, 1 + np.arange(300) % 3,
+                                                      w.output_tokens))
+    dep = deployment("llama-3.1-8b", 1, 2)
+    pools = [Pool("prefill", dep, StepCost(dep)), spec_pool(dep, "decode")]
+    arrays, loops = both_ways(ClosedLoop(128, w), pools, debug=False, kv_link=kv_transfer_link(dep, dep))
+    assert loops.summary["kv_transfers"] > 0
     assert_identical(arrays, loops)

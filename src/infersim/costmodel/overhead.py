@@ -23,7 +23,7 @@ scheduler (step = max(GPU, host)) and adds to it otherwise.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -113,6 +113,7 @@ class StepOverhead:
     kernel_s: object
     host_scale: object
     sides: tuple[str, ...] = SIDES
+    _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # see _fixed
 
     @property
     def n_kernels(self) -> float:
@@ -135,9 +136,25 @@ class StepOverhead:
         return {"launch": launch, "host": host, "exposed": exposed}
 
     def step_seconds(self, seqs, prefill_tokens, busy):
-        """Step time given the GPU's busy time (ops and collectives)."""
-        p = self.parts(seqs, prefill_tokens, busy)
-        return np.asarray(busy, dtype=float) + p["launch"] + p["exposed"]
+        """Step time given the GPU's busy time (ops and collectives): busy + launch + exposed, as
+        `parts` computes them (launch and host remembered per scalar step, see `_fixed`)."""
+        launch, host = self._fixed(seqs, prefill_tokens)
+        busy = np.asarray(busy, dtype=float)
+        gpu = busy + launch
+        exposed = np.maximum(host - gpu, 0.0) if self.engine.overlap else host + 0.0 * gpu
+        return busy + launch + exposed
+
+    def _fixed(self, seqs, prefill_tokens):
+        """(launch, host) seconds of a step, which depend on its sequences and prefill tokens only;
+        remembered per scalar pair, as the simulator repeats batch sizes."""
+        if np.ndim(seqs) or np.ndim(prefill_tokens):
+            return self.launch_seconds(seqs, prefill_tokens), host_seconds(self.engine, self.host_scale, seqs)
+        key = (float(seqs), float(prefill_tokens))
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._memo[key] = (self.launch_seconds(seqs, prefill_tokens),
+                                     host_seconds(self.engine, self.host_scale, seqs))
+        return hit
 
 
 def step_overhead(arch: ModelArch, engine: EngineSpec | None, eff, sides: tuple[str, ...] = SIDES) -> StepOverhead:

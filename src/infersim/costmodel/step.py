@@ -79,6 +79,8 @@ class StepCost(ShapeTimer):
         self._dp = 1 if dep.dataflow else par.ep  # attention data-parallel ranks
         self._global_ops = None  # which ops (columns) span every rank's tokens: set by _compile
         self._comm_memo: dict[tuple, float] = {}  # see _comm_seconds
+        self._imbalance_memo: dict[float, np.ndarray] = {}  # see _imbalance
+        self._busiest_memo: dict[float, np.ndarray] = {}  # see _busiest
         self._n_linear = 3 + 3 * len(self.windows)
         n_features = self._n_linear + len(self.moe_kinds)
         self._base_cols = [0, 1, 2] + list(range(self._n_linear, n_features))  # all but attention sums
@@ -130,15 +132,30 @@ class StepCost(ShapeTimer):
                 op_rates(ops, self.dep.chip, self.dep.plan), op_counts(ops, self.layer_frac))
 
     def _imbalance(self, seqs):
-        """The busiest attention rank's work over the mean rank's (None without DP attention)."""
-        return dp_rank_imbalance(seqs, self._dp) if self._dp > 1 else None
+        """The busiest attention rank's work over the mean rank's (None without DP attention);
+        remembered per scalar sequence count (the simulator repeats batch sizes)."""
+        if self._dp <= 1:
+            return None
+        if np.ndim(seqs):
+            return dp_rank_imbalance(seqs, self._dp)
+        key = float(seqs)
+        f = self._imbalance_memo.get(key)
+        if f is None:
+            f = self._imbalance_memo[key] = dp_rank_imbalance(seqs, self._dp)
+        return f
 
     def _busiest(self, y: np.ndarray, f) -> np.ndarray:
         """Shape-dependent op work of the mean rank (x @ table, op axis last) -> the busiest rank's:
         rank-local ops scale by f (their work is linear in the rank's share), global ops do not."""
         if f is None:
             return y
-        return y * np.where(self._global_ops, 1.0, np.asarray(f, dtype=float)[..., None])
+        if np.ndim(f):
+            return y * np.where(self._global_ops, 1.0, np.asarray(f, dtype=float)[..., None])
+        key = float(f)
+        scale = self._busiest_memo.get(key)
+        if scale is None:  # one factor per op, remembered per scalar f
+            scale = self._busiest_memo[key] = np.where(self._global_ops, 1.0, np.asarray(f, dtype=float)[..., None])
+        return y * scale
 
     def _ops(self, shape: StepShape):
         f = self._imbalance(shape.seqs)

@@ -200,9 +200,24 @@ def sequences_shape(past, new, windows) -> StepShape:
     past = np.asarray(past, dtype=float)
     new = np.asarray(new, dtype=float)
     decode = new <= 1
+    n_decode = np.count_nonzero(decode)
+    zero = np.float64(0.0)
+    attn = {}
+    if n_decode == new.size or n_decode == 0:
+        # all decode, or all multi-token (prefill chunks, speculative verifies): the sums below
+        # with the empty side left out (its sums are exactly 0)
+        for w in windows:
+            if n_decode:
+                pd = _decode_keys(w, past).sum()
+                attn[w] = AttnSums(pd, zero, pd + zero)
+            else:
+                pf, kv_p = _prefill_keys(w, past, new)
+                attn[w] = AttnSums(zero, pf.sum(), zero + kv_p.sum())
+        total = new.sum()
+        decode_tokens = total if n_decode else zero
+        return StepShape(np.float64(new.size), decode_tokens, total - decode_tokens, attn)
     # a step holds few prefill chunks: sum decode and prefill sequences separately
     past_d, past_p, new_p = past[decode], past[~decode], new[~decode]
-    attn = {}
     for w in windows:
         pd = _decode_keys(w, past_d).sum()
         pf, kv_p = _prefill_keys(w, past_p, new_p)

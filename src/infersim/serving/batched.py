@@ -9,11 +9,15 @@ scalar loop would do something order-dependent they do not reproduce (a preempti
 replica falls back to its loop. Results are identical to the loops', not approximately equal
 (tests/test_serving_batched.py runs both on the same workloads).
 
-Only plain replicas (one token per decode step, no speculative decoding) take this path.
+Multi-token replicas (speculative decoding: a decode step verifies decode_width tokens and keeps
+the accepted ones) take this path too: a decoding request's KV blocks cover its verify width, and
+its accepted tokens come from the same per-request credit accumulator as `Replica._accepted`.
 """
 from __future__ import annotations
 
 import weakref
+from collections import deque
+from itertools import repeat
 
 import numpy as np
 
@@ -25,9 +29,14 @@ MIN_BATCH = 32
 _static: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _gather(values: list, rids: list[int]) -> np.ndarray:
-    """values[rid] for each rid, as an int64 array."""
-    return np.fromiter(map(values.__getitem__, rids), dtype=np.int64, count=len(rids))
+def _gather(values: list, rids: list[int], dtype=np.int64) -> np.ndarray:
+    """values[rid] for each rid, as an array (int64 unless told otherwise)."""
+    return np.fromiter(map(values.__getitem__, rids), dtype=dtype, count=len(rids))
+
+
+def _scatter(values: list, rids: list[int], new_values) -> None:
+    """values[rid] = v for each (rid, v) pair, in order (a loop run by map, not by the interpreter)."""
+    deque(map(values.__setitem__, rids, new_values), maxlen=0)
 
 
 def _lengths(st) -> tuple[np.ndarray, np.ndarray]:
@@ -56,7 +65,11 @@ def compose_running(replica) -> tuple[list[int], list[int], int, int] | None:
     budget_before = cfg.max_tokens_per_step - (np.cumsum(wanted) - wanted)
     new = np.minimum(wanted, np.maximum(budget_before, 0))
     taken = new > 0
-    need = kv.blocks_for_array(past + new) - _gather(st.held, running)
+    decoding = (gen > 0) & (left == 1)
+    width = new
+    if replica.decode_width != 1:  # a verify can keep up to decode_width tokens, never past the output
+        width = np.where(decoding, np.minimum(replica.decode_width, _lengths(st)[1][index] - gen), new)
+    need = kv.blocks_for_array(past + width) - _gather(st.held, running)
     need[~taken | (need < 0)] = 0
     total = int(need.sum())
     if total > kv.free:
@@ -71,20 +84,21 @@ def compose_running(replica) -> tuple[list[int], list[int], int, int] | None:
     else:
         idx = np.flatnonzero(taken)
         rids = [running[i] for i in idx.tolist()]
-        index, gen, past, target, new = index[idx], gen[idx], past[idx], target[idx], new[idx]
-    decoding = (gen > 0) & (target - past == 1)
+        index, gen, past, target, new, decoding = index[idx], gen[idx], past[idx], target[idx], new[idx], decoding[idx]
     # the step's requests continue this list (admissions append to it); their state stays as it
     # is until the step ends, so finish_step reuses these arrays for its leading entries
     replica.batched_arrays = (rids, index, gen, past, target, new, decoding)
     return rids, new.tolist(), int(np.count_nonzero(~decoding)), cfg.max_tokens_per_step - int(new.sum())
 
 
-def _step_arrays(replica, rids: list[int], news: list[int]):
+def step_arrays(replica, rids: list[int], news: list[int]):
     """(request index, gen, past, target, new tokens, decoding) of a step's requests: the arrays
-    compose_running kept for its leading entries, gathered for the rest."""
+    compose_running kept for its leading entries, gathered for the rest. The step's requests keep
+    their state until the step ends, so the result is kept for finish_step too."""
     st = replica.st
     kept = replica.batched_arrays
-    replica.batched_arrays = None
+    if kept is not None and kept[0] is rids and len(kept[1]) == len(rids):
+        return kept[1:]
     k = len(kept[1]) if kept is not None and kept[0] is rids else 0
     rest = rids[k:]
     index = np.fromiter(rest, dtype=np.int64, count=len(rest))
@@ -93,27 +107,30 @@ def _step_arrays(replica, rids: list[int], news: list[int]):
     target = _lengths(st)[0][index] + gen
     new = np.asarray(news[k:], dtype=np.int64)
     decoding = (gen > 0) & (target - past == 1)
+    arrays = (index, gen, past, target, new, decoding)
     if k:
-        arrays = (index, gen, past, target, new, decoding)
-        return tuple(np.concatenate((a, b)) for a, b in zip(kept[1:], arrays))
-    return index, gen, past, target, new, decoding
+        arrays = tuple(np.concatenate((a, b)) for a, b in zip(kept[1:], arrays))
+    replica.batched_arrays = (rids,) + arrays
+    return arrays
 
 
 def finish_step(replica, t: float, rids: list[int], news: list[int], finished: list[int],
                 handoff: list[int]) -> int:
     """Advance the requests of a single step that ended at time t, as `Replica.step_end`'s loop
-    does for a plain replica: tokens into the KV cache, a sampled token for each request that
+    does: tokens into the KV cache, a sampled token for each request that
     reached its target, first-token times, the inter-token gap of a request recomputed after a
     preemption; appends to `finished` and `handoff` in step order. Returns the decode entries."""
     st = replica.st
-    index, gen, past, target, new, decoding = _step_arrays(replica, rids, news)
+    index, gen, past, target, new, decoding = step_arrays(replica, rids, news)
+    replica.batched_arrays = None
+    if replica.multi_token:
+        new = _accepted(replica, index, gen, new, decoding)
     past = past + new
     reached = past >= target
-    # the step reached the target: it samples a token (a decode step keeps its one new token)
+    # the step reached the target: it samples a token (a decode step keeps its new tokens: one, or
+    # the accepted ones of a verify)
     gen = gen + np.where(decoding, new, 1) * reached
-    past_list = st.past
-    for rid, p in zip(rids, past.tolist()):
-        past_list[rid] = p
+    _scatter(st.past, rids, past.tolist())
     idx = np.flatnonzero(reached)
     first, last_token = st.first, st.last_token
     for i in idx[~decoding[idx]].tolist():
@@ -122,13 +139,29 @@ def finish_step(replica, t: float, rids: list[int], news: list[int], finished: l
             first[rid] = t
         else:  # the token after a preemption: its gap spans the wait and the recompute
             replica.sim.record_itl(np.array([t - last_token[rid]]), 1)
-    gen_list = st.gen
-    for i, g in zip(idx.tolist(), gen[idx].tolist()):
-        rid = rids[i]
-        gen_list[rid] = g
-        last_token[rid] = t
+    reached_rids = rids if len(idx) == len(rids) else [rids[i] for i in idx.tolist()]
+    _scatter(st.gen, reached_rids, gen[idx].tolist())
+    _scatter(last_token, reached_rids, repeat(t))
     done = reached & (gen >= _lengths(st)[1][index])
     finished.extend(rids[i] for i in np.flatnonzero(done).tolist())
     if replica.role == "prefill":
         handoff.extend(rids[i] for i in np.flatnonzero(reached & ~done).tolist())
     return int(np.count_nonzero(reached & decoding))
+
+
+def _accepted(replica, index: np.ndarray, gen: np.ndarray, new: np.ndarray, decoding: np.ndarray) -> np.ndarray:
+    """`new` with each decoding request's entry replaced by the tokens its verify keeps, as
+    `Replica._accepted` hands them out (credit += tokens per step; keep its whole part, at least 1,
+    at most decode_width and what is left of the output; carry the fraction). Updates the credits."""
+    dec = np.flatnonzero(decoding)
+    if not len(dec):
+        return new
+    st = replica.st
+    rids = index[dec].tolist()
+    acc = _gather(st.token_credit, rids, np.float64) + replica.cost.tokens_per_decode_step
+    whole = acc.astype(np.int64)  # int() of a non-negative float: its floor
+    _scatter(st.token_credit, rids, (acc - whole).tolist())
+    left = _lengths(st)[1][index[dec]] - gen[dec]
+    new = new.copy()
+    new[dec] = np.maximum(1, np.minimum(np.minimum(whole, replica.decode_width), left))
+    return new

@@ -112,14 +112,21 @@ class Replica:
             steps = self._block_safe_steps(rids, steps, self.kv.free - self._blocked_hit_blocks)
         else:
             steps = 1
-        past = np.array([st.past[r] for r in rids], dtype=float)
+        if steps == 1 and self.decode_width != 1 and len(rids) >= batched.MIN_BATCH:
+            _, _, past_int, _, new, decoding = batched.step_arrays(self, rids, news)
+            past = past_int.astype(float)
+        else:
+            past = np.array([st.past[r] for r in rids], dtype=float)
+            new = decoding = None
         if steps > 1:
             past.sort()
             times = self.cost.decode_run_seconds(past, steps)
             ends = np.concatenate(([t], times)).cumsum()[1:]
         elif self.decode_width != 1:
-            decoding = np.array([st.gen[r] > 0 and st.inp[r] + st.gen[r] - st.past[r] == 1 for r in rids])
-            widths = np.where(decoding, self.decode_width, np.array(news, dtype=float))
+            if decoding is None:
+                decoding = np.array([st.gen[r] > 0 and st.inp[r] + st.gen[r] - st.past[r] == 1 for r in rids])
+                new = np.array(news, dtype=float)
+            widths = np.where(decoding, self.decode_width, new.astype(float))
             ends = np.array([t + self.cost.step_seconds(past, widths, decoding)])
         else:
             ends = np.array([t + self.cost.step_seconds(past, np.array(news, dtype=float), None)])
@@ -196,7 +203,7 @@ class Replica:
                     finished.append(rid)
             if grown:
                 kv.allocate(grown)  # at once: the same blocks, and the same LRU evictions, as one by one
-        elif self.decode_width == 1 and len(rids) >= batched.MIN_BATCH:
+        elif len(rids) >= batched.MIN_BATCH:
             n_decode = batched.finish_step(self, t, rids, news, finished, handoff)  # the loop below, as arrays
         else:
             inp, out, past, gen, first, last_token = st.inp, st.out, st.past, st.gen, st.first, st.last_token
@@ -288,7 +295,7 @@ class Replica:
         inp, out, gen, past, held, blocks_for = st.inp, st.out, st.gen, st.past, st.held, kv.blocks_for
         decode_width = self.decode_width
         i = 0
-        if self.decode_width == 1 and len(running) >= batched.MIN_BATCH:  # the loop below, as arrays
+        if len(running) >= batched.MIN_BATCH:  # the loop below, as arrays
             composed = batched.compose_running(self)
             if composed is not None:
                 rids, news, n_prefill, budget = composed
