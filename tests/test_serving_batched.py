@@ -140,14 +140,14 @@ def test_array_path_equals_the_loops_with_speculative_decoding(seed, n, tight, m
 
 def test_array_path_equals_the_loops_with_speculative_decoding_disaggregated():
     # MTP on the decode pool of a closed loop, as the InferenceX points run it; outputs of 1 to 3
-    # tokens hit the cap of accepted tokens at the output's end. Not in debug mode: a handed-off
-    # request is admitted with blocks for one decode token, not the verify's width (a known gap of
-    # the admission step, the same on both paths), which the debug invariants catch
+    # tokens hit the cap of accepted tokens at the output's end. In debug mode: a handed-off request
+    # must be admitted with blocks for the verify's width, not one token (a regression: the debug
+    # invariants caught "holds 88 blocks for 1409 cached tokens")
     w = workload(5, 300, 3000, 200, 0.0, 0)
     w = dataclasses.replace(w, output_tokens=np.where(np.arange(300) % 7 == 0, 1 + np.arange(300) % 3,
                                                       w.output_tokens))
     dep = deployment("llama-3.1-8b", 1, 2)
     pools = [Pool("prefill", dep, StepCost(dep)), spec_pool(dep, "decode")]
-    arrays, loops = both_ways(ClosedLoop(128, w), pools, debug=False, kv_link=kv_transfer_link(dep, dep))
+    arrays, loops = both_ways(ClosedLoop(128, w), pools, debug=True, kv_link=kv_transfer_link(dep, dep))
     assert loops.summary["kv_transfers"] > 0
     assert_identical(arrays, loops)

@@ -350,7 +350,10 @@ class Replica:
                 left = target - st.past[rid]
                 n = min(left, budget, chunk)
                 pinned_blocks = kv.prefix_blocks(len(pinned))
-                context = self.admission.context(rid, st.past[rid] + n)
+                # a request handed over to decode verifies up to k + 1 tokens in its first step too
+                decoding = st.gen[rid] > 0 and left == 1
+                width = min(self.decode_width, st.out[rid] - st.gen[rid]) if decoding else n
+                context = self.admission.context(rid, st.past[rid] + width)
                 need = max(0, kv.blocks_for(context) - pinned_blocks)
                 if need > kv.free:
                     # blocks the match took out of the evictable cache (unpinned they are the LRU's
@@ -371,6 +374,6 @@ class Replica:
                 running.append(rid)
                 rids.append(rid)
                 news.append(n)
-                n_prefill += not (st.gen[rid] > 0 and left == 1)
+                n_prefill += not decoding
                 budget -= n
         return rids, news, n_prefill, preempted, blocked
