@@ -264,7 +264,8 @@ def test_groups_by_hand():
 
 
 ROW_KEYS = {"id", "chip", "hardware", "framework", "precision", "isl", "osl", "concurrency", "band", "features",
-            "metric", "measured", "predicted", "error", "abs_error", "method", "assumptions", "set"}
+            "metric", "measured", "predicted", "error", "abs_error", "method", "assumptions", "set", "closed_form",
+            "closed_form_error", "heldout_closed_form", "heldout_closed_form_error"}
 
 
 def test_validate_json_rows_and_skips(tmp_path):
@@ -279,6 +280,8 @@ def test_validate_json_rows_and_skips(tmp_path):
     for r in doc["rows"]:
         assert set(r) == ROW_KEYS and r["set"] == "inferencex" and r["chip"] == "b200"
         assert r["error"] == pytest.approx((r["predicted"] - r["measured"]) / r["measured"])
+        # the shipped fit's closed-form figures belong to the shipped points file, not to this one
+        assert r["closed_form"] is None and r["heldout_closed_form"] is None
     measured = {r["metric"]: r["measured"] for r in doc["rows"]}
     assert measured["output_tok_s_per_chip"] == float(rows["ix00508"]["output_tput_per_gpu"])
     assert measured["ttft_ms"] == float(rows["ix00508"]["ttft_ms_median"])

@@ -502,11 +502,14 @@ def test_validate_reports_heldout_predictions_of_fits_without_their_row(tmp_path
 
 def test_shipped_fit_reproduces_from_the_shipped_measurements():
     """src/infersim/calibration/fit.json changes only through a commit that refits it: calibrate on
-    the packaged measurement set gives the same parameters, rows and held-out results."""
+    the packaged measurement set and InferenceX points gives the same parameters, rows and held-out
+    results."""
     from infersim.calibration.efficiency import FIT_FILE
-    from infersim.datasets import measurements_csv
+    from infersim.datasets import inferencex_points, measurements_csv
     shipped = json.loads(FIT_FILE.read_text())
-    refit = json.loads(json.dumps(fit.calibrate(measurements_csv()).fit_file))
+    refit = json.loads(json.dumps(fit.calibrate(measurements_csv(), inferencex=inferencex_points()).fit_file))
+    assert refit["command"] == shipped["command"] and refit["sets"] == shipped["sets"]
+    assert refit["inferencex_configurations"] == shipped["inferencex_configurations"]
     for key in ("grids", "min_family_rows", "folds", "seed"):
         assert refit[key] == shipped[key], key
     assert refit["families"].keys() == shipped["families"].keys()

@@ -265,33 +265,43 @@ def calibrate(measurements: Path = typer.Option(DEFAULT_MEASUREMENTS, help="meas
               out_file: Path = typer.Option(Path(DEFAULT_FIT_OUT), "--out",
                                             help="where to write the fit; use it with --calibration FILE"),
               overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out file"),
+              inferencex: Path = typer.Option(DEFAULT_INFERENCEX, "--inferencex-points", help="InferenceX serving "
+                                              "points fitted beside the CSV (aggregated, no MTP; closed form)",
+                                              show_default="the shipped InferenceX points"),
+              no_inferencex: bool = typer.Option(False, "--no-inferencex", help="fit on the measurement CSV only"),
               as_json: bool = typer.Option(False, "--json")):
-    """Fit per-family efficiency parameters to a measurement CSV, with K-fold cross-validation.
-    Writes the fit to --out (never into the installed package: the shipped fit changes by a commit)."""
+    """Fit per-family efficiency parameters to a measurement CSV and InferenceX points, with
+    cross-validation. Writes the fit to --out (never into the installed package: the shipped fit
+    changes by a commit)."""
     from infersim.results import check_out_file
     from infersim.validation.fit import calibrate as run, write_fit
     check_out_file(out_file, overwrite=overwrite, not_inside=PACKAGE_DIR,
                    why_not_inside="the shipped fit changes only through a commit: write the fit elsewhere (e.g. "
                                   f"--out {DEFAULT_FIT_OUT}), check it with --calibration FILE, then copy it in")
-    res = run(measurements)
+    res = run(measurements, inferencex=None if no_inferencex else inferencex)
     write_fit(res, out_file)
     if as_json:
         _emit_json(res.fit_file)
         return
-    t = Table(title=f"fitted parameters ({len(res.plans)} rows used, {len(res.skipped)} skipped) -> {out_file}")
-    for c in ("family", "values", "rows", "at grid edge (a bound, not an estimate)"):
+    t = Table(title=f"fitted parameters ({len(res.plans)} rows used, {len(res.skipped)} skipped, "
+                    f"{len(res.inferencex_skipped or [])} InferenceX points kept out) -> {out_file}")
+    for c in ("family", "values", "rows (CSV + InferenceX)", "at grid edge (a bound, not an estimate)"):
         t.add_column(c)
     for fam, v in res.fit_file["families"].items():
-        t.add_row(fam, ", ".join(f"{k}={x:.3g}" for k, x in v["values"].items()), str(len(v["rows"])),
+        n = v["rows_by_set"]
+        t.add_row(fam, ", ".join(f"{k}={x:.3g}" for k, x in v["values"].items()),
+                  f"{n['measurements']} + {n['inferencex']}",
                   ", ".join(f"{k} at {e}" for k, e in v["at_grid_edge"].items()) or "—")
     out.print(t)
     check = res.fit_file["fold_seed_check"]
     for kind, spread in check["row_folds_spread"].items():
         meds = [m for m in check["row_folds"][kind] if m is not None]
         grouped = check["source_grouped"][kind]
+        ix = check["inferencex_configuration_grouped"].get(kind)
         out.print(f"{kind}: closed-form held-out median {min(meds):.1%}-{max(meds):.1%} by row folds over "
                   f"{len(check['seeds'])} seeds (spread {spread:.1%}), "
-                  f"{'—' if grouped is None else f'{grouped:.1%}'} by source (no seed)",
+                  f"{'—' if grouped is None else f'{grouped:.1%}'} by source (no seed)"
+                  + ("" if ix is None else f"; InferenceX points {ix:.1%} by configuration"),
                   markup=False, highlight=False)
     out.print(f"run `infersim validate --calibration {out_file}` to see in-sample and held-out errors with this fit",
               markup=False, highlight=False)

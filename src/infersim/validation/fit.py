@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +36,9 @@ from infersim.calibration.efficiency import Calibration, Efficiency, load_calibr
 from infersim.datasets import display_path
 from infersim.results import json_text
 from infersim.validation.folds import grid_edges, row_folds, source_folds, source_group
+from infersim.validation.inferencex_fit import SET as INFERENCEX, inferencex_plans
 from infersim.validation.measurements import read_measurements
-from infersim.validation.scenarios import RowPlan, Skip, plan_row, predict
+from infersim.validation.scenarios import RowPlan, Skip, layout_values, plan_row, predict
 
 GRIDS = {
     "gpu": {"compute_eff": np.linspace(0.2, 0.95, 16), "mem_eff": np.linspace(0.35, 0.95, 13),
@@ -50,6 +51,7 @@ FOLDS = 5
 SEED = 20261126
 SEED_CHECK = 5  # seeds SEED, SEED+1, ... the row-fold figure is recomputed with
 KINDS = ("gpu", "lpu", "wafer")
+MEASUREMENTS = "measurements"
 
 
 @dataclass
@@ -59,6 +61,7 @@ class FitResult:
     skipped: list[Skip]
     heldout: dict[str, float]  # row id -> cross-validated prediction (row folds)
     heldout_grouped: dict[str, float] | None = None  # row id -> leave-one-source-out prediction
+    inferencex_skipped: list[Skip] | None = None  # InferenceX points kept out of the fit, with the reason
 
 
 def _grid_points(kind: str) -> dict[str, np.ndarray]:
@@ -68,37 +71,51 @@ def _grid_points(kind: str) -> dict[str, np.ndarray]:
     return {n: np.array([p[i] for p in mesh]) for i, n in enumerate(names)}
 
 
-def _matrix(plans: list[RowPlan], calibration: Calibration, kind: str) -> tuple[np.ndarray, dict]:
-    """log(pred/measured) for each plan (rows) at each grid point (columns)."""
+def _matrix(plans: list[RowPlan], calibration: Calibration, kind: str,
+            shared: dict[str, tuple] | None = None) -> tuple[np.ndarray, dict]:
+    """log(pred/measured) for each plan (rows) at each grid point (columns). Rows with equal keys
+    in `shared` (one layout each: the metrics of one InferenceX point, and its repeats on other
+    dates) are predicted once."""
     pts = _grid_points(kind)
     out = np.empty((len(plans), len(next(iter(pts.values())))))
+    cache: dict[tuple, dict] = {}
     for i, p in enumerate(plans):
         base = calibration.for_chip(kind, p.family)
         eff = Efficiency(**{f: pts.get(f, getattr(base, f)) for f in base.__dataclass_fields__})
         with np.errstate(all="ignore"):
-            pred = predict(p, eff)
-        out[i] = np.log(np.maximum(pred, 1e-30) / p.row.value)
+            key = (shared or {}).get(p.row.id)
+            if key is None:
+                pred = predict(p, eff)
+            else:
+                if key not in cache:
+                    cache[key] = layout_values(p, replace(p.layouts[0], eff=eff))[0]
+                pred = np.asarray(cache[key][p.row.metric], dtype=float)
+            out[i] = np.log(np.maximum(pred, 1e-30) / p.row.value)
     return out, pts
 
 
-def _best(logerr: np.ndarray, rows: np.ndarray) -> int:
-    loss = np.nanmean(np.abs(logerr[rows]), axis=0)
+def _best(logerr: np.ndarray, rows: np.ndarray, sets: np.ndarray) -> int:
+    """The grid point minimising the mean |log error| of each set of rows, summed over the sets:
+    every set weighs the same in a fit, whatever its row count (1,000 InferenceX rows of two models
+    would otherwise drown the measurement CSV's rows of many models)."""
+    e, s = np.abs(logerr[rows]), sets[rows]
+    loss = sum(np.nanmean(e[s == name], axis=0) for name in np.unique(s))
     return int(np.nanargmin(loss))
 
 
-def _fit_subset(kind_plans, logerr, pts, train_idx) -> dict[str, dict]:
+def _fit_subset(kind_plans, logerr, pts, train_idx, sets) -> dict[str, dict]:
     """{family or pooled-kind: {param: value}} fitted on the given row indices."""
     fits = {}
     if len(train_idx) == 0:
         return fits
-    g = _best(logerr, np.asarray(train_idx))
+    g = _best(logerr, np.asarray(train_idx), sets)
     fits["pooled"] = {k: float(v[g]) for k, v in pts.items()}
     fams: dict[str, list[int]] = {}
     for i in train_idx:
         fams.setdefault(kind_plans[i].family, []).append(i)
     for fam, idx in fams.items():
         if len(idx) >= MIN_FAMILY_ROWS:
-            g = _best(logerr, np.asarray(idx))
+            g = _best(logerr, np.asarray(idx), sets)
             fits[fam] = {k: float(v[g]) for k, v in pts.items()}
     return fits
 
@@ -110,13 +127,13 @@ def _value_at(logerr_row, pts, params) -> float:
     return float(logerr_row[np.argmax(g)])
 
 
-def _heldout(kp, logerr, pts, folds: np.ndarray) -> tuple[dict[str, float], dict[str, dict]]:
+def _heldout(kp, logerr, pts, sets, folds: np.ndarray) -> tuple[dict[str, float], dict[str, dict]]:
     """({row id: prediction}, {row id: parameters}) of each row from the fit on the other folds."""
     preds, params_of = {}, {}
     for f in np.unique(folds):
         test = np.where(folds == f)[0]
         train = np.where(folds != f)[0]
-        tf = _fit_subset(kp, logerr, pts, list(train))
+        tf = _fit_subset(kp, logerr, pts, list(train), sets)
         for i in test:
             params = tf.get(kp[i].family) or tf.get("pooled")
             if params is None:
@@ -130,23 +147,26 @@ def _row_fold_heldout(matrices: dict, seed: int) -> tuple[dict[str, float], dict
     """Row-fold held-out predictions of every kind (one generator, kinds in KINDS order)."""
     rng = np.random.default_rng(seed)
     preds, params = {}, {}
-    for kind, (kp, logerr, pts) in matrices.items():
-        p, q = _heldout(kp, logerr, pts, row_folds(len(kp), min(FOLDS, len(kp)), rng))
+    for kind, (kp, logerr, pts, sets) in matrices.items():
+        p, q = _heldout(kp, logerr, pts, sets, row_folds(len(kp), min(FOLDS, len(kp)), rng))
         preds.update(p)
         params.update(q)
     return preds, params
 
 
-def _median_abs_err(matrices: dict, preds: dict[str, float]) -> dict[str, float | None]:
+def _median_abs_err(matrices: dict, preds: dict[str, float], only: str = MEASUREMENTS) -> dict[str, float | None]:
+    """Median |error| per kind of the rows of set `only` that have a prediction."""
     out = {}
-    for kind, (kp, _, _) in matrices.items():
-        e = [abs(preds[p.row.id] / p.row.value - 1) for p in kp if p.row.id in preds]
+    for kind, (kp, _, _, sets) in matrices.items():
+        e = [abs(preds[p.row.id] / p.row.value - 1) for p, s in zip(kp, sets) if p.row.id in preds and s == only]
         out[kind] = float(np.median(e)) if e else None
     return out
 
 
 def calibrate(measurements: str | Path, catalog: HardwareCatalog | None = None, progress=None,
-              seed: int = SEED) -> FitResult:
+              seed: int = SEED, inferencex: str | Path | None = None) -> FitResult:
+    """Fit on the measurement CSV and, when `inferencex` names a points file, on its InferenceX
+    points too (validation/inferencex_fit.py says which points enter and why)."""
     catalog = catalog or load_catalog()
     base = load_calibration("none")
     rows = read_measurements(measurements)
@@ -157,27 +177,49 @@ def calibrate(measurements: str | Path, catalog: HardwareCatalog | None = None, 
             # the calibration README: keep speculative-decoding rows out of fits (validate predicts them)
             p = Skip(r.id, "speculative decoding: predicted by validate, kept out of the fit")
         (skipped if isinstance(p, Skip) else plans).append(p)
+    set_of = {p.row.id: MEASUREMENTS for p in plans}
+    group_of = {p.row.id: source_group(p.row.source) for p in plans}
+    ix_skipped, shared = [], {}
+    if inferencex is not None:
+        ix_plans, ix_skipped, ix_groups = inferencex_plans(inferencex, catalog, base)
+        plans += ix_plans
+        group_of.update(ix_groups)
+        set_of.update({p.row.id: INFERENCEX for p in ix_plans})
+        # a point's metrics, and its repeats on other dates, share one prediction
+        shared = {p.row.id: (ix_groups[p.row.id], p.row.concurrency) for p in ix_plans}
     families: dict[str, dict] = {}
     heldout_grouped: dict[str, float] = {}
     heldout_grouped_params: dict[str, dict] = {}
+    insample: dict[str, float] = {}  # InferenceX row id -> closed-form prediction with the fit
     matrices = {}
     for kind in KINDS:
         kp = [p for p in plans if p.group == kind]
         if not kp:
             continue
-        logerr, pts = _matrix(kp, base, kind)
-        matrices[kind] = (kp, logerr, pts)
+        logerr, pts = _matrix(kp, base, kind, shared)
+        sets = np.array([set_of[p.row.id] for p in kp])
+        matrices[kind] = (kp, logerr, pts, sets)
         if progress:
             progress(kind)
-        fits = _fit_subset(kp, logerr, pts, list(range(len(kp))))
+        fits = _fit_subset(kp, logerr, pts, list(range(len(kp))), sets)
         for fam, vals in fits.items():
             name = f"pooled-{kind}" if fam == "pooled" else fam
             used = [p.row.id for p in kp if fam == "pooled" or p.family == fam]
-            families[name] = {"values": vals, "rows": used, "at_grid_edge": grid_edges(vals, GRIDS[kind])}
-        p, q = _heldout(kp, logerr, pts, source_folds([source_group(x.row.source) for x in kp]))
+            by_set = {s: sum(set_of[r] == s for r in used) for s in (MEASUREMENTS, INFERENCEX)}
+            families[name] = {"values": vals, "rows": used, "rows_by_set": by_set,
+                              "at_grid_edge": grid_edges(vals, GRIDS[kind])}
+        for i, x in enumerate(kp):
+            if set_of[x.row.id] == INFERENCEX:
+                params = fits.get(x.family) or fits["pooled"]
+                insample[x.row.id] = float(np.exp(_value_at(logerr[i], pts, params)) * x.row.value)
+        p, q = _heldout(kp, logerr, pts, sets, source_folds([group_of[x.row.id] for x in kp]))
         heldout_grouped.update(p)
         heldout_grouped_params.update(q)
     heldout, heldout_params = _row_fold_heldout(matrices, seed)
+    # row folds split InferenceX curves (and a point's metrics): those points are held out by
+    # configuration only, so their row-fold predictions are not kept
+    heldout = {k: v for k, v in heldout.items() if set_of[k] == MEASUREMENTS}
+    heldout_params = {k: v for k, v in heldout_params.items() if set_of[k] == MEASUREMENTS}
     seeds = [seed + i for i in range(SEED_CHECK)]
     by_seed = [_median_abs_err(matrices, _row_fold_heldout(matrices, s)[0]) for s in seeds]
     seed_check = {
@@ -187,26 +229,41 @@ def calibrate(measurements: str | Path, catalog: HardwareCatalog | None = None, 
         "row_folds": {k: [m[k] for m in by_seed] for k in matrices},
         "row_folds_spread": {k: _spread([m[k] for m in by_seed]) for k in matrices},
         "source_grouped": _median_abs_err(matrices, heldout_grouped),
+        "inferencex_configuration_grouped": _median_abs_err(matrices, heldout_grouped, INFERENCEX),
     }
     groups: dict[str, list[str]] = {}
+    configurations: dict[str, list[str]] = {}
     for p in plans:
-        groups.setdefault(source_group(p.row.source), []).append(p.row.id)
+        into = groups if set_of[p.row.id] == MEASUREMENTS else configurations
+        into.setdefault(group_of[p.row.id], []).append(p.row.id)
     fit_file = {
         "about": "Per chip-family efficiency parameters fitted by `infersim calibrate` (grid search, mean |log error|). "
                  "Reproduce with the command below; do not edit by hand.",
-        "command": (f"infersim calibrate --measurements {display_path(measurements)} --out infersim-fit.json "
+        "command": (f"infersim calibrate --measurements {display_path(measurements)} "
+                    + ("--no-inferencex " if inferencex is None else
+                       f"--inferencex-points {display_path(inferencex)} ")
+                    + "--out infersim-fit.json "
                     "(the shipped src/infersim/calibration/fit.json is such a file, copied in by a commit)"),
         "measurements": display_path(measurements),
+        "sets": {MEASUREMENTS: display_path(measurements),
+                 INFERENCEX: None if inferencex is None else display_path(inferencex),
+                 "weighting": "each set weighs the same in a family's loss (mean |log error| per set, summed)",
+                 "inferencex_rows": "aggregated points without MTP, output tok/s per GPU and tok/s per user, in "
+                                    "closed form (validation/inferencex_fit.py); disaggregated and MTP points kept "
+                                    "out (see inferencex_left_out)"},
+        "inferencex_left_out": _count_reasons(ix_skipped),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "code_version": _git_rev(),
         "grids": {k: {n: [float(x) for x in v] for n, v in g.items()} for k, g in GRIDS.items()},
         "min_family_rows": MIN_FAMILY_ROWS, "folds": FOLDS, "seed": seed,
         "fold_procedures": {
             "heldout": f"{FOLDS} row folds (rows dealt at random with the seed; leave-one-out below {FOLDS} rows)",
-            "heldout_grouped": "leave-one-source-out: each source group (below) predicted by the fit on all other "
-                               "groups; a group is never split",
+            "heldout_grouped": "leave-one-group-out: each measurement source group and each InferenceX "
+                               "configuration (below) predicted by the fit on all other groups; a group is never split",
         },
         "source_groups": dict(sorted(groups.items())),
+        "inferencex_configurations": dict(sorted(configurations.items())),
+        "inferencex_insample_predictions": insample,
         "families": families,
         "heldout_predictions": heldout,
         "heldout_params": heldout_params,
@@ -214,7 +271,14 @@ def calibrate(measurements: str | Path, catalog: HardwareCatalog | None = None, 
         "heldout_grouped_params": heldout_grouped_params,
         "fold_seed_check": seed_check,
     }
-    return FitResult(fit_file, plans, skipped, heldout, heldout_grouped)
+    return FitResult(fit_file, plans, skipped, heldout, heldout_grouped, ix_skipped)
+
+
+def _count_reasons(skips: list[Skip]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for x in skips:
+        counts[x.reason] = counts.get(x.reason, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def _spread(values: list) -> float | None:

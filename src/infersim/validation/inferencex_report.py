@@ -22,6 +22,7 @@ from infersim.deployments.run import simulate_plan
 from infersim.errors import InputError
 from infersim.validation.harness import HarnessRun, run_harness
 from infersim.validation.inferencex import InferenceXPoint, read_points
+from infersim.validation.inferencex_fit import row_id
 from infersim.validation.inferencex_plan import PointSetup, features, map_point
 from infersim.validation.report import measured_on
 from infersim.validation.scenarios import Skip
@@ -60,17 +61,29 @@ class PointResult:
     measured: float
     predicted: float
     assumptions: list[str] = field(default_factory=list)
+    # closed form (validation/inferencex_fit.py) with the fit (in-sample) and with the fit on every
+    # configuration but this point's (held out); None when the fit file did not fit on the point
+    closed_form: float | None = None
+    heldout: float | None = None
 
     @property
     def error(self) -> float:
         return (self.predicted - self.measured) / self.measured
+
+    def error_of(self, which: str) -> float | None:
+        """Relative error of the simulated ('predicted'), closed-form or held-out prediction."""
+        v = getattr(self, which)
+        return None if v is None else (v - self.measured) / self.measured
 
     def to_dict(self) -> dict:
         return {"id": self.id, "chip": self.chip, "hardware": self.hardware, "framework": self.framework,
                 "precision": self.precision, "isl": self.isl, "osl": self.osl, "concurrency": self.concurrency,
                 "band": self.band, "features": list(self.features), "metric": self.metric,
                 "measured": self.measured, "predicted": self.predicted, "error": self.error,
-                "abs_error": abs(self.error), "method": "simulated", "assumptions": self.assumptions, "set": SET}
+                "abs_error": abs(self.error), "method": "simulated",
+                "closed_form": self.closed_form, "closed_form_error": self.error_of("closed_form"),
+                "heldout_closed_form": self.heldout, "heldout_closed_form_error": self.error_of("heldout"),
+                "assumptions": self.assumptions, "set": SET}
 
 
 @dataclass
@@ -94,9 +107,14 @@ class InferenceXReport:
             for (g, metric), rs in sorted(buckets.items(), key=lambda kv: (
                     order.index(kv[0][0]) if order else kv[0][0], METRICS.index(kv[0][1]))):
                 e = np.abs([r.error for r in rs])
-                out.append({"by": label, "group": g, "metric": metric, "n": len(rs),
-                            "median_abs_err": float(np.median(e)), "mean_abs_err": float(np.mean(e)),
-                            "target": TARGET_ABS_ERR, "set": SET})
+                entry = {"by": label, "group": g, "metric": metric, "n": len(rs),
+                         "median_abs_err": float(np.median(e)), "mean_abs_err": float(np.mean(e)),
+                         "target": TARGET_ABS_ERR, "set": SET}
+                for which, key in (("closed_form", "closed_form"), ("heldout", "heldout_closed_form")):
+                    f = [abs(x) for x in (r.error_of(which) for r in rs) if x is not None]
+                    entry[f"{key}_n"] = len(f)
+                    entry[f"{key}_median_abs_err"] = float(np.median(f)) if f else None
+                out.append(entry)
         return out
 
     def skipped_by_reason(self) -> dict[str, int]:
@@ -181,6 +199,10 @@ def validate_inferencex(path: str | Path, catalog: HardwareCatalog | None = None
         s = map_point(p, catalog, calibration)
         (skipped if isinstance(s, Skip) else setups).append(s)
     runs = _run_all(setups, jobs)
+    # the fit's closed-form predictions of these points, when it was fitted on this very file
+    fitted = calibration.fitted if calibration.fitted.get("sets", {}).get("inferencex") == display_path(path) else {}
+    closed_form = fitted.get("inferencex_insample_predictions", {})
+    heldout = fitted.get("heldout_grouped_predictions", {})
     rows: list[PointResult] = []
     for s in setups:
         run = runs[s.point.id]
@@ -192,6 +214,9 @@ def validate_inferencex(path: str | Path, catalog: HardwareCatalog | None = None
                                         "simulated, the steady middle extrapolated"]
                                        if run.requests_simulated < run.requests_measured else [])
         got, refused = _rows(s.point, chip, run, notes)
+        for r in got:
+            key = row_id(r.id, r.metric)
+            r.closed_form, r.heldout = closed_form.get(key), heldout.get(key)
         rows.extend(got)
         skipped.extend(refused)
     order = {p.id: i for i, p in enumerate(points)}

@@ -321,6 +321,13 @@ def _serving_point(dep: Deployment, classes, b_max, scenario: str, load: float):
 
 def predict_layout(plan: RowPlan, dep: Deployment) -> tuple[np.ndarray, np.ndarray]:
     """(predicted value in the row's unit, objective to maximise for layout choice)."""
+    values, objective = layout_values(plan, dep)
+    return np.asarray(values[plan.row.metric], dtype=float), objective
+
+
+def layout_values(plan: RowPlan, dep: Deployment) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """({metric: predicted value} for every metric the row's scenario gives, objective to maximise
+    for layout choice); rows that differ only in metric share these."""
     r, inp, out = plan.row, plan.input_len, plan.output_len
     if r.scenario in ("fixed_batch", "single_stream"):
         b = (r.batch or 1) if r.scenario == "fixed_batch" else 1
@@ -340,12 +347,12 @@ def predict_layout(plan: RowPlan, dep: Deployment) -> tuple[np.ndarray, np.ndarr
     value = {
         "output_tok_s": thr, "output_tok_s_per_chip": thr / plan.n_chips, "tok_s_per_user": 1.0 / tpot,
         "ttft_ms": ttft * 1e3, "tpot_ms": tpot * 1e3, "itl_ms": tpot * 1e3,
-    }[r.metric]
+    }
     if r.scenario == "single_stream":
         objective = -ttft if r.metric == "ttft_ms" else -tpot
     else:
         objective = thr
-    return np.asarray(value, dtype=float), np.asarray(objective, dtype=float)
+    return value, np.asarray(objective, dtype=float)
 
 
 def predict(plan: RowPlan, eff: Efficiency | None = None) -> np.ndarray:
