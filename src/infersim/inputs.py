@@ -100,4 +100,5 @@ def validated(model_cls, raw, where: str, fix: str):
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
-        raise InputError(f"{where}: field '{loc}': {err['msg']}; {fix}") from None
+        msg = err["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's own message
+        raise InputError(f"{where}: field '{loc}': {msg}; {fix}") from None
