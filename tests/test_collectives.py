@@ -218,3 +218,18 @@ def test_more_ep_gpus_than_experts_refused():
     mixtral = load_model("mixtral-8x7b")
     with pytest.raises(InputError, match="routed experts"):
         build_deployment(mixtral, "b200", tp=2, ep=8, precision="fp8")
+
+
+def test_simulate_dp_attention_flag():
+    """--dp-attention reads --tp/--ep the engines' way on the command line; without --tp, or with
+    a deployment file, it is one error line and exit code 2."""
+    from typer.testing import CliRunner
+    from infersim.cli.main import app
+    run = CliRunner().invoke
+    base = ["simulate", "--system", "b200", "--chips", "8", "--model", "deepseek-v3", "--precision", "fp8", "--concurrency", "2",
+            "--requests", "4", "--input-len", "64", "--output-len", "4"]
+    res = run(app, base + ["--tp", "8", "--ep", "8", "--dp-attention"])
+    assert res.exit_code == 0, res.output
+    assert "tp=1 pp=1 ep=8" in res.output
+    res = run(app, base + ["--ep", "8", "--dp-attention"])
+    assert res.exit_code == 2 and "needs --tp" in res.output and "Traceback" not in res.output

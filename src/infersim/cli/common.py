@@ -87,6 +87,7 @@ FILE_DECIDES = {
     "--tp": "gpu.tp",
     "--pp": "gpu.pp",
     "--ep": "gpu.ep",
+    "--dp-attention": "gpu.dp_attention (prefill/decode.dp_attention)",
     "--chips": "gpu.racks / lpu.racks / lpu.chips",
     "--replicas": "gpu.racks / lpu.racks (replicas follow from them)",
     "--precision": "gpu.precision / lpu.precision",

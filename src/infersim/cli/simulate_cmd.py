@@ -169,6 +169,11 @@ def simulate(
     chips: Optional[int] = typer.Option(None, help="chips in total (default: the system's, or tp*pp*ep*replicas)"),
     tp: Optional[int] = typer.Option(None), pp: Optional[int] = typer.Option(None, help="default 1"),
     ep: Optional[int] = typer.Option(None, help="default 1"),
+    dp_attention: Optional[bool] = typer.Option(None, "--dp-attention/--no-dp-attention",
+                                                help="read --tp/--ep the engines' way: an instance of --tp GPUs, "
+                                                     "attention data parallel over them (or tensor parallel), "
+                                                     "--ep the engine's expert-parallel size dividing --tp; "
+                                                     "default: infersim's tp x ep (README)"),
     replicas: Optional[int] = typer.Option(None, help="independent model copies serving the workload"),
     precision: Optional[str] = typer.Option(None, help="bf16, fp16, fp8, int8, fp4, mixed (default as in estimate)"),
     kv_precision: Optional[str] = typer.Option(None, help="KV-cache format (default: fp8 with 8-bit weights)"),
@@ -254,7 +259,8 @@ def simulate(
                              "--prefill-replicas": prefill_replicas, "--decode-replicas": decode_replicas,
                              "--decode-system": decode_system, "--decode-tp": decode_tp, "--decode-ep": decode_ep,
                              "--prefill-tp": prefill_tp, "--prefill-ep": prefill_ep, "--spec": spec,
-                             "--spec-k": spec_k, "--spec-acceptance": spec_acceptance, "--draft-model": draft_model})
+                             "--spec-k": spec_k, "--spec-acceptance": spec_acceptance, "--draft-model": draft_model,
+                             "--dp-attention": dp_attention})
     else:
         for name, v in (("--model", model), ("--system", system)):
             if v is None:
@@ -288,7 +294,7 @@ def simulate(
                    kv_precision=kv_precision, prefill_replicas=prefill_replicas, decode_replicas=decode_replicas,
                    decode_system=decode_system, decode_tp=decode_tp, decode_ep=decode_ep, prefill_tp=prefill_tp,
                    prefill_ep=prefill_ep, spec_method=spec, spec_k=spec_k, draft_model=draft_model,
-                   spec_acceptance=_acceptance(spec_acceptance))
+                   spec_acceptance=_acceptance(spec_acceptance), dp_attention=dp_attention)
     plan, catalog = load_plan(deployment, model, hardware, set_, calibration, options=options, sizing=sizing,
                               engine=engine_name)
     base, router = engine_of(plan), router or plan.spec.engine.router
