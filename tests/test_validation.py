@@ -524,3 +524,11 @@ def test_shipped_fit_reproduces_from_the_shipped_measurements():
     assert refit["source_groups"] == shipped["source_groups"]
     for fam, entry in shipped["families"].items():
         assert refit["families"][fam]["at_grid_edge"] == entry["at_grid_edge"], fam
+
+
+def test_validate_table_output_prints_rows_without_a_held_out_prediction():
+    """The printed table (not --json), as README's first command shows it: every row is printed,
+    including rows with no held-out prediction (a family's only row of its source)."""
+    r = runner.invoke(app, ["validate", "--method", "analytical", "--measurements-only", "--measurements", str(SHARED_CSV)])
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert "predicted vs measured" in r.stdout and "Traceback" not in r.output

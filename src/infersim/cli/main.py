@@ -224,7 +224,7 @@ def _print_measurements(rep, method: str) -> None:
         t.add_column(c)
     for r in rep.rows:
         h, hg = r.heldout_error, r.heldout_grouped_error
-        worst = max(abs(r.error), *(abs(x) for x in (h, hg) if x is not None))
+        worst = max([abs(r.error)] + [abs(x) for x in (h, hg) if x is not None])
         flag = "POOR (>50%)" if worst > POOR_ERROR else ("assumed inputs" if r.assumptions else "")
         t.add_row(r.id, r.model, r.chip, r.scenario, r.metric, _g(r.measured), _g(r.predicted), f"{r.error:+.0%}",
                   "—" if h is None else f"{h:+.0%}", "—" if hg is None else f"{hg:+.0%}", flag)
