@@ -30,6 +30,11 @@ from infersim.mapping.deployment import Deployment
 from infersim.errors import InputError
 
 TOKEN_ID_BYTES = 4.0  # a token id crosses the link as an int32 (vocabularies exceed 65,536 entries)
+# Assumptions for a separate draft model whose draft length and acceptance are not given (a
+# deployment's `spec: {method: draft}`, a published row that does not say): 4 drafted tokens,
+# per-token acceptance 0.7, mid-range of Leviathan et al. 2023 (0.6-0.8 for same-family drafts).
+DRAFT_DEFAULT_K = 4
+DRAFT_DEFAULT_ACCEPTANCE = 0.7
 
 
 def acceptance_vector(acceptance, k: int) -> tuple[float, ...]:

@@ -7,18 +7,14 @@ from dataclasses import dataclass, replace
 
 from infersim.catalog.models import ModelArch, load_model
 from infersim.catalog.speculative import default_acceptance
-from infersim.costmodel.specdec import SpecDecodeCost, acceptance_vector, head_draft
+from infersim.costmodel.specdec import (DRAFT_DEFAULT_ACCEPTANCE, DRAFT_DEFAULT_K, SpecDecodeCost,
+                                        acceptance_vector, head_draft)
 from infersim.deployments.plan import Pool, plain_pool
 from infersim.deployments.spec import SpecPart
 from infersim.errors import InputError
 from infersim.mapping.deployment import Deployment
 from infersim.modes._shared import BuildContext, gpu_deployment
 
-# Defaults of method `draft` when the file gives none (unchanged from the original spec schema):
-# 4 drafted tokens, per-token acceptance 0.7, mid-range of Leviathan et al. 2023 (0.6-0.8 for
-# same-family drafts); the validation scenarios state the same assumption.
-DRAFT_DEFAULT_K = 4
-DRAFT_DEFAULT_ACCEPTANCE = 0.7
 
 
 @dataclass(frozen=True)
@@ -52,7 +48,8 @@ def resolve(part: SpecPart, model: ModelArch) -> Speculation:
     if part.method == "draft":
         k = k or DRAFT_DEFAULT_K
         return Speculation("draft", k, acceptance_vector(DRAFT_DEFAULT_ACCEPTANCE, k),
-                           "assumed 0.7 per token (Leviathan et al. 2023: 0.6-0.8 for same-family drafts)")
+                           f"assumed {DRAFT_DEFAULT_ACCEPTANCE:g} per token (Leviathan et al. 2023: 0.6-0.8 for "
+                           "same-family drafts)")
     entry = default_acceptance(part.method, model.name)
     vec = entry.conditional()
     k = k or entry.default_k

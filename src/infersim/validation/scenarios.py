@@ -30,7 +30,8 @@ from infersim.catalog.hardware import HardwareCatalog
 from infersim.catalog.models import ModelArch, MoESpec, load_model
 from infersim.calibration.efficiency import Calibration, Efficiency
 from infersim.costmodel.memory import max_sequences, min_chips_for_context
-from infersim.costmodel.specdec import SpecDecodeCost, expected_tokens_per_step, head_draft
+from infersim.costmodel.specdec import (DRAFT_DEFAULT_ACCEPTANCE, DRAFT_DEFAULT_K, SpecDecodeCost,
+                                        expected_tokens_per_step, head_draft)
 from infersim.costmodel.step import step_time
 from infersim.mapping.deployment import Deployment, build_deployment
 from infersim.errors import InputError
@@ -41,11 +42,9 @@ from infersim.workload.datasets import LengthMix, length_mix
 # Assumption: TensorRT-LLM's default max_batch_size (BuildConfig) of 2048 sequences caps the batch.
 ENGINE_MAX_BATCH = 2048
 # Assumptions for speculative-decoding rows that do not publish their draft: a same-family
-# 8B draft, 4 drafted tokens per step, per-token acceptance 0.7 (Leviathan et al. 2023 report
-# 0.6-0.8 for same-family drafts). Rows publishing MTP-k and a mean tokens per step use those.
+# 8B draft with costmodel.specdec's draft length and acceptance defaults. Rows publishing MTP-k
+# and a mean tokens per step use those.
 SPEC_DEFAULT_DRAFT = "llama-3.1-8b"
-SPEC_DEFAULT_K = 4
-SPEC_DEFAULT_ACCEPTANCE = 0.7
 # Assumption for API per-user-speed rows that publish no lengths: Artificial Analysis' standard
 # speed workload of about 1,000 input tokens; output long enough that TTFT does not matter.
 API_DEFAULT_INPUT = 1000
@@ -128,8 +127,8 @@ class SpecAssumptions:
     `spec:` section can replace these)."""
 
     draft_model: str = SPEC_DEFAULT_DRAFT
-    k: int = SPEC_DEFAULT_K
-    acceptance: float = SPEC_DEFAULT_ACCEPTANCE
+    k: int = DRAFT_DEFAULT_K
+    acceptance: float = DRAFT_DEFAULT_ACCEPTANCE
     source: str = "mid-range of Leviathan et al. 2023 for a same-family draft"
 
 
