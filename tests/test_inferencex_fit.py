@@ -128,18 +128,20 @@ def test_heldout_configuration_comes_from_the_fit_without_it(small_fit, small_se
 
 
 def test_closed_form_is_monotone_in_mem_eff_and_host_scale():
-    """More achieved bandwidth never slows a point; more host work per step never speeds it up."""
+    """More achieved bandwidth never slows a point; more host work per step never speeds it up
+    (aggregated, disaggregated and MTP closed forms alike)."""
     catalog, none = load_catalog(), load_calibration("none")
     plans, _, _ = inferencex_plans(inferencex_points(), catalog, none)
     picked = {}
-    for p in plans:  # one plan per hardware, at a low and a high concurrency
-        picked.setdefault((p.family, p.row.concurrency <= 8), p)
+    for p in plans:  # one plan per hardware and kind of closed form, at a low and a high concurrency
+        picked.setdefault((p.family, p.row.concurrency <= 8, "disaggregated" in p.tags, "mtp" in p.tags), p)
+    assert any(k[2] for k in picked) and any(k[3] for k in picked)
     for p in picked.values():
         dep = p.layouts[0]
         for name, grid, sign in (("mem_eff", np.linspace(0.35, 0.95, 7), 1), ("host_scale", np.array(
                 [0.0, 0.5, 1.0, 4.0, 16.0]), -1)):
             eff = replace(none.for_chip(p.group, p.family), **{name: grid})
-            values, _ = layout_values(p, replace(dep, eff=eff))
+            values = p.closed_form(eff) if p.closed_form else layout_values(p, replace(dep, eff=eff))[0]
             for metric in ("output_tok_s_per_chip", "tok_s_per_user"):
                 v = np.asarray(values[metric])
                 assert np.all(np.isfinite(v)) and np.all(v > 0), (p.row.id, name, metric)
@@ -166,3 +168,30 @@ def test_validate_shows_the_fits_closed_form_and_heldout_figures(small_sets, sma
     assert all(r.heldout is None for r in rep.rows if r.metric == "ttft_ms")
     other = validate_inferencex(_copy_rows(few, tmp_path / "copy.csv", "point_id", lambda i: True), calibration=cal)
     assert all(r.heldout is None and r.closed_form is None for r in other.rows)
+
+
+def test_row_folds_draw_nothing(small_sets, small_fit):
+    """Row folds are leave-one-out: another seed gives the same held-out predictions and parameters
+    (the seed only moves the single-split comparison in fold_seed_check)."""
+    _, meas, points, _ = small_sets
+    other = fit.calibrate(meas, inferencex=points, seed=fit.SEED + 7)
+    assert other.heldout == small_fit.heldout and small_fit.heldout
+    assert other.fit_file["heldout_params"] == small_fit.fit_file["heldout_params"]
+    check = small_fit.fit_file["fold_seed_check"]
+    assert check["row_folds_leave_one_out"]["gpu"] is not None and len(check["row_folds"]["gpu"]) == fit.SEED_CHECK
+
+
+def test_uncertainty_spans_the_fold_fits(small_fit):
+    """Each fitted value lies in its recorded range, and every leave-one-group-out fit of the family
+    (the held-out parameters of the rows that fit predicted) lies in it too."""
+    ff = small_fit.fit_file
+    for name, entry in ff["families"].items():
+        for param, u in entry["uncertainty"].items():
+            assert u["low"] <= entry["values"][param] <= u["high"], (name, param)
+            assert u["low"] < u["high"], (name, param)  # an all-equal range is widened to the grid's resolution
+    hopper = ff["families"]["hopper"]
+    for rid in hopper["rows"]:
+        params = ff["heldout_grouped_params"].get(rid)
+        if params is not None and rid.startswith("ix"):  # fitted by hopper's own fit on the other groups
+            for param, u in hopper["uncertainty"].items():
+                assert u["low"] - 1e-12 <= params[param] <= u["high"] + 1e-12, (rid, param)

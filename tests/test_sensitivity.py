@@ -187,3 +187,42 @@ def test_cli_bad_file_fails_cleanly(tmp_path):
     bad.write_text("name: x\nmode: afd\n")
     line = assert_fails_cleanly(runner.invoke(app, ["sensitivity", "--deployment", str(bad)]))
     assert "needs a 'gpu' section" in line
+
+
+def _fit_file(tmp_path, uncertainty) -> str:
+    """A fit file whose pooled GPU fit (what Rubin falls back to) carries `uncertainty`."""
+    values = {"compute_eff": 0.7, "mem_eff": 0.6, "host_scale": 2.0}
+    entry = {"values": values} if uncertainty is None else {"values": values, "uncertainty": uncertainty}
+    path = tmp_path / "fit.json"
+    path.write_text(json.dumps({"families": {"pooled-gpu": entry}}))
+    return str(path)
+
+
+def test_fitted_values_are_swept_over_the_fits_range(tmp_path):
+    """With the fit's uncertainty recorded, each fitted value is swept over that range (basis `fit`),
+    not over the engine's prior; without it host_scale keeps its prior range and the efficiencies
+    are not swept."""
+    from infersim.calibration.efficiency import load_calibration
+    spec, model = load_spec(AFD), load_model("gpt-oss-120b")
+    ranges = {"compute_eff": (0.6, 0.8), "mem_eff": (0.55, 0.65), "host_scale": (1.0, 4.0)}
+    fitted = load_calibration(_fit_file(tmp_path, {k: {"low": lo, "high": hi, "basis": "test"}
+                                                   for k, (lo, hi) in ranges.items()}))
+    rep = sensitivity(spec, model, calibration=fitted, **POINT)
+    for name, (lo, hi) in ranges.items():
+        r = _row(rep, f"calibration.rubin.{name}")
+        assert (r.basis, r.low, r.high) == ("fit", lo, hi), r
+        assert r.low <= r.base <= r.high
+    load_calibration.cache_clear()
+    prior = sensitivity(spec, model, calibration=load_calibration(_fit_file(tmp_path, None)), **POINT)
+    host = _row(prior, "calibration.rubin.host_scale")
+    q = load_engines().quantity(load_spec(AFD).engine.name, "host_step_s")
+    assert host.basis == "assumption" and host.low == pytest.approx(2.0 * q.low / q.value)
+    assert not [r for r in prior.rows if r.name.endswith(("compute_eff", "mem_eff"))]
+    load_calibration.cache_clear()
+
+
+def test_an_inverted_uncertainty_fails_cleanly(tmp_path):
+    path = _fit_file(tmp_path, {"host_scale": {"low": 4.0, "high": 1.0}})
+    line = assert_fails_cleanly(runner.invoke(app, ["sensitivity", "--deployment", str(AFD), "--model",
+                                                    "gpt-oss-120b", "--calibration", path]))
+    assert "uncertainty.host_scale has low 4 above high 1" in line

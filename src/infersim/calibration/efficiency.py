@@ -83,6 +83,22 @@ def _check_values(values: object, where: str, fix: str) -> None:
             raise InputError(f"{where}: {name} = {v:g} lies outside {span}; {fix}")
 
 
+def _check_uncertainty(record: object, where: str, fix: str) -> None:
+    """An optional 'uncertainty' mapping: parameter -> {"low": number, "high": number, ...} with
+    both ends valid values of the parameter and low <= high."""
+    if record is None:
+        return
+    if not isinstance(record, dict):
+        raise InputError(f"{where}: 'uncertainty' must map parameter -> {{\"low\": x, \"high\": y}}; {fix}")
+    for name, u in record.items():
+        if not isinstance(u, dict) or "low" not in u or "high" not in u:
+            raise InputError(f"{where}: uncertainty.{shown(name)} must be an object with 'low' and 'high'; {fix}")
+        _check_values({name: u["low"]}, f"{where}, uncertainty low", fix)
+        _check_values({name: u["high"]}, f"{where}, uncertainty high", fix)
+        if u["low"] > u["high"]:
+            raise InputError(f"{where}: uncertainty.{shown(name)} has low {u['low']:g} above high {u['high']:g}; {fix}")
+
+
 def _check_shape(doc: object, path: Path, kinds_section: bool) -> dict:
     """A calibration document: a JSON object whose 'families' (and, for defaults, 'kinds') map names
     to {"values": {...}} with valid parameters. Anything else is one InputError naming the place."""
@@ -99,6 +115,7 @@ def _check_shape(doc: object, path: Path, kinds_section: bool) -> dict:
             if not isinstance(entry, dict) or "values" not in entry:
                 raise InputError(f"{where}: {section}.{shown(name)} must be an object with 'values'; {fix}")
             _check_values(entry["values"], f"{where}, {section}.{shown(name)}", fix)
+            _check_uncertainty(entry.get("uncertainty"), f"{where}, {section}.{shown(name)}", fix)
     return doc
 
 
@@ -139,6 +156,17 @@ class Calibration:
         elif f"pooled-{kind}" in fit:
             base.update(fit[f"pooled-{kind}"]["values"])
         return Efficiency(**{k: float(base[k]) for k in FIELD_NAMES})
+
+    def uncertainty(self, kind: str, family: str) -> dict[str, tuple[float, float, str]]:
+        """{fitted parameter: (low, high, basis)} of the fit this chip family's values come from (its
+        own, else its kind's pooled fit), as `infersim calibrate` recorded it; {} when the values are
+        not fitted or the fit file predates the record."""
+        fit = self.fitted.get("families", {})
+        entry = fit.get(family) or fit.get(f"pooled-{kind}") or {}
+        out = {}
+        for name, u in (entry.get("uncertainty") or {}).items():
+            out[name] = (float(u["low"]), float(u["high"]), str(u.get("basis", "fit uncertainty")))
+        return out
 
     def provenance(self, kind: str, family: str) -> str:
         fit = self.fitted.get("families", {})

@@ -298,11 +298,18 @@ def calibrate(measurements: Path = typer.Option(DEFAULT_MEASUREMENTS, help="meas
         meds = [m for m in check["row_folds"][kind] if m is not None]
         grouped = check["source_grouped"][kind]
         ix = check["inferencex_configuration_grouped"].get(kind)
-        out.print(f"{kind}: closed-form held-out median {min(meds):.1%}-{max(meds):.1%} by row folds over "
-                  f"{len(check['seeds'])} seeds (spread {spread:.1%}), "
+        loo = check.get("row_folds_leave_one_out", {}).get(kind)
+        out.print(f"{kind}: closed-form held-out median "
+                  + ("" if loo is None else f"{loo:.1%} by leave-one-out rows (no seed; ")
+                  + f"one random {res.fit_file['folds']}-fold split: {min(meds):.1%}-{max(meds):.1%} over "
+                  f"{len(check['seeds'])} seeds, spread {spread:.1%}" + ("" if loo is None else ")") + ", "
                   f"{'—' if grouped is None else f'{grouped:.1%}'} by source (no seed)"
                   + ("" if ix is None else f"; InferenceX points {ix:.1%} by configuration"),
                   markup=False, highlight=False)
+    by_tag = check.get("inferencex_configuration_grouped_by_tag", {})
+    for metric, tags in by_tag.items():
+        out.print(f"InferenceX {metric} held out by configuration: " + ", ".join(
+            f"{t} {v['median_abs_err']:.1%} (n {v['n']})" for t, v in tags.items()), markup=False, highlight=False)
     out.print(f"run `infersim validate --calibration {out_file}` to see in-sample and held-out errors with this fit",
               markup=False, highlight=False)
 

@@ -85,15 +85,17 @@ class SpecDecodeCost(ShapeTimer):
 
     decode_runs = False  # a step yields E tokens on average, not one: no closed-form decode runs
 
-    def __init__(self, target: Deployment, draft: Deployment, k: int, acceptance, link: LinkSpec | None):
-        """`acceptance`: a scalar (every position) or one probability per drafted position."""
+    def __init__(self, target: Deployment, draft: Deployment, k: int, acceptance, link: LinkSpec | None,
+                 compiled: bool = True):
+        """`acceptance`: a scalar (every position) or one probability per drafted position.
+        compiled=False: uncompiled step costs (efficiency arrays broadcast against batch arrays)."""
         self.target, self.draft, self.k, self.link = target, draft, k, link
         self.acceptance = acceptance_vector(acceptance, k)
         self.expected = expected_tokens(self.acceptance)
         self.decode_width = k + 1
         self.tokens_per_decode_step = self.expected
-        self.target_cost = StepCost(target)
-        self.draft_cost = StepCost(draft)
+        self.target_cost = StepCost(target, compiled=compiled)
+        self.draft_cost = StepCost(draft, compiled=compiled)
         self.windows = self.target_cost.windows
         self._draft_windows = model_windows(draft.model)
 

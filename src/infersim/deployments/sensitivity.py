@@ -14,8 +14,12 @@ What is swept:
   scale-up and scale-out links, and the named systems (``power_w``) with their own links. Cost
   fields (``capex_usd``, ``cloud_usd_per_hour``) are left out: none of the metrics depends on cost.
   A point is applied with `HardwareCatalog.with_overrides` (``NAME.FIELD=VALUE``).
-- two calibration ASSUMPTIONS (the calibration data is not edited; the plan is rebuilt with a
-  calibration whose `for_chip` returns a copy of the efficiency with one field replaced):
+- the calibration's fitted values (the calibration data is not edited; the plan is rebuilt with a
+  calibration whose `for_chip` returns a copy of the efficiency with one field replaced): when the
+  fit file records their uncertainty (`infersim calibrate`: each value's range over the
+  leave-one-group-out fits), every fitted ``calibration.<family>.<param>`` (compute_eff, mem_eff,
+  host_scale; layer_s) is swept over that range (basis ``fit``). A value the fit file gives no range
+  for falls back to a prior ASSUMPTION range:
   * ``calibration.<gpu family>.host_scale``, the multiplier on the serving engine's host work
     (catalog/data/engines.yaml: per step and per sequence), swept over
     the engine's own stated range for its per-step host time (low/value to high/value times the
@@ -53,6 +57,14 @@ UNCERTAIN = ("estimate", "assumption")
 SKIPPED_FIELDS = ("capex_usd", "cloud_usd_per_hour")  # cost: no metric here depends on it
 LAYER_S_FACTOR = 2.0  # layer_s is swept from value / 2 to value * 2
 DOES_NOT_FIT = "does not fit"
+# what each fitted calibration value stands for (the notes of its sensitivity row)
+FITTED_NOTES = {
+    "compute_eff": "achieved fraction of peak FLOP/s in large matrix products",
+    "mem_eff": "achieved fraction of peak memory bandwidth",
+    "host_scale": "engine CPU time per step and per sequence; hidden by an overlap scheduler while the GPU step "
+                  "is longer",
+    "layer_s": "C2C / fabric hop plus synchronisation per layer; no kernel-level measurement",
+}
 
 
 @dataclass
@@ -230,7 +242,15 @@ def _calibration_inputs(plan: Plan, calibration: Calibration) -> list[_Input]:
             kind, family = key
             used = calibration.for_chip(kind, family)
             how = calibration.provenance(kind, family)
-            if kind == "gpu" and d.engine is not None:
+            fitted = getattr(calibration, "uncertainty", lambda *_: {})(kind, family)
+            for fname, (low, high, basis) in fitted.items():  # the fit's own range for every value it fitted
+                if fname not in FITTED_NOTES or not low < high:
+                    continue
+                out.append(_Input(
+                    f"calibration.{family}.{fname}", "fit", f"{fname} {getattr(used, fname):g} in use ({how}); "
+                    f"range {low:g}-{high:g}: {basis}", low, getattr(used, fname), high, FITTED_NOTES[fname],
+                    calib=(kind, family, fname)))
+            if kind == "gpu" and d.engine is not None and "host_scale" not in fitted:
                 q = load_engines().quantity(d.engine.name, "host_step_s")
                 if q.low is not None and q.high is not None and q.value and q.low < q.high:
                     v = used.host_scale
@@ -239,15 +259,13 @@ def _calibration_inputs(plan: Plan, calibration: Calibration) -> list[_Input]:
                         f"{d.engine.name} host work per step {q.value:g} s, range {q.low:g}-{q.high:g} s "
                         f"(catalog/data/engines.yaml), times host_scale {v:g} in use ({how})",
                         v * q.low / q.value, v, v * q.high / q.value,
-                        "engine CPU time per step and per sequence; hidden by an overlap "
-                        "scheduler while the GPU step is longer", calib=(kind, family, "host_scale")))
-            elif kind in ("lpu", "wafer") and used.layer_s > 0:
+                        FITTED_NOTES["host_scale"], calib=(kind, family, "host_scale")))
+            elif kind in ("lpu", "wafer") and used.layer_s > 0 and "layer_s" not in fitted:
                 v = used.layer_s
                 out.append(_Input(
                     f"calibration.{family}.layer_s", "assumption",
                     f"{kind} per-layer pipeline latency in use ({how}), swept from half to double",
-                    v / LAYER_S_FACTOR, v, v * LAYER_S_FACTOR,
-                    "C2C / fabric hop plus synchronisation per layer; no kernel-level measurement",
+                    v / LAYER_S_FACTOR, v, v * LAYER_S_FACTOR, FITTED_NOTES["layer_s"],
                     calib=(kind, family, "layer_s")))
     return out
 

@@ -12,14 +12,14 @@ costs no more predictions. Families with fewer than MIN_FAMILY_ROWS training row
 kind's pooled fit. Fitted per kind: GPU compute_eff, mem_eff, host_scale (a multiplier on the engines' host work,
 catalog/data/engines.yaml); LPU/wafer layer_s.
 
-Two cross-validations (validation/folds.py): FOLDS row folds drawn with SEED (heldout_*), and
-leave-one-source-out folds that never split a source group (heldout_grouped_*; no seed). The
-row-fold figure moves with the seed (`fold_seed_check`: about 2 points for the GPU rows); averaging
-repeated splits would need one simulation per split and row in `validate`, so the by-source figure,
-which draws nothing, is the one the targets apply to. The fit
-file lists the groups, flags every fitted value on its grid's edge (`at_grid_edge`), and records
-how much the row-fold figure moves over SEED_CHECK seeds (`fold_seed_check`, closed-form
-predictions).
+Two cross-validations (validation/folds.py): row folds by leave-one-out (heldout_*: each measurement
+row predicted by the fit on all the others; nothing drawn, so no seed moves it: one random FOLDS-fold
+split moved the GPU median by ~4 points with its seed, which `fold_seed_check` still records for
+comparison), and leave-one-source-out folds that never split a source group (heldout_grouped_*; each
+InferenceX configuration is one group). The by-source figure is the one the targets apply to. The
+fit file lists the groups, flags every fitted value on its grid's edge (`at_grid_edge`) and gives
+each fitted value's uncertainty (`uncertainty`: its range over the leave-one-group-out fits, which
+`infersim sensitivity` sweeps).
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from infersim.catalog.hardware import HardwareCatalog, load_catalog
 from infersim.calibration.efficiency import Calibration, Efficiency, load_calibration
 from infersim.datasets import display_path
 from infersim.results import json_text
-from infersim.validation.folds import grid_edges, row_folds, source_folds, source_group
+from infersim.validation.folds import fold_range, grid_edges, row_folds, source_folds, source_group
 from infersim.validation.inferencex_fit import SET as INFERENCEX, inferencex_plans
 from infersim.validation.measurements import read_measurements
 from infersim.validation.scenarios import RowPlan, Skip, layout_values, plan_row, predict
@@ -52,6 +52,10 @@ SEED = 20261126
 SEED_CHECK = 5  # seeds SEED, SEED+1, ... the row-fold figure is recomputed with
 KINDS = ("gpu", "lpu", "wafer")
 MEASUREMENTS = "measurements"
+# Which fitting procedure wrote a fit file (its rows, folds, records). 2: every InferenceX point that
+# maps (P/D and MTP closed forms), leave-one-out row folds, each value's uncertainty. A fit file of
+# another procedure is not what calibrate now reproduces (files without the field are procedure 1).
+PROCEDURE = 2
 
 
 @dataclass
@@ -88,7 +92,8 @@ def _matrix(plans: list[RowPlan], calibration: Calibration, kind: str,
                 pred = predict(p, eff)
             else:
                 if key not in cache:
-                    cache[key] = layout_values(p, replace(p.layouts[0], eff=eff))[0]
+                    cache[key] = (p.closed_form(eff) if p.closed_form is not None
+                                  else layout_values(p, replace(p.layouts[0], eff=eff))[0])
                 pred = np.asarray(cache[key][p.row.metric], dtype=float)
             out[i] = np.log(np.maximum(pred, 1e-30) / p.row.value)
     return out, pts
@@ -127,13 +132,17 @@ def _value_at(logerr_row, pts, params) -> float:
     return float(logerr_row[np.argmax(g)])
 
 
-def _heldout(kp, logerr, pts, sets, folds: np.ndarray) -> tuple[dict[str, float], dict[str, dict]]:
-    """({row id: prediction}, {row id: parameters}) of each row from the fit on the other folds."""
+def _heldout(kp, logerr, pts, sets, folds: np.ndarray, fold_fits: list | None = None
+             ) -> tuple[dict[str, float], dict[str, dict]]:
+    """({row id: prediction}, {row id: parameters}) of each row from the fit on the other folds;
+    each fold's fit ({family: values}) is appended to `fold_fits` when given."""
     preds, params_of = {}, {}
     for f in np.unique(folds):
         test = np.where(folds == f)[0]
         train = np.where(folds != f)[0]
         tf = _fit_subset(kp, logerr, pts, list(train), sets)
+        if fold_fits is not None:
+            fold_fits.append(tf)
         for i in test:
             params = tf.get(kp[i].family) or tf.get("pooled")
             if params is None:
@@ -149,6 +158,18 @@ def _row_fold_heldout(matrices: dict, seed: int) -> tuple[dict[str, float], dict
     preds, params = {}, {}
     for kind, (kp, logerr, pts, sets) in matrices.items():
         p, q = _heldout(kp, logerr, pts, sets, row_folds(len(kp), min(FOLDS, len(kp)), rng))
+        preds.update(p)
+        params.update(q)
+    return preds, params
+
+
+def _leave_one_out(matrices: dict) -> tuple[dict[str, float], dict[str, dict]]:
+    """Each measurement row predicted by the fit on every other row (InferenceX rows, held out by
+    configuration only, stay in every fit and share one fold of their own): nothing is drawn."""
+    preds, params = {}, {}
+    for kind, (kp, logerr, pts, sets) in matrices.items():
+        folds = np.where(sets == MEASUREMENTS, np.arange(len(kp)), len(kp))
+        p, q = _heldout(kp, logerr, pts, sets, folds)
         preds.update(p)
         params.update(q)
     return preds, params
@@ -202,34 +223,41 @@ def calibrate(measurements: str | Path, catalog: HardwareCatalog | None = None, 
         if progress:
             progress(kind)
         fits = _fit_subset(kp, logerr, pts, list(range(len(kp))), sets)
+        fold_fits: list[dict] = []
+        p, q = _heldout(kp, logerr, pts, sets, source_folds([group_of[x.row.id] for x in kp]), fold_fits)
+        heldout_grouped.update(p)
+        heldout_grouped_params.update(q)
         for fam, vals in fits.items():
             name = f"pooled-{kind}" if fam == "pooled" else fam
             used = [p.row.id for p in kp if fam == "pooled" or p.family == fam]
             by_set = {s: sum(set_of[r] == s for r in used) for s in (MEASUREMENTS, INFERENCEX)}
             families[name] = {"values": vals, "rows": used, "rows_by_set": by_set,
-                              "at_grid_edge": grid_edges(vals, GRIDS[kind])}
+                              "at_grid_edge": grid_edges(vals, GRIDS[kind]),
+                              "uncertainty": fold_range(vals, [tf[fam] for tf in fold_fits if fam in tf], GRIDS[kind])}
         for i, x in enumerate(kp):
             if set_of[x.row.id] == INFERENCEX:
                 params = fits.get(x.family) or fits["pooled"]
                 insample[x.row.id] = float(np.exp(_value_at(logerr[i], pts, params)) * x.row.value)
-        p, q = _heldout(kp, logerr, pts, sets, source_folds([group_of[x.row.id] for x in kp]))
-        heldout_grouped.update(p)
-        heldout_grouped_params.update(q)
-    heldout, heldout_params = _row_fold_heldout(matrices, seed)
-    # row folds split InferenceX curves (and a point's metrics): those points are held out by
-    # configuration only, so their row-fold predictions are not kept
+    # row folds: leave-one-out, which draws nothing (one random FOLDS-fold split moved the GPU median
+    # by ~4 points with the seed: fold_seed_check); InferenceX points are held out by configuration
+    # only (row folds would split their curves), so only measurement rows keep a row-fold prediction
+    heldout, heldout_params = _leave_one_out(matrices)
     heldout = {k: v for k, v in heldout.items() if set_of[k] == MEASUREMENTS}
     heldout_params = {k: v for k, v in heldout_params.items() if set_of[k] == MEASUREMENTS}
     seeds = [seed + i for i in range(SEED_CHECK)]
     by_seed = [_median_abs_err(matrices, _row_fold_heldout(matrices, s)[0]) for s in seeds]
     seed_check = {
         "about": "held-out median |error| per kind of the closed-form predictions (validate simulates serving "
-                 "rows, so its figures differ): row folds with each seed; source-grouped folds draw nothing",
+                 f"rows, so its figures differ): row folds by leave-one-out (`row_folds_leave_one_out`, the "
+                 f"figure reported; no seed), and one random {FOLDS}-fold split per seed (`row_folds`, for "
+                 "comparison: how far a single split moves); source-grouped folds draw nothing",
         "seeds": seeds,
+        "row_folds_leave_one_out": _median_abs_err(matrices, heldout),
         "row_folds": {k: [m[k] for m in by_seed] for k in matrices},
         "row_folds_spread": {k: _spread([m[k] for m in by_seed]) for k in matrices},
         "source_grouped": _median_abs_err(matrices, heldout_grouped),
         "inferencex_configuration_grouped": _median_abs_err(matrices, heldout_grouped, INFERENCEX),
+        "inferencex_configuration_grouped_by_tag": _median_by_tag(plans, heldout_grouped, set_of),
     }
     groups: dict[str, list[str]] = {}
     configurations: dict[str, list[str]] = {}
@@ -248,16 +276,24 @@ def calibrate(measurements: str | Path, catalog: HardwareCatalog | None = None, 
         "sets": {MEASUREMENTS: display_path(measurements),
                  INFERENCEX: None if inferencex is None else display_path(inferencex),
                  "weighting": "each set weighs the same in a family's loss (mean |log error| per set, summed)",
-                 "inferencex_rows": "aggregated points without MTP, output tok/s per GPU and tok/s per user, in "
-                                    "closed form (validation/inferencex_fit.py); disaggregated and MTP points kept "
-                                    "out (see inferencex_left_out)"},
+                 "inferencex_rows": "every point that maps (aggregated, disaggregated, MTP), output tok/s per GPU "
+                                    "(per decode GPU when disaggregated) and tok/s per user, in closed form "
+                                    "(validation/inferencex_fit.py, inferencex_closed.py); points that do not map "
+                                    "or fit memory are listed in inferencex_left_out"},
         "inferencex_left_out": _count_reasons(ix_skipped),
+        "procedure": PROCEDURE,
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "code_version": _git_rev(),
         "grids": {k: {n: [float(x) for x in v] for n, v in g.items()} for k, g in GRIDS.items()},
         "min_family_rows": MIN_FAMILY_ROWS, "folds": FOLDS, "seed": seed,
         "fold_procedures": {
-            "heldout": f"{FOLDS} row folds (rows dealt at random with the seed; leave-one-out below {FOLDS} rows)",
+            "heldout": "leave-one-out over the measurement rows (each row predicted by the fit on all other rows, "
+                       "InferenceX points included); no seed. fold_seed_check compares single random "
+                       f"{FOLDS}-fold splits drawn with seeds from the seed",
+            "uncertainty": "per family and fitted parameter: the lowest and highest value over the "
+                           "leave-one-group-out fits (heldout_grouped; the family's own fits only), widened to the "
+                           "neighbouring grid points when every fold agrees (the grid's resolution); "
+                           "`infersim sensitivity` sweeps these ranges",
             "heldout_grouped": "leave-one-group-out: each measurement source group and each InferenceX "
                                "configuration (below) predicted by the fit on all other groups; a group is never split",
         },
@@ -279,6 +315,20 @@ def _count_reasons(skips: list[Skip]) -> dict[str, int]:
     for x in skips:
         counts[x.reason] = counts.get(x.reason, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def _median_by_tag(plans: list[RowPlan], preds: dict[str, float], set_of: dict[str, str]) -> dict[str, dict]:
+    """{metric: {tag: median |error|, ..., "all": ...}} of the InferenceX rows held out by configuration,
+    by tag (aggregated / disaggregated / mtp / ... / hardware X), with the row counts."""
+    out: dict[str, dict] = {}
+    for p in plans:
+        if set_of[p.row.id] != INFERENCEX or p.row.id not in preds:
+            continue
+        e = abs(preds[p.row.id] / p.row.value - 1)
+        for tag in ("all", *p.tags):
+            out.setdefault(p.row.metric, {}).setdefault(tag, []).append(e)
+    return {m: {t: {"n": len(e), "median_abs_err": float(np.median(e))} for t, e in sorted(by.items())}
+            for m, by in out.items()}
 
 
 def _spread(values: list) -> float | None:

@@ -66,3 +66,24 @@ def grid_edges(values: dict[str, float], grid: dict[str, np.ndarray]) -> dict[st
         elif np.isclose(v, hi, rtol=1e-9, atol=0.0):
             flags[name] = f"upper edge ({hi:g})"
     return flags
+
+
+def fold_range(value: dict[str, float], fold_values: list[dict[str, float]], grid: dict[str, np.ndarray]
+               ) -> dict[str, dict]:
+    """{parameter: {"low", "high", "folds", "basis"}}: the range of a fitted value over the fits of a
+    cross-validation's folds (how far dropping one group of the data moves it). When every fold
+    agrees, the range is the grid points beside the value (the fit cannot resolve finer)."""
+    out = {}
+    for name, v in value.items():
+        g = np.sort(np.asarray(grid.get(name, []), dtype=float))
+        if g.size < 2:
+            continue
+        seen = [float(f[name]) for f in fold_values if name in f] + [float(v)]
+        low, high = min(seen), max(seen)
+        basis = f"range over {len(seen) - 1} leave-one-group-out fits"
+        if low == high:
+            i = int(np.argmin(np.abs(g - v)))
+            low, high = float(g[max(i - 1, 0)]), float(g[min(i + 1, g.size - 1)])
+            basis += " (all equal: the neighbouring grid points)"
+        out[name] = {"low": low, "high": high, "folds": len(seen) - 1, "basis": basis}
+    return out

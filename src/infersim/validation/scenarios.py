@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import Callable
 
 import numpy as np
 
@@ -74,6 +75,10 @@ class RowPlan:
     assumptions: list[str] = field(default_factory=list)
     spec: "SpecRow | None" = None    # speculative decoding, when the row used it
     lengths: LengthMix | None = None  # the dataset's length mix, when the row names one (input_len is its mean)
+    # rows whose scenario this module cannot express (InferenceX P/D and MTP points): their
+    # {metric: value} for an efficiency (arrays broadcast), and tags to group their errors by
+    closed_form: Callable[[Efficiency], dict[str, np.ndarray]] | None = None
+    tags: tuple[str, ...] = ()
 
     @cached_property
     def length_classes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -309,13 +314,22 @@ def _serving_point(dep: Deployment, classes, b_max, scenario: str, load: float):
         return reps * out_mean * np.minimum(lam, cap), ttft, tpot
     # concurrency: closed loop with `load` clients in total
     b = np.minimum(np.maximum(load / reps, 1), b_max) * np.ones_like(np.asarray(cap, dtype=float))
-    x = b / (mean(t_pre1) + out_mean * t_dec(b))
-    for _ in range(FIXED_POINT_ITERATIONS):
-        td = t_dec(b)
-        tpot = td / np.maximum(1 - x * t_pre_mean, MIN_DECODE_SHARE)
-        ttft = mean(t_pre1) + td / 2
-        x = 0.5 * x + 0.5 * b / (ttft + (out_mean - 1) * tpot)
+    x, ttft, tpot = closed_loop(b, mean(t_pre1), t_pre_mean, out_mean, t_dec(b))
     return reps * out_mean * x, ttft, tpot
+
+
+def closed_loop(b, t_pre1, t_pre, out, t_step, tokens_per_step=1.0):
+    """(requests/s, ttft_s, tpot_s) of one aggregated replica serving a closed loop of `b` clients
+    (all in its batch): a request costs its prefill alone (`t_pre1`) to its first token, half a
+    decode step of wait, then out - 1 tokens at `tokens_per_step` per step of `t_step` seconds
+    (speculative decoding: E tokens per verify step), each step stretched by the share of engine
+    time spent prefilling the others' prompts (`t_pre` s each when batched); damped fixed point."""
+    x = b / (t_pre1 + out * t_step / tokens_per_step)
+    for _ in range(FIXED_POINT_ITERATIONS):
+        tpot = t_step / tokens_per_step / np.maximum(1 - x * t_pre, MIN_DECODE_SHARE)
+        ttft = t_pre1 + t_step / 2
+        x = 0.5 * x + 0.5 * b / (ttft + (out - 1) * tpot)
+    return x, ttft, tpot
 
 
 def predict_layout(plan: RowPlan, dep: Deployment) -> tuple[np.ndarray, np.ndarray]:
