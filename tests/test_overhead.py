@@ -104,6 +104,27 @@ def test_deployment_step_overhead_by_hand():
         assert float(StepCost(dep).total(shape)) == pytest.approx(float(b.total), rel=1e-9)
 
 
+def test_dp_attention_ranks_schedule_and_graph_their_own_sequences():
+    """With DP attention every rank runs its own scheduler and CUDA graphs: the host work and the
+    graph-size check go with the busiest rank's ceil(s / dp) sequences, not the replica's s. By hand:
+    DeepSeek-V3 with the C++ TensorRT-LLM runtime (no overlap, no graphs), 8 ranks, 20 sequences ->
+    3 on the busiest rank; host = host_scale x (host_step_s + 3 x host_seq_s)."""
+    dep = build_deployment(load_model("deepseek-v3"), "b200", tp=1, ep=8, precision="fp8", engine="trtllm-cpp")
+    e, eff = dep.engine, dep.eff
+    shape = batch_shape(Batch(np.float64(20), np.float64(1), np.float64(1000)), model_windows(dep.model))
+    cost = StepCost(dep, compiled=False)
+    seqs, prefill = cost.rank_step(shape)
+    assert float(seqs) == 3.0 and float(prefill) == 0.0
+    o = cost.overhead
+    assert float(o.parts(seqs, prefill, 0.0)["host"]) == pytest.approx(eff.host_scale * (e.host_step_s + 3 * e.host_seq_s))
+    # a graphed engine whose graphs hold 4 sequences replays them for 20 sequences over 8 ranks
+    graphs = replace(dep, engine=replace(dep.engine, cuda_graphs=True, graph_max_batch=4))
+    g = StepCost(graphs, compiled=False)
+    assert float(g.overhead.launch_seconds(*g.rank_step(shape))) == pytest.approx(
+        g.overhead.n_kernels * eff.kernel_s)
+    assert float(StepCost(graphs).total(shape)) == pytest.approx(float(g.time(shape).total), rel=1e-9)
+
+
 def test_overlap_never_slower_than_the_sum():
     dep = build_deployment(load_model("llama-3.1-8b"), "h100-sxm", tp=1, precision="bf16", engine="vllm-sync")
     overlapped = replace(dep, engine=replace(dep.engine, overlap=True))

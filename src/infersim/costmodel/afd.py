@@ -90,7 +90,8 @@ class AFDStepCost(ShapeTimer):
     def __init__(self, afd: AFDDeployment):
         self.afd = afd
         self.gpu = StepCost(afd.attention, host=False, sides=("attention", "step"))
-        self.host = StepCost(afd.attention).overhead  # the engine's host work, once per step
+        self._attention = StepCost(afd.attention)
+        self.host = self._attention.overhead  # the engine's host work, once per step
         self.lpu = StepCost(afd.ffn)
         self.windows = self.gpu.windows
         self.n_ffn = n_ffn_layers(afd.model)
@@ -105,7 +106,7 @@ class AFDStepCost(ShapeTimer):
         (the host work, paid once per step), ffn_s, link_s and link_bw_s (one micro-batch), and m."""
         m = self.micro_batches(shape)
         micro = shape.scaled(1.0 / m)
-        overhead = self.host.parts(shape.seqs, shape.prefill_tokens, 0.0)["host"] + 0.0 * m
+        overhead = self.host.parts(*self._attention.rank_step(shape), 0.0)["host"] + 0.0 * m
         a = self.gpu.total(micro)
         f = self.lpu.total(micro)
         crossing_bytes = micro.tokens * self.act_bytes / self.afd.link_lanes

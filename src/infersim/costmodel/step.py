@@ -22,7 +22,8 @@ from infersim.costmodel.execution import (CATEGORIES, Breakdown, collective_time
 from infersim.catalog.engines import engine as default_engine
 from infersim.costmodel.overhead import SIDES, step_overhead
 from infersim.costmodel.timer import DecodeStep, ShapeTimer
-from infersim.costmodel.work import (GLOBAL_OPS, AttnSums, Batch, Sharding, StepShape, batch_shape, dp_rank_imbalance,
+from infersim.costmodel.work import (GLOBAL_OPS, AttnSums, Batch, Sharding, StepShape, batch_shape, busiest_rank_seqs,
+                                     dp_rank_imbalance,
                                      model_ops, model_windows)
 from infersim.catalog.models import MoESpec
 from infersim.mapping.deployment import Deployment
@@ -176,7 +177,7 @@ class StepCost(ShapeTimer):
             return self._dataflow_ops(shape) + self._dataflow_rest(shape)
         micro = self._micro(shape)
         busy = self._gpu_ops(micro).scaled(self.dep.par.pp) + self._gpu_rest(shape, micro)
-        p = self.overhead.parts(shape.seqs, shape.prefill_tokens, busy.total)
+        p = self.overhead.parts(*self.rank_step(shape), busy.total)
         return busy + Breakdown(0.0, 0.0, 0.0, p["launch"] + p["exposed"])
 
 
@@ -212,7 +213,17 @@ class StepCost(ShapeTimer):
         busy = ops + fixed + r0 + lin @ rm
         if self._dataflow:
             return busy
-        return self.overhead.step_seconds(shape.seqs, shape.prefill_tokens, busy + self._comm_seconds(micro))
+        return self.overhead.step_seconds(*self.rank_step(shape), busy + self._comm_seconds(micro))
+
+    def rank_step(self, shape: StepShape):
+        """(sequences, prefill tokens) of the busiest attention rank's share of the step: what its
+        scheduler handles and its CUDA graphs must hold (work.busiest_rank_seqs); the step's own
+        without DP attention."""
+        if self._dp <= 1:
+            return shape.seqs, shape.prefill_tokens
+        seqs = np.asarray(shape.seqs, dtype=float)
+        rank = busiest_rank_seqs(seqs, self._dp)
+        return rank, np.asarray(shape.prefill_tokens, dtype=float) * np.where(seqs > 0, rank / np.maximum(seqs, 1e-300), 0.0)
 
     def _steady_features(self, features: list, x: np.ndarray) -> tuple | None:
         """The values of the non-attention features when they are the same in every step of x

@@ -59,8 +59,19 @@ def dp_rank_imbalance(seqs, dp: int):
     if dp <= 1:
         return 1.0 + 0.0 * s
     mean = s / dp
-    busiest = np.minimum(np.ceil(mean - 1e-9), s)
-    return np.where(s > 0, busiest / np.maximum(mean, 1e-300), 1.0)
+    return np.where(s > 0, busiest_rank_seqs(s, dp) / np.maximum(mean, 1e-300), 1.0)
+
+
+def busiest_rank_seqs(seqs, dp: int):
+    """Sequences on the busiest of `dp` attention data-parallel ranks, `seqs` spread as evenly as
+    whole sequences allow: min(ceil(s/dp), s); s itself when dp is 1. Each rank runs its own
+    scheduler and captures its own CUDA graphs (SGLang DP attention: one scheduler process per DP
+    rank; TensorRT-LLM attention DP: one executor per rank; vLLM DP: one engine core per rank), so
+    per-sequence host work and the graph-size limit go with this count, not the replica's."""
+    s = np.asarray(seqs, dtype=float)
+    if dp <= 1:
+        return s
+    return np.minimum(np.ceil(s / dp - 1e-9), s)
 
 
 @dataclass(frozen=True)
