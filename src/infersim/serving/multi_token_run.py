@@ -21,7 +21,7 @@ from itertools import repeat
 
 import numpy as np
 
-from infersim.serving.batched import _gather, _scatter
+from infersim.serving.batched import _gather, _scatter, output_lengths
 
 # A run keeps four (steps x requests) arrays; it is cut at this many entries (at 8 bytes each,
 # 32 MiB at most). Changes speed only: a shorter run is followed by another one.
@@ -43,14 +43,19 @@ class MultiTokenRun:
         return len(self.past)
 
 
-def plan_run(replica, rids: list[int], max_steps: int, room: int) -> MultiTokenRun:
+def plan_run(replica, rids: list[int], max_steps: int, room: int, arrays=None) -> MultiTokenRun | None:
     """The run of up to `max_steps` pure verify steps of the decoding requests `rids` (step 0's
-    KV blocks already allocated), whose steps 1.. add at most `room` KV blocks."""
+    KV blocks already allocated), whose steps 1.. add at most `room` KV blocks; None when the
+    first step may complete a request. `arrays`: the step's (request index, gen, past, ...) from
+    batched.step_arrays when the caller has them."""
     st, kv = replica.st, replica.kv
     width, per_step = replica.decode_width, replica.cost.tokens_per_decode_step
-    past = _gather(st.past, rids)
-    gen = _gather(st.gen, rids)
-    out = _gather(st.out, rids)
+    if arrays is None:
+        past, gen, out = _gather(st.past, rids), _gather(st.gen, rids), _gather(st.out, rids)
+    else:
+        past, gen, out = arrays[2], arrays[1], output_lengths(st)[arrays[0]]
+    if int((out - gen).min()) <= width:
+        return None  # the first step may complete a request: it runs alone (the same result, planned for less)
     credit = _gather(st.token_credit, rids, np.float64)
     held = _gather(st.held, rids)
     max_steps = max(1, min(max_steps, MAX_ENTRIES // max(1, len(rids))))

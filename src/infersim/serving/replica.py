@@ -120,8 +120,8 @@ class Replica:
                     steps = int((batched.output_lengths(st)[arrays[0]] - arrays[1]).min())
                 steps = self._block_safe_steps(rids, min(steps, self.cfg.max_run_steps), room)
             elif self.cost.multi_token_runs:
-                run = multi_token_run.plan_run(self, rids, self.cfg.max_run_steps, room)
-                steps = len(run)
+                run = multi_token_run.plan_run(self, rids, self.cfg.max_run_steps, room, arrays)
+                steps = 1 if run is None else len(run)
         if arrays is not None:
             past, new, decoding = arrays[2].astype(float), arrays[4], arrays[5]
         else:
