@@ -1,11 +1,13 @@
 """Time `infersim validate` on the shipped measurement set and InferenceX points, as a user runs it.
 
-    python bench/bench_validate.py [--repeats 3] [--jobs 1 2] [--measurements FILE]
+    python bench/bench_validate.py [--repeats 3] [--jobs 1 2] [--measurements FILE] [--per-kind]
 
 Runs `python -m infersim validate --json` of this checkout (src/ first on PYTHONPATH) in a fresh
 process per repeat, for each --jobs value, and prints per setting the median wall seconds and the
 median CPU seconds (user + system of the command and its worker processes). Every run's JSON must
-equal the first one's: the number of processes changes the speed, never a prediction.
+equal the first one's: the number of processes changes the speed, never a prediction. --per-kind
+then also times each distinct InferenceX simulation in one process and prints the CPU seconds per
+point kind (aggregated / disaggregated, with or without MTP) and concurrency (bench/profile_points.py).
 
 The README's claim ("validate: about N s on two cores") is the --jobs 2 median of this script;
 target: at most 60 s wall on 2 cores (issue 8), with margin for a busy machine; with the InferenceX
@@ -52,6 +54,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--measurements", type=Path, default=measurements_csv())
+    ap.add_argument("--per-kind", action="store_true", help="also time the InferenceX simulations per point kind")
     args = ap.parse_args()
     if args.repeats < 1 or any(j < 1 for j in args.jobs):
         sys.exit("--repeats and --jobs must be at least 1")
@@ -70,6 +73,8 @@ def main() -> None:
             cpus.append(cpu)
         print(f"  --jobs {jobs}: wall {statistics.median(walls):6.1f} s  CPU {statistics.median(cpus):6.1f} s  "
               f"(wall runs: {', '.join(f'{w:.1f}' for w in walls)})")
+    if args.per_kind:
+        subprocess.run([sys.executable, str(REPO / "bench" / "profile_points.py")], check=True)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from infersim.costmodel.specdec import SpecDecodeCost, head_draft
 from infersim.costmodel.step import StepCost
 from infersim.deployments.plan import Pool
 from infersim.mapping.deployment import build_deployment, kv_transfer_link
-from infersim.serving import batched
+from infersim.serving import batched, multi_token_run
 from infersim.serving.config import EngineConfig
 from infersim.serving.simulate import simulate
 from infersim.workload.synthetic import ClosedLoop
@@ -151,3 +151,61 @@ def test_array_path_equals_the_loops_with_speculative_decoding_disaggregated():
     arrays, loops = both_ways(ClosedLoop(128, w), pools, debug=True, kv_link=kv_transfer_link(dep, dep))
     assert loops.summary["kv_transfers"] > 0
     assert_identical(arrays, loops)
+
+
+# ------------------------------------------------------------------ multi-token decode runs (fast path)
+
+def fast_and_stepped(work, pools, **kw):
+    """The same run with closed-form multi-token runs (fast path) and stepping one step at a time."""
+    engine = kw.pop("engine", EngineConfig())
+    fast = simulate(work, pools, engine=engine, debug=True, **kw)
+    slow = simulate(work, pools, engine=dataclasses.replace(engine, fast_path=False), debug=True, **kw)
+    return fast, slow
+
+
+def assert_same_up_to_rounding(fast, slow):
+    """Every token kept by the same step (equal step counts, preemptions, replicas); times equal up
+    to float rounding (a run's steps are timed in one vectorised evaluation)."""
+    for name in ("replica", "prefill_replica", "cached_tokens", "preemptions"):
+        assert np.array_equal(getattr(fast.records, name), getattr(slow.records, name)), name
+    for name in ("arrival_s", "first_token_s", "completion_s"):
+        np.testing.assert_allclose(getattr(fast.records, name), getattr(slow.records, name), rtol=1e-9, atol=0)
+    assert fast.summary["engine_steps"] == slow.summary["engine_steps"]
+    assert fast.summary["itl_s"]["mean"] == pytest.approx(slow.summary["itl_s"]["mean"], rel=1e-6)
+    assert fast.summary["kv_occupancy_peak"] == pytest.approx(slow.summary["kv_occupancy_peak"], rel=1e-9)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 80), tight=st.booleans(),
+       max_input=st.sampled_from([64, 3000]), gap_s=st.sampled_from([0.0, 0.01]), closed=st.sampled_from([0, 4, 32]),
+       max_batch=st.sampled_from([8, 2048]), block=st.sampled_from([1, 16]),
+       admission=st.sampled_from(["eager", "reserve"]), k=st.sampled_from([1, 3]))
+def test_multi_token_runs_equal_stepping(seed, n, tight, max_input, gap_s, closed, max_batch, block, admission, k):
+    """Runs of verify steps planned in closed form keep the same tokens in the same steps as
+    stepping one at a time, under KV pressure (tight: preemptions), both admissions, open and closed loops."""
+    dep = deployment("llama-3.1-70b", 2) if tight else deployment("llama-3.1-8b", 1)
+    engine = EngineConfig(max_batch=max_batch, block_tokens=block, admission=admission)
+    w = workload(seed, n, max_input, 300, gap_s, 0)
+    if tight and admission == "reserve":
+        w = dataclasses.replace(w, input_tokens=np.minimum(w.input_tokens, 6000))
+    pools = [spec_pool(dep, k=k, acceptance=[0.7, 0.55, 0.2][:k])]
+    fast, slow = fast_and_stepped(ClosedLoop(closed, w) if closed else w, pools, engine=engine)
+    assert_same_up_to_rounding(fast, slow)
+
+
+def test_multi_token_runs_equal_stepping_disaggregated_and_are_taken():
+    w = workload(5, 300, 3000, 200, 0.0, 0)
+    dep = deployment("llama-3.1-8b", 1, 2)
+    pools = [Pool("prefill", dep, StepCost(dep)), spec_pool(dep, "decode")]
+    runs = []
+    plan = multi_token_run.plan_run
+
+    def counting(*a, **kw):
+        run = plan(*a, **kw)
+        runs.append(0 if run is None else len(run))
+        return run
+    with mock.patch.object(multi_token_run, "plan_run", counting):
+        fast, slow = fast_and_stepped(ClosedLoop(16, w), pools, kv_link=kv_transfer_link(dep, dep))
+    assert sum(r > 1 for r in runs) > 50  # runs of several steps were taken
+    assert fast.summary["engine_steps"] == slow.summary["engine_steps"] > len(runs)
+    assert_same_up_to_rounding(fast, slow)

@@ -24,7 +24,7 @@ import numpy as np
 from infersim.catalog.hardware import LinkSpec
 from infersim.costmodel.execution import collective_time
 from infersim.costmodel.step import StepCost
-from infersim.costmodel.timer import DecodeStep, ShapeTimer
+from infersim.costmodel.timer import DecodeStep, ShapeTimer, rows_shape
 from infersim.costmodel.work import Batch, StepShape, batch_shape, model_windows, sequences_shape
 from infersim.mapping.deployment import Deployment
 from infersim.errors import InputError
@@ -84,6 +84,7 @@ class SpecDecodeCost(ShapeTimer):
     out deterministically). A step with no decoding sequence is a plain target step (`total`)."""
 
     decode_runs = False  # a step yields E tokens on average, not one: no closed-form decode runs
+    multi_token_runs = True  # but a run of verify steps is timed at once from its contexts
 
     def __init__(self, target: Deployment, draft: Deployment, k: int, acceptance, link: LinkSpec | None,
                  compiled: bool = True):
@@ -141,6 +142,15 @@ class SpecDecodeCost(ShapeTimer):
         draft = sequences_shape(np.asarray(past)[decoding], np.ones(n), self._draft_windows)
         p = self.cycle_seconds(verify, draft, n)
         return float(p["draft_s"] + p["link_s"] + p["verify_s"])
+
+    def multi_token_run_seconds(self, pasts: np.ndarray) -> np.ndarray:
+        """Seconds of consecutive pure verify steps, one per row of `pasts` (steps x sequences,
+        cached tokens before the step): `step_seconds` of each row with every sequence decoding,
+        all rows in one evaluation."""
+        verify = rows_shape(pasts, self.decode_width, self.windows)
+        draft = rows_shape(pasts, 1, self._draft_windows)
+        p = self.cycle_seconds(verify, draft, pasts.shape[1])
+        return p["draft_s"] + p["link_s"] + p["verify_s"]
 
     def decode_step(self, batch: float, past: float, span: float) -> DecodeStep:
         parts = {k: float(v) for k, v in self.cycle_parts(batch, past, span=max(span, 1.0)).items()}

@@ -7,7 +7,9 @@ estimate talk to timers only through this protocol, so they never know which mod
 Token accounting: a decode step feeds `decode_width` tokens per decoding sequence (1; k + 1 when
 verifying k drafted tokens) and yields `tokens_per_decode_step` tokens per sequence on average
 (1; the expected accepted tokens with speculative decoding). Runs of pure-decode steps may be timed
-in closed form (`decode_runs`) only when every step yields exactly one token.
+in closed form (`decode_runs`) only when every step yields exactly one token; a multi-token timer
+times a run of pure verify steps (`multi_token_runs`) from every step's contexts, which the
+simulator works out from the tokens each step keeps.
 """
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from infersim.costmodel.work import Batch, StepShape, batch_shape, decode_run_shape, sequences_shape
+from infersim.costmodel.work import (AttnSums, Batch, StepShape, _decode_keys, _prefill_keys, batch_shape,
+                                     decode_run_shape, sequences_shape)
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class StepTimer(Protocol):
     decode_width: int
     tokens_per_decode_step: float
     decode_runs: bool
+    multi_token_runs: bool
 
     def total(self, shape: StepShape) -> np.ndarray:
         """Seconds of each step in `shape` (arrays of steps broadcast)."""
@@ -47,6 +51,11 @@ class StepTimer(Protocol):
     def decode_run_seconds(self, past_sorted: np.ndarray, steps: int) -> np.ndarray:
         """Seconds of each of `steps` consecutive pure-decode steps (ascending contexts)."""
 
+    def multi_token_run_seconds(self, pasts: np.ndarray) -> np.ndarray:
+        """Seconds of each of consecutive pure-decode steps of a multi-token timer (only when
+        `multi_token_runs`): row j of `pasts` (steps x sequences) holds every sequence's cached
+        tokens before step j; every sequence feeds decode_width tokens in every step."""
+
     def decode_step(self, batch: float, past: float, span: float) -> DecodeStep:
         """A uniform decode step of `batch` sequences at context `past`, averaged over `span` steps."""
 
@@ -57,6 +66,7 @@ class ShapeTimer:
     decode_width = 1
     tokens_per_decode_step = 1.0
     decode_runs = True
+    multi_token_runs = False
     windows: tuple = ()
 
     def total(self, shape: StepShape) -> np.ndarray:  # pragma: no cover - every timer defines it
@@ -71,3 +81,25 @@ class ShapeTimer:
     def uniform_decode_shape(self, batch: float, past: float, span: float) -> StepShape:
         return batch_shape(Batch(seqs=np.float64(batch), new=np.float64(1), past=np.float64(past),
                                  span=max(span, 1.0)), self.windows)
+
+
+def rows_shape(pasts: np.ndarray, new: int, windows) -> StepShape:
+    """Shapes of steps in which every sequence adds `new` tokens (decode when new == 1), one step
+    per row of `pasts` (steps x sequences, each sequence's cached tokens before that step): row j
+    equals sequences_shape(pasts[j], full(new), windows), all rows at once. The sequence and token
+    counts are the same in every step, so they are scalars; the attention sums are arrays over the
+    steps."""
+    pasts = np.asarray(pasts, dtype=float)
+    n = float(pasts.shape[1])
+    tokens = n * new
+    attn = {}
+    zero = np.float64(0.0)
+    for w in windows:
+        if new <= 1:
+            pd = _decode_keys(w, pasts).sum(axis=1)
+            attn[w] = AttnSums(pd, zero, pd + zero)
+        else:
+            pf, kv = _prefill_keys(w, pasts, float(new))
+            attn[w] = AttnSums(zero, pf.sum(axis=1), zero + kv.sum(axis=1))
+    decode_tokens = np.float64(tokens if new <= 1 else 0.0)
+    return StepShape(np.float64(n), decode_tokens, np.float64(tokens) - decode_tokens, attn)

@@ -48,6 +48,11 @@ def _lengths(st) -> tuple[np.ndarray, np.ndarray]:
     return cached[2], cached[3]
 
 
+def output_lengths(st) -> np.ndarray:
+    """Output tokens of every request of the simulation, as an array (indexed by request id)."""
+    return _lengths(st)[1]
+
+
 def compose_running(replica) -> tuple[list[int], list[int], int, int] | None:
     """The running requests' part of a step, as `Replica._compose`'s loop over `running` builds
     it: (request ids, new tokens each, prefill entries, token budget left), with their KV blocks
@@ -165,3 +170,23 @@ def _accepted(replica, index: np.ndarray, gen: np.ndarray, new: np.ndarray, deco
     new = new.copy()
     new[dec] = np.maximum(1, np.minimum(np.minimum(whole, replica.decode_width), left))
     return new
+
+
+def finish_run(replica, t: float, rids: list[int], news: list[int], steps: int, finished: list[int]) -> None:
+    """Advance the requests of a closed-form run of `steps` one-token decode steps that ended at
+    time t, as `Replica.step_end`'s loop over a run does: `steps` tokens each, the KV blocks of
+    the new context, completions appended to `finished` in step order."""
+    st, kv = replica.st, replica.kv
+    index, gen, past = step_arrays(replica, rids, news)[:3]  # as the run started
+    replica.batched_arrays = None
+    past, gen = past + steps, gen + steps
+    held = _gather(st.held, rids)
+    grow = np.maximum(kv.blocks_for_array(past) - held, 0)
+    _scatter(st.past, rids, past.tolist())
+    _scatter(st.gen, rids, gen.tolist())
+    _scatter(st.last_token, rids, repeat(t))
+    grown = int(grow.sum())
+    if grown:
+        _scatter(st.held, rids, (held + grow).tolist())
+        kv.allocate(grown)  # at once: the same blocks, and the same LRU evictions, as one by one
+    finished.extend(rids[i] for i in np.flatnonzero(gen >= _lengths(st)[1][index]).tolist())

@@ -24,14 +24,15 @@ Fast path: when a step holds only decoding requests and nothing can join before 
 context lengths. The replica then plans a run of K steps in one go, K = steps until the first
 completion (bounded by the KV blocks left and max_run_steps), timing all K steps with one
 vectorised cost-model call. An arrival during a run cuts it at the next step boundary, so the
-result equals stepping one iteration at a time (tested).
+result equals stepping one iteration at a time (tested). Multi-token replicas (speculative
+verification) plan such runs too, from the tokens each step keeps (serving/multi_token_run.py).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from infersim.costmodel.timer import StepTimer
-from infersim.serving import batched
+from infersim.serving import batched, multi_token_run
 from infersim.serving.config import EngineConfig
 from infersim.serving.kvcache import KVCache
 from infersim.serving.policies import ADMISSIONS, PREEMPTION_VICTIMS, QUEUE_ORDERS
@@ -65,6 +66,7 @@ class Replica:
         self._rids: list[int] = []
         self._news: list[int] = []
         self._run = False
+        self._multi_run = None  # serving/multi_token_run.py: the multi-token run in flight
         self._blocked_hit_blocks = 0  # see _compose
         self.batched_arrays = None  # serving/batched.py: the last composed batch's arrays
         # statistics
@@ -103,22 +105,31 @@ class Replica:
         if not rids:
             return  # idle until the next arrival
         st = self.st
-        if (self.cfg.fast_path and self.cost.decode_runs and n_prefill == 0 and not preempted
-                and (admission_blocked or not self.waiting)):
-            steps = min(min(st.out[r] - st.gen[r] for r in rids), self.cfg.max_run_steps)
+        # large batches: the step's requests as arrays (serving/batched.py), kept for step_end
+        arrays = batched.step_arrays(self, rids, news) if len(rids) >= batched.MIN_BATCH else None
+        steps, run = 1, None
+        if self.cfg.fast_path and n_prefill == 0 and not preempted and (admission_blocked or not self.waiting):
             # a run's block growth must neither preempt nor evict the cached prefix a blocked
             # request matched: evicting it shortens the match, which can make that request
             # admissible (its first chunk needs fewer blocks than pinning the whole prefix did)
-            steps = self._block_safe_steps(rids, steps, self.kv.free - self._blocked_hit_blocks)
-        else:
-            steps = 1
-        if steps == 1 and self.decode_width != 1 and len(rids) >= batched.MIN_BATCH:
-            _, _, past_int, _, new, decoding = batched.step_arrays(self, rids, news)
-            past = past_int.astype(float)
+            room = self.kv.free - self._blocked_hit_blocks
+            if self.cost.decode_runs:
+                if arrays is None:
+                    steps = min(st.out[r] - st.gen[r] for r in rids)
+                else:
+                    steps = int((batched.output_lengths(st)[arrays[0]] - arrays[1]).min())
+                steps = self._block_safe_steps(rids, min(steps, self.cfg.max_run_steps), room)
+            elif self.cost.multi_token_runs:
+                run = multi_token_run.plan_run(self, rids, self.cfg.max_run_steps, room, arrays)
+                steps = 1 if run is None else len(run)
+        if arrays is not None:
+            past, new, decoding = arrays[2].astype(float), arrays[4], arrays[5]
         else:
             past = np.array([st.past[r] for r in rids], dtype=float)
             new = decoding = None
-        if steps > 1:
+        if steps > 1 and run is not None:
+            ends = np.concatenate(([t], self.cost.multi_token_run_seconds(run.past))).cumsum()[1:]
+        elif steps > 1:
             past.sort()
             times = self.cost.decode_run_seconds(past, steps)
             ends = np.concatenate(([t], times)).cumsum()[1:]
@@ -133,6 +144,7 @@ class Replica:
         self._t0 = t
         self._ends = ends
         self._rids, self._news, self._run = rids, news, steps > 1
+        self._multi_run = run if steps > 1 else None
         self.busy = True
         self.sim.schedule_step_end(self, float(self._ends[-1]))
 
@@ -187,7 +199,14 @@ class Replica:
         n_decode = 0
         finished: list[int] = []
         handoff: list[int] = []
-        if self._run:
+        if self._multi_run is not None:
+            n_decode = len(rids)
+            multi_token_run.finish_run(self, self._multi_run, k, t, finished)
+            self._multi_run = None
+        elif self._run and len(rids) >= batched.MIN_BATCH:
+            n_decode = len(rids)
+            batched.finish_run(self, t, rids, news, k, finished)  # the loop below, as arrays
+        elif self._run:
             n_decode = len(rids)
             past, gen, held, out, last_token, blocks_for = st.past, st.gen, st.held, st.out, st.last_token, kv.blocks_for
             grown = 0
