@@ -8,7 +8,8 @@ handled). One class per event:
   anything already due at the same time, so requests arriving at the instant a step ends (a
   closed-loop client's next request, a burst of same-timestamp arrivals) join that step.
 - `StepEnd`: a replica's step (or closed-form run of decode steps) ends; tokens are emitted.
-- `KVArrival`: a disaggregated request's KV cache has crossed the link to its decode replica.
+- `KVArrival`: a disaggregated request's KV cache has crossed the link to its decode replica; the
+  client's first token is timed here (it streams from the decode worker).
 """
 from __future__ import annotations
 
@@ -85,6 +86,11 @@ class KVArrival:
         self.rid, self.replica = rid, replica
 
     def handle(self, sim: "Simulation", t: float) -> None:
+        # The client's stream comes from the decode worker (SGLang's PD router returns the decode
+        # server's stream; Dynamo's and TensorRT-LLM's disaggregated servers the generation
+        # worker's), which holds the prefill's token once the KV cache has arrived: the client sees
+        # the first token no earlier than that (a lower bound: admission on the decode worker may add more).
+        sim.state.first[self.rid] = t
         self.replica.enqueue(self.rid, t)
 
 

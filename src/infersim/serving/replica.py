@@ -19,6 +19,15 @@ prefills its prompt (in chunks); after a preemption it recomputes prompt plus th
 produced. Afterwards each decode step feeds the last sampled token (one new token: while decoding
 past = input + gen - 1) and samples the next.
 
+Scheduling ahead (`schedules_ahead`, engines with an overlap scheduler: SGLang's zero-overhead
+scheduler, vLLM's async scheduling, TensorRT-LLM's overlap scheduler, catalog/data/engines.yaml
+`overlap`): the CPU composes step n+1 while the GPU runs step n (reference/serving_facts.md s2.5),
+so a request that reaches a busy replica after step n was composed, i.e. after the previous step
+started, can join only the step after next. Such requests wait beside the queue (`_late`) until a
+composition may see them; a replica that would otherwise run nothing takes them at once (its CPU
+is idle, polling for requests). A closed-loop client's next request, sent when a step's last token
+completes its predecessor, thus waits one more step than without overlap.
+
 Fast path: when a step holds only decoding requests and nothing can join before a completion
 (no waiting request admissible, no prefill in flight), the following steps differ only in
 context lengths. The replica then plans a run of K steps in one go, K = steps until the first
@@ -39,8 +48,12 @@ from infersim.serving.policies import ADMISSIONS, PREEMPTION_VICTIMS, QUEUE_ORDE
 
 
 class Replica:
-    def __init__(self, index: int, role: str, cost: StepTimer, kv: KVCache, cfg: EngineConfig, sim):
+    def __init__(self, index: int, role: str, cost: StepTimer, kv: KVCache, cfg: EngineConfig, sim,
+                 schedules_ahead: bool = False):
         self.index = index
+        self.schedules_ahead = schedules_ahead  # the CPU composes step n+1 while step n runs (module docstring)
+        self._late: list[tuple[float, int]] = []  # (enqueue time, request) not yet visible to the scheduler
+        self._prev_step = (-np.inf, -np.inf)  # (start, end) of the last step that ended
         self.role = role  # "both" (aggregated), "prefill" or "decode" (disaggregated pools)
         self.cost = cost
         self.windows = cost.windows
@@ -77,11 +90,33 @@ class Replica:
 
     # -- arrivals ------------------------------------------------------------------------------
     def enqueue(self, rid: int, t: float) -> None:
-        self.waiting.append(rid)
+        if self.schedules_ahead:
+            self._late.append((t, rid))
+        else:
+            self.waiting.append(rid)
         if not self.busy:
             self.request_start(t)
         elif self._run and self._ends is not None and len(self._ends) > 1:
             self._cut(t)
+
+    @property
+    def queued(self) -> int:
+        """Requests assigned here and not yet admitted (the queue and those not yet visible)."""
+        return len(self.waiting) + len(self._late)
+
+    def _reveal(self, t: float, everything: bool = False) -> None:
+        """Move the late requests a composition at time t sees into the queue, in arrival order:
+        those enqueued before the previous step started (the CPU composed this step during it) or
+        after it ended (the replica was idle; its CPU takes a request as it comes); all of them
+        when `everything`."""
+        start, end = self._prev_step
+        keep = []
+        for entry in self._late:
+            if everything or entry[0] <= start or entry[0] > end:
+                self.waiting.append(entry[1])
+            else:
+                keep.append(entry)
+        self._late = keep
 
     def request_start(self, t: float) -> None:
         if not self.start_pending:
@@ -91,6 +126,8 @@ class Replica:
     def _cut(self, t: float) -> None:
         """End the run at the first step boundary at or after t (the step in flight finishes)."""
         k = int(self._ends.searchsorted(t, side="left")) + 1
+        if self.schedules_ahead:
+            k += 1  # the step after the one in flight was composed without the request
         if k < len(self._ends):
             self._ends = self._ends[:k]
             self.version += 1
@@ -101,14 +138,20 @@ class Replica:
         self.start_pending = False
         if self.busy:
             return
+        if self._late:
+            self._reveal(t)
         rids, news, n_prefill, preempted, admission_blocked = self._compose()
+        if not rids and self._late:  # nothing to run: the idle CPU takes the late requests now
+            self._reveal(t, everything=True)
+            rids, news, n_prefill, preempted, admission_blocked = self._compose()
         if not rids:
             return  # idle until the next arrival
         st = self.st
         # large batches: the step's requests as arrays (serving/batched.py), kept for step_end
         arrays = batched.step_arrays(self, rids, news) if len(rids) >= batched.MIN_BATCH else None
         steps, run = 1, None
-        if self.cfg.fast_path and n_prefill == 0 and not preempted and (admission_blocked or not self.waiting):
+        if (self.cfg.fast_path and n_prefill == 0 and not preempted and (admission_blocked or not self.waiting)
+                and not self._late):
             # a run's block growth must neither preempt nor evict the cached prefix a blocked
             # request matched: evicting it shortens the match, which can make that request
             # admissible (its first chunk needs fewer blocks than pinning the whole prefix did)
@@ -190,6 +233,7 @@ class Replica:
         k = len(ends)
         st, kv = self.st, self.kv
         busy = float(ends[-1]) - self._t0
+        self._prev_step = (float(ends[-2]) if k > 1 else self._t0, float(ends[-1]))
         self.busy_s += busy
         self.steps += k
         durations = ends.copy()

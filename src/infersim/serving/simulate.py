@@ -61,8 +61,10 @@ def _replicas(pool: Pool, role: str, first_index: int, cfg: EngineConfig, reqs: 
     """Replicas of the pool (its deployment's memory fit sizes each KV cache; its timer times steps)."""
     dep = pool.deployment
     max_ctx = int(np.max(reqs.input_tokens + reqs.output_tokens))
+    # a GPU engine with an overlap scheduler composes each step while the previous one runs (replica.py)
+    ahead = not dep.dataflow and (dep.engine or default_engine()).overlap
     return [Replica(first_index + i, role, pool.timer, kv_cache_for(dep, cfg, max_ctx, reqs.prefix_block_tokens), cfg,
-                    sim) for i in range(dep.par.replicas)]
+                    sim, schedules_ahead=ahead) for i in range(dep.par.replicas)]
 
 
 def simulate(workload: Requests | ClosedLoop, pools: Deployment | list[Pool], *, decode: Deployment | None = None,
@@ -133,7 +135,7 @@ def simulate(workload: Requests | ClosedLoop, pools: Deployment | list[Pool], *,
     duration = max(float(np.nanmax(done)) if np.any(~np.isnan(done)) else 0.0, 1e-12)
     replicas = [r for pool in pools for r in pool]
     running = sum(len(r.running) for r in replicas)
-    queued = sum(len(r.waiting) for r in replicas)
+    queued = sum(r.queued for r in replicas)
     hit = sum(state.cached)  # prompt tokens admitted requests found in a prefix cache
     prompt_tokens = float(np.sum(reqs.input_tokens))
     extra = {
