@@ -21,13 +21,13 @@ from infersim.errors import InputError
 from infersim.mapping.deployment import build_deployment, engine_layout, routed_expert_params
 
 PROPERTY = settings(max_examples=40, deadline=None)
-BW, ALPHA, LINK_EFF, KERNEL = 1.0e11, 1.0e-6, 0.5, 2.0e-6
+BW, ALPHA, LINK_EFF, KERNEL, PHASE = 1.0e11, 1.0e-6, 0.5, 2.0e-6, 1.5e-5
 
 
-def _link(kind="nvlink", bw=BW, alpha=ALPHA) -> LinkSpec:
+def _link(kind="nvlink", bw=BW, alpha=ALPHA, phase=PHASE) -> LinkSpec:
     q = lambda v: {"value": v, "basis": "assumption", "source": "test", "low": v, "high": v}  # noqa: E731
     return LinkSpec(name=f"test-{kind}", description="test link", kind=kind, bw_bytes_per_s_per_dir=q(bw),
-                    latency_s=q(alpha))
+                    latency_s=q(alpha), all_to_all_phase_s=None if phase is None else q(phase))
 
 
 def _eff():
@@ -54,11 +54,11 @@ def test_gather_scatter_and_all_to_all_by_hand():
     assert C.all_gather(_link(), _eff(), g, s) == pytest.approx(KERNEL + ALPHA + 7 / 8 * s / bw)
     assert C.reduce_scatter(_link(), _eff(), g, s, direct=False) == pytest.approx(KERNEL + 3 * ALPHA + 7 / 8 * s / bw)
     # inside one domain: one step per phase
-    assert C.all_to_all(_link(), _eff(), g, s, count=2) == pytest.approx(2 * (C.ALL_TO_ALL_PHASE_S + s / bw))
+    assert C.all_to_all(_link(), _eff(), g, s, count=2) == pytest.approx(2 * (PHASE + s / bw))
     # 16 GPUs in domains of 8: 7 of 15 peers over NVLink, 8 over a 4x slower NIC, concurrently
     nic = _link("infiniband", bw=BW / 4, alpha=5e-6)
     local, remote = s * 7 / 15, s * 8 / 15
-    expect = C.ALL_TO_ALL_PHASE_S + 5e-6 + max(local / bw, remote / (BW / 4 * LINK_EFF))
+    expect = PHASE + 5e-6 + max(local / bw, remote / (BW / 4 * LINK_EFF))
     assert C.all_to_all(_link(), _eff(), 16, s, domain=8, scale_out=nic) == pytest.approx(expect)
 
 
@@ -186,9 +186,10 @@ def test_wide_ep_across_nodes_is_slower_than_inside_one_domain(dsv3):
 
 # -- the engines' convention and bad input -------------------------------------------------------
 def test_engine_layout():
-    assert engine_layout(8, 8, True) == (1, 8)
-    assert engine_layout(8, 8, False) == (8, 1)
-    assert engine_layout(8, 2, False) == (8, 1)
+    assert engine_layout(8, 8, True) == (1, 8, 1)
+    assert engine_layout(8, 8, False) == (8, 1, 8)  # attention TP8, experts whole over 8 groups of 1 GPU
+    assert engine_layout(8, 2, False) == (8, 1, 2)  # moe_tp 4 x moe_ep 2
+    assert engine_layout(8, 1, False) == (8, 1, 1)
     with pytest.raises(InputError, match="does not divide"):
         engine_layout(8, 3, True)
 
@@ -198,7 +199,7 @@ def test_spec_from_options_dp_attention():
     spec = spec_from_options(cat, system="b200", tp=8, ep=8, dp_attention=True)
     assert (spec.gpu.tp, spec.gpu.ep) == (1, 8)
     spec = spec_from_options(cat, system="b200", tp=8, ep=8, dp_attention=False)
-    assert (spec.gpu.tp, spec.gpu.ep) == (8, 1)
+    assert (spec.gpu.tp, spec.gpu.ep, spec.gpu.moe_ep) == (8, 1, 8)
     with pytest.raises(InputError, match="needs --tp"):
         spec_from_options(cat, system="b200", dp_attention=True)
     with pytest.raises(InputError, match="dp-attention"):

@@ -92,7 +92,7 @@ def test_file_and_flags_agree_on_decode_speed():
     d = _estimate("vr-nvl72")
     flags = json.loads(_run(["estimate", *MODEL, "--system", "vr-nvl72", "--tp", "8", "--precision", "fp8", "--batch",
                              "16", "--input", "1000", "--output", "200", "--json"]).stdout)
-    assert flags["parallel"] == {"tp": 8, "pp": 1, "ep": 1, "replicas": 9}
+    assert flags["parallel"] == {"tp": 8, "pp": 1, "ep": 1, "moe_ep": 1, "replicas": 9}
     assert d["tpot_s"] == pytest.approx(flags["tpot_s"], rel=1e-12)
     assert d["tok_s_per_user"] == pytest.approx(flags["tok_s_per_user"], rel=1e-12)
     assert d["output_tok_s"] <= 9 * 16 / d["tpot_s"]

@@ -242,7 +242,7 @@ def test_layouts_follow_the_point(ctx, points):
     assert (par.tp, par.ep, par.replicas) == (1, 8, 1)   # attention data-parallel over 8 GPUs
     ep = points["ix00508"]                                # tp 8, ep 8, no DP attention
     par = map_point(ep, *ctx).plan.decode_pool.deployment.par
-    assert (par.tp, par.ep, par.replicas) == (8, 1, 1)
+    assert (par.tp, par.ep, par.moe_ep, par.replicas) == (8, 1, 8, 1)  # attention TP8, experts whole per GPU
     assert features(ep) == ("aggregated", "ep") and features(points["ix00032"]) == ("disaggregated", "dp_attention",
                                                                                       "ep", "mtp")
     assert features(points["ix00343"]) == ("aggregated", "tp_only")

@@ -172,7 +172,7 @@ def estimate_static(plan: Plan, *, batch: int = 1, input_len: int = 1024, output
     reps = dep.par.replicas
     return Estimate(
         model=model.name, system=dep.system.name, chip=dep.chip.name, chips=dep.n_chips,
-        parallel={"tp": dep.par.tp, "pp": dep.par.pp, "ep": dep.par.ep, "replicas": reps},
+        parallel={"tp": dep.par.tp, "pp": dep.par.pp, "ep": dep.par.ep, "moe_ep": dep.par.moe_ep, "replicas": reps},
         precision=dep.plan.name, batch=batch, input_len=input_len, output_len=output_len,
         ttft_s=ttft, tpot_s=tpot, tok_s_per_user=(1 / tpot if tpot else 0.0),
         output_tok_s=reps * batch * output_len / e2e, decode_tok_s=(reps * batch / tpot if tpot else 0.0),

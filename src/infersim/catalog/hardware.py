@@ -88,6 +88,7 @@ _PHYSICAL: dict[str, tuple[str, bool, float, float, str, bool]] = {
     "tdp_w": ("W", False, 0.0, math.inf, "700", False),
     "bw_bytes_per_s_per_dir": ("bytes/s", False, 1e6, math.inf, "4.5e11 for 450 GB/s", True),
     "latency_s": ("s", True, 0.0, 1.0, "2e-6 for 2 microseconds", True),
+    "all_to_all_phase_s": ("s", True, 0.0, 1.0, "1.5e-5 for 15 microseconds", True),
     "power_w": ("W", False, 0.0, math.inf, "120000 for 120 kW", False),
     "capex_usd": ("USD", False, 0.0, math.inf, "27500", False),
     "cloud_usd_per_hour": ("USD/hour", False, 0.0, math.inf, "2.25", False),
@@ -172,8 +173,11 @@ class LinkSpec(_Named):
     kind: Literal["nvlink", "lpu_c2c", "pcie", "ethernet", "infiniband", "wafer_fabric", "on_package"]
     bw_bytes_per_s_per_dir: Quantity  # bytes/s, per chip per direction
     latency_s: Quantity  # s, one-way latency of one hop/message
+    # s, fixed cost of one MoE all-to-all phase (dispatch or combine) over this link: the kernel,
+    # flag barriers and routing metadata (costmodel.collectives.all_to_all); None: not a link EP uses
+    all_to_all_phase_s: Quantity | None = None
 
-    @field_validator("bw_bytes_per_s_per_dir", "latency_s")
+    @field_validator("bw_bytes_per_s_per_dir", "latency_s", "all_to_all_phase_s")
     @classmethod
     def _physical(cls, q: Quantity, info: ValidationInfo) -> Quantity:
         return _check_physical(q, info.field_name)

@@ -135,8 +135,9 @@ def estimate(model: Optional[str] = typer.Option(None, help="catalog name, HF re
         _emit_json(d)
         return
     par = e.parallel
+    moe_ep = f"moe_ep={par['moe_ep']} " if par.get("moe_ep", 1) > 1 else ""  # whole-expert groups at ep 1
     out.print(f"[bold]{e.model}[/] on {e.system} ({e.chips} x {e.chip}), tp={par['tp']} pp={par['pp']} ep={par['ep']} "
-              f"replicas={par['replicas']}, {e.precision}; batch {e.batch} x ({e.input_len} in, {e.output_len} out)")
+              f"{moe_ep}replicas={par['replicas']}, {e.precision}; batch {e.batch} x ({e.input_len} in, {e.output_len} out)")
     t = Table()
     for c in ("phase", "time", "tokens/s (system)", "bottleneck", "compute", "memory", "interconnect", "overhead"):
         t.add_column(c)

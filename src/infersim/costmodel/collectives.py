@@ -33,8 +33,9 @@ its tokens' top-k copies to the GPUs holding those experts. Inside one scale-up 
 one step over NVLink: alpha + send / bw. A group spanning several domains (wide EP over RDMA NICs)
 sends the share addressed to other domains over the scale-out NIC at the same time:
 max(local / bw_up, remote / bw_out) (DeepEP's normal kernels overlap the two). Each phase also
-pays ALL_TO_ALL_PHASE_S (kernel, flag barriers, routing metadata), and alpha of the NIC link when
-it crosses domains.
+pays the link's all_to_all_phase_s (kernel, flag barriers, routing metadata: an assumption in
+links.yaml, 15 us in 10-30 us, which `--set LINK.all_to_all_phase_s=S` overrides and `sensitivity`
+sweeps), and alpha of the NIC link when it crosses domains.
 
 Checked against published measurements (not fitted to them; reference/serving_facts.md s2.2-2.4,
 NVIDIA AIC collector data): one-shot at 8 KiB gives 5.1 us on 8 x B200 (measured 5.6) and 5.2 us
@@ -55,6 +56,7 @@ import numpy as np
 from infersim.catalog.hardware import LinkSpec
 from infersim.calibration.efficiency import Efficiency
 from infersim.costmodel.work import Sharding, StepShape, comm_volumes
+from infersim.errors import InputError
 
 ATTENTION, FFN, PIPELINE = "attention", "ffn", "pipeline"
 ALL_REDUCE_ALGORITHMS = ("one_shot", "two_shot", "nccl")
@@ -65,10 +67,6 @@ ALL_REDUCE_ALGORITHMS = ("one_shot", "two_shot", "nccl")
 CUSTOM_ALLREDUCE_MAX_BYTES = 8 * 1024 * 1024
 # Links whose GPUs can read every peer's memory directly (a switch or full mesh): custom kernels run there.
 PEER_MEMORY_LINK_KINDS = ("nvlink",)
-# Fixed cost of one MoE all-to-all phase (dispatch or combine) at a few tokens per GPU: measured
-# 12-22 us (DeepEP low-latency: H100/H200 EP8 12-14, B200 EP8 22, GB200 EP4 17-18; TensorRT-LLM
-# one-sided NVL72 EP8-64 18-33), reference/serving_facts.md s2.4. Assumption 15 us, range 10-30 us.
-ALL_TO_ALL_PHASE_S = 15e-6
 
 
 @dataclass(frozen=True)
@@ -168,12 +166,23 @@ def all_to_all(scale_up: LinkSpec, eff: Efficiency, group: int, send_bytes, coun
     if group <= 1:
         return 0.0 * s
     domain = min(domain or group, group)
+    phase = all_to_all_phase_s(scale_up)
     if domain >= group or scale_out is None:
-        return count * (ALL_TO_ALL_PHASE_S + s / _bw(scale_up, eff))
+        return count * (phase + s / _bw(scale_up, eff))
     local = s * (domain - 1) / (group - 1)
     remote = s - local
-    return count * (ALL_TO_ALL_PHASE_S + _alpha(scale_out)
+    return count * (phase + _alpha(scale_out)
                     + np.maximum(local / _bw(scale_up, eff), remote / _bw(scale_out, eff)))
+
+
+def all_to_all_phase_s(link: LinkSpec) -> float:
+    """The fixed seconds of one all-to-all phase over `link` (its catalog assumption)."""
+    q = link.all_to_all_phase_s
+    if q is None or q.value is None:
+        raise InputError(f"link '{link.name}' has no all_to_all_phase_s, the fixed cost of one MoE all-to-all phase; "
+                         f"expert parallelism over it needs one: --set {link.name}.all_to_all_phase_s=1.5e-5 (seconds), "
+                         "or add it to the link in your --hardware file")
+    return float(q.value)
 
 
 def p2p(link: LinkSpec, eff: Efficiency, message_bytes, count=1.0, with_latency: bool = True):

@@ -2,7 +2,7 @@
 
 GPU layouts: dense weights (attention, dense FFN, shared experts) split tp x pp ways and
 replicated over the ep attention data-parallel ranks; routed experts spread over tp x ep (whole
-experts when ep > 1: expert_slot_share) and pp; KV heads split by tp up to the number of KV heads
+experts per GPU when ep > 1, whole per moe_ep group at ep 1: expert_slot_share) and pp; KV heads split by tp up to the number of KV heads
 (beyond that they replicate; MLA's latent cache replicates); each rank holds the KV cache of its
 own sequences (1/ep of them). LPU/wafer: all weights and KV spread
 evenly over the replica's chips (SRAM), as a compiler places them.
@@ -91,18 +91,23 @@ def _kv_split(dep: Deployment) -> float:
 
 
 def expert_slot_share(dep: Deployment) -> float:
-    """The fraction of the routed experts' weights one GPU holds: 1/tp of every expert at ep 1
-    (tensor-sharded); with expert parallelism whole experts, ceil(E / EP) slots of the E per MoE
-    layer (EP not dividing E leaves spare slots, which EPLB fills with redundant copies), so the
-    GPUs together hold each expert at least once."""
+    """The fraction of the routed experts' weights one GPU holds: 1/(tp x ep) of every expert when
+    they are tensor-sharded (one group); placed whole over G groups (Parallelism.expert_parallel:
+    every GPU with DP attention, moe_ep groups of tp / moe_ep GPUs without), a group holds
+    ceil(E / G) of the E experts per MoE layer (G not dividing E leaves spare slots, which EPLB
+    fills with redundant copies), tensor-sharded over the group's GPUs, so the GPUs together hold
+    each expert at least once."""
     par = dep.par
-    if par.expert_parallel <= 1:
-        return 1.0 / (par.tp * par.ep)
+    chips = par.tp * par.ep
+    groups = par.expert_parallel
+    if groups <= 1:
+        return 1.0 / chips
     experts = [l.ffn.n_routed for l, _ in dep.model.layer_groups() if isinstance(l.ffn, MoESpec)]
+    per_group = chips / groups  # GPUs sharing one group's experts
     if not experts:
-        return 1.0 / par.expert_parallel
+        return 1.0 / chips
     e = max(experts)
-    return float(np.ceil(e / par.expert_parallel)) / e
+    return float(np.ceil(e / groups)) / e / per_group
 
 
 def memory_fit(dep: Deployment, seqs, context, step_tokens) -> MemoryFit:

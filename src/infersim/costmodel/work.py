@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from infersim.catalog.models import AttentionSpec, DenseFFNSpec, LayerSpec, MambaSpec, ModelArch, MoESpec
+from infersim.costmodel.expert_load import busiest_group_load, expected_distinct_experts
+from infersim.mapping.deployment import whole_expert_groups
 from infersim.mapping.precision import PrecisionPlan
 
 # Mamba-2 SSD chunk length used by the chunked scan in prefill (NemotronH config `chunk_size`,
@@ -36,13 +38,20 @@ class Sharding:
     (DP attention: each rank runs attention, dense layers, embedding and LM head for its own
     sequences, tp-way tensor parallel inside the rank, so no attention all-reduce at tp 1); the
     routed experts are spread over all tp x ep chips (expert parallel when ep > 1, whole experts
-    per chip; tensor-sharded experts at ep 1); pp pipeline stages each hold 1/pp of the layers
-    (their cost is accounted per stage by the caller). Per-chip work here is the mean rank's;
-    the step scales the rank-local ops to the busiest rank (`dp_rank_imbalance`)."""
+    per chip; at ep 1 tensor-sharded, or whole over `moe_ep` groups of tp / moe_ep chips); pp
+    pipeline stages each hold 1/pp of the layers (their cost is accounted per stage by the caller).
+    Per-chip work here is the mean attention rank's (the step scales the rank-local ops to the
+    busiest rank, `dp_rank_imbalance`); the routed experts' is the busiest expert group's when
+    they are placed whole (costmodel.expert_load)."""
 
     tp: int = 1
     ep: int = 1
     pp: int = 1
+    moe_ep: int = 1
+
+    @property
+    def expert_groups(self) -> int:
+        return whole_expert_groups(self.tp, self.ep, self.moe_ep)
 
 
 # Ops whose work is spread over all tp x ep chips (every rank's tokens meet there); all other ops
@@ -177,6 +186,11 @@ class StepShape:
 
     def distinct_experts(self, n_experts: int, top_k: int):
         return expected_distinct_experts(n_experts, top_k, self.tokens)
+
+    def busiest_group_load(self, n_experts: int, top_k: int, groups: int):
+        """(touched experts, routed token copies) of the busiest of `groups` whole-expert groups
+        (costmodel.expert_load.busiest_group_load)."""
+        return busiest_group_load(n_experts, top_k, groups, self.tokens)
 
     def scaled(self, k) -> "StepShape":
         """The same step split into 1/k micro-batches (every sum scales; distinct experts are
@@ -315,13 +329,6 @@ def mamba_ops(m: MambaSpec, arch: ModelArch, b: StepShape, sh: Sharding, pp: Pre
     return ops
 
 
-def expected_distinct_experts(n_experts: int, top_k: int, tokens):
-    """Expected number of distinct experts touched when `tokens` tokens each pick top_k of
-    n_experts uniformly: E * (1 - (1 - k/E)^T). Real routers are skewed, which touches fewer."""
-    t = np.asarray(tokens, dtype=float)
-    return n_experts * (1.0 - (1.0 - top_k / n_experts) ** t)
-
-
 def ffn_ops(f: DenseFFNSpec | MoESpec, arch: ModelArch, b: StepShape, sh: Sharding, pp: PrecisionPlan, count: int):
     tokens = b.tokens / sh.ep
     if isinstance(f, DenseFFNSpec):
@@ -333,13 +340,19 @@ def ffn_ops(f: DenseFFNSpec | MoESpec, arch: ModelArch, b: StepShape, sh: Shardi
     if dense_part > 0:
         ops.append(_gemm("moe.shared", dense_part, tokens, sh.tp, pp.weight_bytes, pp.act_bytes, arch.hidden, count))
     t_all = b.tokens  # every token of the replica is routed to experts held across tp*ep chips
-    distinct = b.distinct_experts(f.n_routed, f.top_k)
     e_params = f.expert_params(arch.hidden)
     chips = sh.tp * sh.ep
-    flops = 2.0 * e_params * f.top_k * t_all / chips
+    groups = sh.expert_groups
+    if groups > 1:  # whole experts: the step waits for the busiest group (tensor-sharded within it)
+        experts, copies = b.busiest_group_load(f.n_routed, f.top_k, groups)
+        share = chips / groups
+    else:
+        experts, copies = b.distinct_experts(f.n_routed, f.top_k), t_all * f.top_k
+        share = chips
+    flops = 2.0 * e_params * copies / share
     dim = f.latent_size or arch.hidden
-    byt = (distinct * e_params * pp.expert_weight_bytes + t_all * f.top_k * 4 * dim * pp.act_bytes) / chips
-    m_rows = t_all * f.top_k / np.maximum(distinct, 1e-9)
+    byt = (experts * e_params * pp.expert_weight_bytes + copies * 4 * dim * pp.act_bytes) / share
+    m_rows = copies / np.maximum(experts, 1e-9)
     ops.append(Op("moe.experts", "gemm", flops, byt, m_rows, count))
     return ops
 

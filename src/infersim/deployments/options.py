@@ -72,7 +72,9 @@ def spec_from_options(catalog: HardwareCatalog, *, system: str, model: str | Non
         if tp is None:
             raise InputError("--dp-attention needs --tp: the GPUs of one engine instance (attention runs data parallel "
                              "over them, experts by EP)")
-        tp, ep = engine_layout(tp, ep or 1, dp_attention)
+        tp, ep, moe_ep = engine_layout(tp, ep or 1, dp_attention)
+    else:
+        moe_ep = None
     kind = kind_of(catalog, system)
     disagg = prefill_replicas is not None or decode_replicas is not None
     if not disagg:
@@ -100,7 +102,7 @@ def spec_from_options(catalog: HardwareCatalog, *, system: str, model: str | Non
         part = LPUPart(system=system, racks=None, total_chips=chips, replicas=replicas, precision=precision,
                        kv_precision=kv_precision)
         return check_spec(DeploymentSpec(name=name, mode="lpu", model=model, lpu=part), name)
-    gpu = dict(system=system, racks=None, tp=tp, pp=pp or 1, ep=ep or 1, precision=precision,
+    gpu = dict(system=system, racks=None, tp=tp, pp=pp or 1, ep=ep or 1, moe_ep=moe_ep, precision=precision,
                kv_precision=kv_precision)
     if not disagg:
         return check_spec(DeploymentSpec(name=name, mode="gpu", model=model, spec=spec, engine=EnginePart(name=engine),

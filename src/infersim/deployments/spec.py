@@ -9,8 +9,9 @@ gpu:                   # GPU racks (gpu, afd, spec)
   racks: 1
   tp: 8
   ep: 1
+  # moe_ep: 8            # ep 1 only: experts whole over 8 groups of the tp GPUs (engine EP without DP attention)
   # dp_attention: true   # engine convention: tp GPUs per instance, attention data parallel over
-                         # them, experts by EP (compiled to tp 1 x ep 8; see GPUPart)
+                         # them, experts by EP (compiled to tp 1 x ep 8; false: tp 8, moe_ep = ep; see GPUPart)
   precision: fp8
   prefill_replicas: 1  # pd / afd: GPU replicas that only prefill (pd: decode_replicas, default the rest, decode)
 prefill: {tp: 4, ep: 1}  # pd: a prefill worker's layout when it differs from gpu's (each worker tp x ep x pp GPUs)
@@ -63,9 +64,13 @@ def _to_infersim_layout(part):
     if part.dp_attention is not None:
         if part.tp is None:
             raise ValueError("dp_attention needs tp: the GPUs of one engine instance")
-        tp, ep = engine_layout(part.tp, part.ep or 1, part.dp_attention)
+        if part.moe_ep is not None:
+            raise ValueError("moe_ep is infersim's layout; with dp_attention give the engine's ep instead (without DP "
+                             "attention it places the experts whole over ep groups of the tp GPUs)")
+        tp, ep, moe_ep = engine_layout(part.tp, part.ep or 1, part.dp_attention)
         object.__setattr__(part, "tp", tp)
         object.__setattr__(part, "ep", ep)
+        object.__setattr__(part, "moe_ep", moe_ep)
         object.__setattr__(part, "dp_attention", None)  # now in infersim's convention
     return part
 
@@ -76,10 +81,12 @@ class GPUPart(_Strict):
     filled with replicas as `chips` / `replicas` / tp say (mapping.deployment.build_deployment).
 
     `ep` is infersim's: attention data-parallel ranks of tp GPUs each, experts over tp x ep GPUs
-    (mapping.deployment.Parallelism). `dp_attention` (true or false) switches tp and ep to the
-    engines' convention instead: a replica is `tp` GPUs, `ep` the engine's expert-parallel size
-    (dividing tp), attention data parallel over the tp GPUs or tensor parallel; the section is
-    rewritten to infersim's layout when read (mapping.deployment.engine_layout)."""
+    (mapping.deployment.Parallelism); `moe_ep` (ep 1 only, dividing tp) places the experts whole
+    over moe_ep groups of the tp GPUs instead of tensor-sharding them. `dp_attention` (true or
+    false) switches tp and ep to the engines' convention instead: a replica is `tp` GPUs, `ep` the
+    engine's expert-parallel size (dividing tp), attention data parallel over the tp GPUs (experts
+    over all of them) or tensor parallel (experts whole over ep groups of the tp GPUs: moe_ep); the
+    section is rewritten to infersim's layout when read (mapping.deployment.engine_layout)."""
 
     system: str
     racks: Optional[int] = Field(1, ge=1)
@@ -88,6 +95,7 @@ class GPUPart(_Strict):
     tp: Optional[int] = Field(None, ge=1)  # None: DEFAULT_RACK_TP on racks, else build_deployment's default
     ep: int = Field(1, ge=1)
     pp: int = Field(1, ge=1)
+    moe_ep: Optional[int] = Field(None, ge=1)  # None: 1 (tensor-sharded experts at ep 1)
     dp_attention: Optional[bool] = None  # None: infersim's tp x ep; true/false: the engines' (see above)
     precision: Optional[str] = None
     kv_precision: Optional[str] = None
@@ -108,6 +116,7 @@ class DecodePart(_Strict):
     system: Optional[str] = None
     tp: Optional[int] = Field(None, ge=1)
     ep: Optional[int] = Field(None, ge=1)
+    moe_ep: Optional[int] = Field(None, ge=1)
     dp_attention: Optional[bool] = None
 
     @model_validator(mode="after")

@@ -12,22 +12,45 @@ from infersim.mapping.precision import DEFAULT_PRECISION, PrecisionPlan, plan_pr
 from infersim.errors import InputError
 
 
+def whole_expert_groups(tp: int, ep: int, moe_ep: int) -> int:
+    """Groups the routed experts are placed over as whole experts (1: tensor-sharded over all the
+    replica's GPUs): with DP attention (ep > 1) every one of the tp x ep GPUs is a group; without
+    it `moe_ep` groups of tp / moe_ep GPUs each. Each group holds ceil(E / groups) experts, tensor
+    sharded over its GPUs (TensorRT-LLM moe_tp x moe_ep)."""
+    return tp * ep if ep > 1 else moe_ep
+
+
 @dataclass(frozen=True)
 class Parallelism:
     """A replica is tp x ep x pp chips. ep is the number of attention data-parallel ranks (DP
     attention): each rank of tp chips runs attention (tp-way tensor parallel), dense layers,
     embedding and LM head for its own sequences and holds their KV cache; the routed experts are
     spread over all tp x ep chips (expert parallel, an all-to-all per MoE layer; wide EP when
-    tp x ep is large, e.g. 72 GPUs of an NVL72 domain). At ep 1 the experts are tensor-sharded
-    over the tp chips. Dense models treat ep as plain data parallelism. pp: pipeline stages;
-    replicas: independent copies. On LPUs and wafers a replica is one layer pipeline over all
-    its chips (tp/pp/ep unused). The engines' (tp, ep, attention-DP) flags map here through
+    tp x ep is large, e.g. 72 GPUs of an NVL72 domain). At ep 1 attention is tp-way tensor parallel
+    and the experts live on the same tp GPUs: tensor-sharded (moe_ep 1), or placed whole over
+    `moe_ep` groups of tp / moe_ep GPUs (the engines' EP without DP attention: TensorRT-LLM
+    moe_tp x moe_ep = tp, SGLang --ep-size without --enable-dp-attention; tokens are replicated
+    after the attention all-reduce, so each GPU runs its experts on all tokens and the MoE output
+    is all-reduced, no all-to-all). Dense models treat ep as plain data parallelism. pp: pipeline
+    stages; replicas: independent copies. On LPUs and wafers a replica is one layer pipeline over
+    all its chips (tp/pp/ep unused). The engines' (tp, ep, attention-DP) flags map here through
     `engine_layout`."""
 
     tp: int = 1
     pp: int = 1
     ep: int = 1
     replicas: int = 1
+    moe_ep: int = 1
+
+    def __post_init__(self):
+        if self.moe_ep < 1:
+            raise InputError(f"moe_ep must be at least 1, got {self.moe_ep}")
+        if self.moe_ep > 1 and self.ep > 1:
+            raise InputError(f"moe_ep {self.moe_ep} with ep {self.ep}: with attention data parallel ranks (ep > 1) the "
+                             "experts are already whole over all tp x ep GPUs; drop moe_ep")
+        if self.tp % self.moe_ep:
+            raise InputError(f"moe_ep {self.moe_ep} does not divide tp {self.tp}: the experts sit whole on moe_ep groups "
+                             f"of the tp GPUs (moe_tp x moe_ep = tp); use a moe_ep that divides {self.tp}")
 
     @property
     def chips_per_replica(self) -> int:
@@ -40,25 +63,26 @@ class Parallelism:
 
     @property
     def expert_parallel(self) -> int:
-        """GPUs the routed experts are spread over as whole experts (1: tensor-sharded experts)."""
-        return self.tp * self.ep if self.ep > 1 else 1
+        """Groups the routed experts are placed over as whole experts (1: tensor-sharded experts);
+        see whole_expert_groups."""
+        return whole_expert_groups(self.tp, self.ep, self.moe_ep)
 
 
-def engine_layout(tp: int, ep: int = 1, dp_attention: bool = False) -> tuple[int, int]:
-    """infersim's (tp, ep) for an engine instance launched with tensor_parallel_size `tp`,
+def engine_layout(tp: int, ep: int = 1, dp_attention: bool = False) -> tuple[int, int, int]:
+    """infersim's (tp, ep, moe_ep) for an engine instance launched with tensor_parallel_size `tp`,
     expert_parallel_size `ep` and attention data parallelism on or off (TensorRT-LLM
     `enable_attention_dp`, SGLang `--enable-dp-attention --dp tp`, vLLM `-dp tp -tp 1`): the
-    instance is `tp` GPUs either way. With DP attention each GPU is one attention rank: (1, tp).
-    Without it attention is tp-way tensor parallel and the experts live on the same tp GPUs, by EP
-    or by TP (the same work and weights per GPU here; EP's all-to-all becomes the TP all-reduce
-    after the MoE): (tp, 1). The engine's ep must divide its tp (TensorRT-LLM: moe_tp x moe_ep = tp)."""
+    instance is `tp` GPUs either way. With DP attention each GPU is one attention rank: (1, tp, 1).
+    Without it attention is tp-way tensor parallel and the experts live whole on `ep` groups of
+    the same tp GPUs, tensor-sharded within a group (ep 1: all experts tensor-sharded): (tp, 1, ep).
+    The engine's ep must divide its tp (TensorRT-LLM: moe_tp x moe_ep = tp)."""
     for label, v in (("tp", tp), ("ep", ep)):
         if v < 1:
             raise InputError(f"engine {label} must be at least 1, got {v}")
     if tp % ep:
         raise InputError(f"engine ep {ep} does not divide engine tp {tp}: the experts live on the instance's tp GPUs "
                          f"(moe_tp x moe_ep = tp); use an ep that divides {tp}")
-    return (1, tp) if dp_attention else (tp, 1)
+    return (1, tp, 1) if dp_attention else (tp, 1, ep)
 
 
 def check_expert_parallel(model: ModelArch, par: Parallelism) -> None:
@@ -66,10 +90,13 @@ def check_expert_parallel(model: ModelArch, par: Parallelism) -> None:
     routed experts); an EP size that does not divide the experts is allowed: a GPU then holds
     ceil(E / EP) expert slots, the spare ones filled by redundant copies (EPLB)."""
     experts = [l.ffn.n_routed for l, _ in model.layer_groups() if isinstance(l.ffn, MoESpec)]
-    if par.ep > 1 and experts and par.expert_parallel > min(experts):
-        raise InputError(f"tp x ep = {par.expert_parallel} GPUs for the {min(experts)} routed experts of {model.name}: "
-                         f"expert parallelism places whole experts, so some GPUs would hold none; use tp x ep <= "
-                         f"{min(experts)} (more attention ranks need replicas instead)")
+    if par.expert_parallel > 1 and experts and par.expert_parallel > min(experts):
+        if par.ep > 1:
+            raise InputError(f"tp x ep = {par.expert_parallel} GPUs for the {min(experts)} routed experts of {model.name}: "
+                             f"expert parallelism places whole experts, so some GPUs would hold none; use tp x ep <= "
+                             f"{min(experts)} (more attention ranks need replicas instead)")
+        raise InputError(f"moe_ep {par.moe_ep} expert groups for the {min(experts)} routed experts of {model.name}: "
+                         f"whole experts per group would leave some groups empty; use an engine ep <= {min(experts)}")
 
 
 @dataclass(frozen=True)
@@ -154,11 +181,13 @@ def check_tensor_parallel(model: ModelArch, tp: int) -> None:
 def build_deployment(model: ModelArch, system_name: str, *, chips: int | None = None, tp: int | None = None,
                      pp: int = 1, ep: int = 1, replicas: int | None = None, precision: str | None = None,
                      kv_precision: str | None = None, catalog: HardwareCatalog | None = None,
-                     calibration: Calibration | None = None, engine: str | None = None) -> Deployment:
+                     calibration: Calibration | None = None, engine: str | None = None,
+                     moe_ep: int = 1) -> Deployment:
     """Resolve names and check the layout. Chips default to the named system's size, or to
     tp x pp x ep x replicas for a bare chip. A bare LPU/wafer chip needs `chips`: how many depends on
     the KV cache it must hold too (costmodel.memory.min_chips_for_context sizes it). `engine` names
-    the GPU serving engine (catalog/data/engines.yaml; None: its documented default)."""
+    the GPU serving engine (catalog/data/engines.yaml; None: its documented default). `moe_ep`:
+    whole-expert groups over the tp GPUs at ep 1 (Parallelism)."""
     catalog = catalog or load_catalog()
     calibration = calibration or load_calibration()
     eng = engine_named(engine)
@@ -205,7 +234,7 @@ def build_deployment(model: ModelArch, system_name: str, *, chips: int | None = 
                 raise InputError(f"conflicting parallelism: tp x pp x ep x replicas = {tp}x{pp}x{ep}x{reps} = "
                                  f"{tp * pp * ep * reps} chips, but --chips is {chips}; make them agree")
             replicas = reps
-        par = Parallelism(tp=tp, pp=pp, ep=ep, replicas=replicas)
+        par = Parallelism(tp=tp, pp=pp, ep=ep, replicas=replicas, moe_ep=moe_ep)
         per = par.chips_per_replica
         if pp > model.n_layers:
             raise InputError(f"--pp {pp} exceeds the {model.n_layers} layers of {model.name}")

@@ -69,14 +69,16 @@ def gpu_rack_system(catalog: HardwareCatalog, name: str, part: str = "gpu") -> S
 
 
 def gpu_deployment(ctx: BuildContext, part: GPUPart, *, replicas: int | None = None, system: str | None = None,
-                   tp: int | None = None, ep: int | None = None, arch: ModelArch | None = None) -> Deployment:
+                   tp: int | None = None, ep: int | None = None, moe_ep: int | None = None,
+                   arch: ModelArch | None = None) -> Deployment:
     """A GPU pool from a spec's GPU section: `racks` of a named system split into tp x ep x pp
     replicas (all of them unless `replicas` says how many), or, without racks (command-line flags),
-    the chip or system filled as `chips` / `replicas` / tp say. `system`, `tp` and `ep` override
-    the section's (a P/D pool's workers); `arch` replaces the model (AFD's attention part)."""
+    the chip or system filled as `chips` / `replicas` / tp say. `system`, `tp`, `ep` and `moe_ep`
+    override the section's (a P/D pool's workers); `arch` replaces the model (AFD's attention part)."""
     name, tp, ep = system or part.system, tp if tp is not None else part.tp, ep or part.ep
+    moe_ep = moe_ep or part.moe_ep or 1
     model = arch or ctx.model
-    kw = dict(pp=part.pp, ep=ep, precision=part.precision, kv_precision=part.kv_precision, catalog=ctx.catalog,
+    kw = dict(pp=part.pp, ep=ep, moe_ep=moe_ep, precision=part.precision, kv_precision=part.kv_precision, catalog=ctx.catalog,
               calibration=ctx.calibration, engine=ctx.spec.engine.name)
     if part.racks is None:
         return build_deployment(model, name, chips=part.chips if replicas is None else None, tp=tp,

@@ -17,11 +17,14 @@ from infersim.modes._shared import (DEFAULT_RACK_TP, BuildContext, gpu_deploymen
 from infersim.modes._speculative import speculative_pool
 
 
-def _layout(part, pool) -> tuple[int, int]:
-    """(tp, ep) of one worker of a pool: the pool section's, else the gpu section's."""
+def _layout(part, pool) -> tuple[int, int, int]:
+    """(tp, ep, moe_ep) of one worker of a pool: the pool section's, else the gpu section's (a
+    pool section giving its own tp or ep has tensor-sharded experts unless it gives moe_ep too)."""
     tp = (pool.tp if pool is not None and pool.tp else None) or part.tp
     ep = (pool.ep if pool is not None and pool.ep else None) or part.ep
-    return tp, ep
+    own = pool is not None and bool(pool.tp or pool.ep or pool.moe_ep)
+    moe_ep = ((pool.moe_ep or 1) if own else part.moe_ep) or 1
+    return tp, ep, moe_ep
 
 
 @register("pd", needs=("gpu",), description="GPU prefill workers -> KV transfer -> GPU decode workers")
@@ -31,7 +34,7 @@ def build(ctx: BuildContext) -> Plan:
     if p < 1:
         raise InputError(f"deployment '{spec.name}': mode pd needs gpu.prefill_replicas of at least 1 "
                          "(--prefill-replicas)")
-    (p_tp, p_ep), (d_tp, d_ep) = _layout(part, spec.prefill), _layout(part, spec.decode)
+    (p_tp, p_ep, p_moe), (d_tp, d_ep, d_moe) = _layout(part, spec.prefill), _layout(part, spec.decode)
     systems = {s for s in (spec.prefill and spec.prefill.system, spec.decode and spec.decode.system) if s}
     if part.racks is not None:  # a file: both pools' workers are carved from the racks
         if systems - {part.system}:
@@ -46,14 +49,14 @@ def build(ctx: BuildContext) -> Plan:
                              f"do not fit the {chips} GPUs of {part.racks} x {part.system}: each pool needs at least "
                              "one worker; lower gpu.prefill_replicas / gpu.decode_replicas, shrink a worker's tp x ep "
                              "or add racks")
-        prefill = gpu_deployment(ctx, part, replicas=p, tp=p_tp, ep=p_ep)
-        decode = gpu_deployment(ctx, part, replicas=d, tp=d_tp, ep=d_ep)
+        prefill = gpu_deployment(ctx, part, replicas=p, tp=p_tp, ep=p_ep, moe_ep=p_moe)
+        decode = gpu_deployment(ctx, part, replicas=d, tp=d_tp, ep=d_ep, moe_ep=d_moe)
     else:
         if part.decode_replicas is None:
             raise InputError("a disaggregated deployment needs both --prefill-replicas and --decode-replicas")
-        prefill = gpu_deployment(ctx, part, replicas=p, tp=p_tp, ep=p_ep,
+        prefill = gpu_deployment(ctx, part, replicas=p, tp=p_tp, ep=p_ep, moe_ep=p_moe,
                                  system=spec.prefill.system if spec.prefill else None)
-        decode = gpu_deployment(ctx, part, replicas=part.decode_replicas, tp=d_tp, ep=d_ep,
+        decode = gpu_deployment(ctx, part, replicas=part.decode_replicas, tp=d_tp, ep=d_ep, moe_ep=d_moe,
                                 system=spec.decode.system if spec.decode else None)
     same = systems <= {part.system}
     link = kv_transfer_link(prefill, decode, shared_domain(ctx, part) if same else None)

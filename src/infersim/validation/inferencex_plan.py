@@ -6,7 +6,8 @@ fitted. What a point records maps as follows:
 - parallelism: the engines' tp / ep / dp_attention per engine instance (a single-node point, or
   each prefill and decode worker of a disaggregated one) -> infersim's layout through
   `mapping.deployment.engine_layout` (DP attention: one attention rank per GPU, experts over all
-  of them; without it attention is tensor-parallel and the experts sit on the same GPUs);
+  of them; without it attention is tensor-parallel and the experts sit whole on the engine's ep
+  groups of the same GPUs, tensor-sharded at ep 1);
 - disaggregated points: `pd` mode with the point's prefill and decode workers (KV over NVLink
   when both pools fit one scale-up domain, else over the GPUs' RDMA NICs: modes/pd.py);
 - `spec_decode = mtp`: the model's MTP head drafting on the decoding GPUs, with the speculative
@@ -67,8 +68,9 @@ def features(p: InferenceXPoint) -> tuple[str, ...]:
 def _layout_note(where: str, tp: int, ep: int | None, dp: bool | None) -> str:
     if dp:
         return f"{where}DP attention: {tp} attention ranks of 1 GPU, experts over all {tp} GPUs"
-    note = f"{where}tp {tp}" + (f", engine ep {ep}: experts on the same {tp} GPUs (the MoE all-reduces)"
-                                if (ep or 1) > 1 else "")
+    note = f"{where}tp {tp}" + (f", engine ep {ep}: experts whole over {ep} groups of {tp // ep} of the {tp} GPUs "
+                                f"(the MoE output all-reduced; the step waits for the busiest group)"
+                                if (ep or 1) > 1 and tp % ep == 0 else "")
     return note + ("; dp_attention not recorded: assumed off" if dp is None else "")
 
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from infersim.calibration.efficiency import Efficiency
-from infersim.mapping.deployment import Deployment, Parallelism
+from infersim.mapping.deployment import Deployment
 from infersim.serving.config import EngineConfig
 from infersim.serving.simulate import simulate
 from infersim.validation.scenarios import ENGINE_MAX_BATCH, RowPlan, predict_layout
@@ -105,7 +105,7 @@ def simulation_job(plan: RowPlan, eff: Efficiency | None = None) -> SimulationJo
     r = plan.row
     dep = _best_layout(plan, eff)
     reps = dep.par.replicas
-    one = replace(dep, par=Parallelism(tp=dep.par.tp, pp=dep.par.pp, ep=dep.par.ep, replicas=1))
+    one = replace(dep, par=replace(dep.par, replicas=1))
     cfg, _ = engine_for(r.software)
     job = SimulationJob(one, reps, cfg, r.scenario, plan.input_len, plan.output_len, 0, lengths=plan.lengths)
     if r.scenario == "offline":
