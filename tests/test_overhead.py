@@ -249,3 +249,22 @@ def test_engine_flag_changes_the_step():
         return json.loads(r.stdout)["tpot_s"]
     # without graphs or overlap the C++ runtime pays eager launches and its host work on every step
     assert tpot("trtllm-cpp") > tpot("sglang")
+
+
+def test_dp_attention_ranks_prefill_prompts_side_by_side():
+    """Under DP attention each rank prefills its own prompt (chunks of budget / dp): eight 8k
+    prompts on DP8 are packed one per rank, so the packed rate per prompt is faster than one prompt
+    alone on one rank, while without DP attention (TP8) packing one 8k prompt per step changes
+    nothing. The engine setting follows: DP8 chunks are 8192 / 8 = 1024 tokens."""
+    from infersim.estimate import prefill_times
+    from infersim.serving.config import EngineConfig
+    model = load_model("deepseek-v3")
+    dp = build_deployment(model, "b200", tp=1, ep=8, precision="fp8")
+    tp = build_deployment(model, "b200", tp=8, precision="fp8")
+    alone, packed = (float(np.asarray(t).reshape(-1)[0]) for t in prefill_times(dp, 8192))
+    assert packed < alone / 4
+    alone_tp, packed_tp = (float(np.asarray(t).reshape(-1)[0]) for t in prefill_times(tp, 8192))
+    assert packed_tp == pytest.approx(alone_tp)
+    assert EngineConfig().for_deployment(dp).chunk == 1024
+    assert EngineConfig().for_deployment(tp).chunk == 8192
+    assert EngineConfig(chunk_tokens=512).for_deployment(dp).chunk == 512  # a smaller chunk the user set stays

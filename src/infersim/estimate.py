@@ -27,7 +27,7 @@ from infersim.deployments.options import spec_from_options
 from infersim.deployments.plan import Plan
 from infersim.errors import InputError
 from infersim.mapping.deployment import Deployment
-from infersim.mapping.engine import MAX_TOKENS_PER_STEP
+from infersim.mapping.engine import MAX_TOKENS_PER_STEP, rank_prefill_chunk
 from infersim.modes import build_plan
 from infersim.modes._shared import Sizing
 
@@ -106,9 +106,11 @@ def latency_and_throughput(dep: Deployment, batch, input_len, output_len):
 
 def prefill_times(dep: Deployment, input_len):
     """(seconds to prefill one prompt alone, engine seconds per prompt when an engine packs as
-    many prompts as fit MAX_TOKENS_PER_STEP into each step); arrays broadcast."""
+    many prompts as fit MAX_TOKENS_PER_STEP into each step; under DP attention each rank packs its
+    own, in chunks of mapping.engine.rank_prefill_chunk); arrays broadcast."""
     inp = np.asarray(input_len, dtype=float)
-    per_step = np.maximum(1.0, np.floor(MAX_TOKENS_PER_STEP / inp))
+    dp = 1 if dep.dataflow else dep.par.ep
+    per_step = dp * np.maximum(1.0, np.floor(rank_prefill_chunk(MAX_TOKENS_PER_STEP, dp) / inp))
     return step_time(dep, 1, inp, 0).total, step_time(dep, per_step, inp, 0).total / per_step
 
 

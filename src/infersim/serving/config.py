@@ -5,13 +5,13 @@ prefill and prefix caching on); every one is a user-overridable assumption.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from infersim.costmodel.memory import kv_block_bytes, kv_bytes_per_seq, kv_chip_share, memory_fit
 from infersim.mapping.deployment import Deployment
-from infersim.mapping.engine import BLOCK_TOKENS, MAX_BATCH, MAX_TOKENS_PER_STEP
+from infersim.mapping.engine import BLOCK_TOKENS, MAX_BATCH, MAX_TOKENS_PER_STEP, rank_prefill_chunk
 from infersim.errors import InputError
 from infersim.serving.kvcache import KVCache
 from infersim.serving.policies import ADMISSIONS, PREEMPTION_VICTIMS, QUEUE_ORDERS, ROUTERS
@@ -59,6 +59,15 @@ class EngineConfig:
     @property
     def chunk(self) -> int:
         return min(self.chunk_tokens or self.max_tokens_per_step, self.max_tokens_per_step)
+
+    def for_deployment(self, dep: Deployment) -> "EngineConfig":
+        """These settings on one replica of `dep`: under DP attention each prompt is prefilled in
+        chunks of the budget split over the attention ranks (mapping.engine.rank_prefill_chunk), so
+        the ranks prefill different prompts side by side; unchanged otherwise."""
+        dp = 1 if dep.dataflow else dep.par.ep
+        if dp <= 1:
+            return self
+        return replace(self, chunk_tokens=min(self.chunk, rank_prefill_chunk(self.max_tokens_per_step, dp)))
 
 
 def kv_cache_for(dep: Deployment, cfg: EngineConfig, max_context: int, prefix_block_tokens: int) -> KVCache:

@@ -63,6 +63,7 @@ def _replicas(pool: Pool, role: str, first_index: int, cfg: EngineConfig, reqs: 
     max_ctx = int(np.max(reqs.input_tokens + reqs.output_tokens))
     # a GPU engine with an overlap scheduler composes each step while the previous one runs (replica.py)
     ahead = not dep.dataflow and (dep.engine or default_engine()).overlap
+    cfg = cfg.for_deployment(dep)
     return [Replica(first_index + i, role, pool.timer, kv_cache_for(dep, cfg, max_ctx, reqs.prefix_block_tokens), cfg,
                     sim, schedules_ahead=ahead) for i in range(dep.par.replicas)]
 
