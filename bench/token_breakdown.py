@@ -49,7 +49,7 @@ def token_parts(cost: StepCost, batch: float, past: float, span: float) -> dict[
     other = sum(float(c.seconds) for c in comms if c.name not in dict(COMM_KINDS))
     assert other == 0.0, f"collectives the table has no column for: {[c.name for c in comms]}"
     busy = out["compute"] + out["memory"] + sum(out[n] for n, _ in COMM_KINDS)
-    p = cost.overhead.parts(shape.seqs, shape.prefill_tokens, busy)
+    p = cost.overhead.parts(*cost.rank_step(shape), busy)  # the busiest DP rank schedules its own sequences
     out.update(launch=float(p["launch"]), host=float(p["host"]), host_exposed=float(p["exposed"]))
     out["step"] = busy + out["launch"] + out["host_exposed"]
     total = float(cost.total(shape))  # the serving simulator's step (compiled table)
