@@ -81,7 +81,7 @@ def print_inferencex(rep: InferenceXReport, out) -> None:
         out.print(f"summary inferencex {SHORT[m]:13s}: {x['n']:3d} points, median |error| {x['median_abs_err']:.1%} "
                   f"simulated in-sample ({verdict} the {x['target']:.0%} target){held}")
     if any(x["median_abs_err"] > x["target"] for x in overall.values()):
-        out.print(f"note: the InferenceX predictions miss the {TARGET_ABS_ERR:.0%} target. The fit uses the aggregated "
-                  "points without MTP in closed form; disaggregated and MTP points are only predicted, not fitted")
+        out.print(f"note: the InferenceX predictions miss the {TARGET_ABS_ERR:.0%} target. The fit uses every point "
+                  "that maps, in closed form (validation/inferencex_fit.py); TTFT is predicted, never fitted")
     out.print(f"InferenceX: {len(by_point)} of {rep.points} points predicted, {len(rep.skipped)} skipped; "
               f"source {rep.source}", markup=False, highlight=False)
