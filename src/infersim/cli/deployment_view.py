@@ -155,7 +155,7 @@ def _afd_lines(d: dict, say, layers_shown: int = 2) -> None:
     us = lambda x: f"{x * 1e6:.1f}"  # noqa: E731
     for row in q["layers"][:layers_shown]:
         for j in range(q["micro_batches"]):
-            cells = [f"{s['kind']} {us(s['start_s'])}-{us(s['end_s'])}" + (f" (w {us(s['queue_s'])})" if s["queue_s"] > 0
+            cells = [f"{s['kind']} {us(s['start_s'])}-{us(s['end_s'])}" + (f" (w {us(s['queue_s'])})" if s["queue_s"] >= 5e-8
                      else "") for s in row if s["micro_batch"] == j]
             say(f"  layer {row[0]['layer']} mb {j}: " + ", ".join(cells))
     say("  per step: " + "; ".join(f"{k} busy {_ms(v)} ms, idle {_ms(q['idle_s'][k])} ms" for k, v in q["busy_s"].items())
