@@ -77,6 +77,13 @@ def test_every_example_estimates(name):
     if d["mode"] == "afd":
         assert {"parts_s", "bottleneck"} <= d["afd"].keys()
         assert d["afd"]["bottleneck"] in ("chain", "gpu", "lpu", "link", "host")  # host: costmodel/afd.py
+        assert d["afd"]["binding"]["binding"] == d["afd"]["bottleneck"]
+        assert {st["status"] for st in d["afd"]["binding"]["stages"].values()} <= {
+            "never binds", "binds at any ratio", "stops binding"}
+        pipe = d["afd"]["pipeline"]
+        assert len(pipe["layers"]) == pipe["layers_n"] and all(
+            len(row) == 4 * pipe["micro_batches"] for row in pipe["layers"])
+        assert d["tpot_s"] * (1 - 1e-9) <= pipe["step_s"] <= pipe["strict_sum_s"] * (1 + 1e-9)
         assert set(d["racks"]) == {"gpu", "lpu"}
     if d["mode"] == "spec":
         assert {"draft_s", "link_s", "verify_s", "expected_tokens_per_verify"} <= d["spec"].keys()
@@ -105,8 +112,11 @@ def test_afd_estimate_prints_parts_bottleneck_and_power():
     for s in ("vr-nvl72-lpx-afd (afd)", "1 x vr-nvl72 (gpu) + 1 x lpx (lpu)", "kW from catalog power figures",
               "TTFT", "TPOT", "tokens/s per user", "output tokens/s per rack", "output tokens/s per MW",
               "max batch at this context", "where the time goes", "attention (GPU)", "FFN (LPU)", "bottleneck:",
-              "note: AFD"):
+              "the binding stage", "over LPX : NVL72 ratios (this file 1;", "LPU pool ", "link ",
+              "AFD per-layer pipeline (36 FFN layers x 2 micro-batch(es))", "layer 0 mb 0: attention 0.0-",
+              "layer 1 mb 1:", "per step:", "note: AFD"):
         assert s in text, s
+    assert "layer 2 mb 0" not in text   # the first layers only; --json has every layer
 
 
 def test_spec_estimate_prints_cycle():

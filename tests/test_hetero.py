@@ -219,7 +219,7 @@ def test_afd_link_time_golden_batch_1(tmp_path, gptoss):
 def test_afd_micro_batches_overlap_bounds(tmp_path, gptoss):
     """m >= 2: T >= the chain of one micro-batch (GPU + LPU + link of batch/m, overhead once) and
     >= every throughput bound (GPU: m attention passes; link occupancy; an LPU stage serving the
-    pool's 7 replicas x m micro-batches). Overlap helps at batch 64 and cannot at batch 1."""
+    pool's 7 replicas x m micro-batches, busy time only). Overlap helps at batch 64 and cannot at batch 1."""
     cat = load_catalog()
     link = cat.link("gpu-lpu-direct")
     n_ffn, hidden, lanes, act = 36, 2880, 7, 2
@@ -242,7 +242,8 @@ def test_afd_micro_batches_overlap_bounds(tmp_path, gptoss):
             x = _hand_link_s(link, afd.ffn.eff, n_ffn, batch / mm, hidden, act, lanes)
             x_bw = _hand_link_s(link, afd.ffn.eff, n_ffn, batch / mm, hidden, act, lanes, with_latency=False)
             chain = a + f + x
-            bounds = [chain, mm * a, mm * x_bw, 7 * mm * f / n_ffn, o]
+            f_busy = f - float(cost.lpu_latency_s)  # an LPU stage is busy without the latency
+            bounds = [chain, mm * a, mm * x_bw, 7 * mm * f_busy / n_ffn, o]
             assert t >= max(bounds) * (1 - 1e-9)
             assert t == pytest.approx(max(bounds), rel=1e-9)  # and nothing else adds time
     # batch 1: one sequence cannot be split, every m gives the same step
@@ -256,10 +257,11 @@ def test_afd_micro_batches_overlap_bounds(tmp_path, gptoss):
     assert times[4, 64] > times[2, 64]
 
 
-def test_afd_shared_lpu_pool_can_exceed_the_chain(tmp_path, gptoss):
+def test_afd_shared_lpu_pool_serves_every_replica(tmp_path, gptoss):
     """With tp 1 (72 GPU replicas, 1 prefill -> 71 attention replicas) one LPX pool serves 71
-    replicas through 36 FFN stages: per step each stage is busy 71 x F / 36 > F, so even with m = 1
-    the step is the LPU-pool bound, above the strict sum (the sum is a floor, not the value)."""
+    replicas through 36 FFN stages: per step each stage is busy 71 x F_busy / 36, where F_busy is
+    the FFN time less its pipeline and hop latency (which keep no stage busy). At batch 1 that is
+    below the chain, which then sets the step (the sum is a floor, not the value)."""
     plan = _plan(tmp_path, "vr-nvl72-lpx-afd", gptoss, micro_batches=1, gpu={"tp": 1, "prefill_replicas": 1},
                  calibration=_without_host_work())
     afd = plan.pool("decode").timer.afd
@@ -270,21 +272,25 @@ def test_afd_shared_lpu_pool_can_exceed_the_chain(tmp_path, gptoss):
     t = float(cost.total(shape))
     assert t >= float(gpu.total(shape)) + f  # never below the no-overlap floor
     assert _host_s(afd, 1) == 0.0
-    assert t == pytest.approx(71 * f / 36, rel=1e-9)
-    assert afd_bottleneck(cost, shape) == "lpu"
+    busy = float(cost.parts(shape)["ffn_busy_s"])
+    assert 0 < busy < f
+    assert float(cost.bounds(shape)["lpu"]) == pytest.approx(71 * busy / 36, rel=1e-9)
+    assert afd_bottleneck(cost, shape) == "chain"
 
 
 def test_afd_lpu_bound_counts_the_busiest_pool(tmp_path, gptoss):
-    """7 attention replicas over 2 LPU pools: some pool carries >= 3.5 replicas' micro-batches on
-    average (4 if replicas stick to a pool), so its stages are busy >= 3.5 x m x F / 36 per step."""
+    """7 attention replicas over 2 LPU pools: each pool carries 3.5 replicas' micro-batches on
+    average, so its stages are busy 3.5 x m x F_busy / 36 per step."""
     plan = _plan(tmp_path, "vr-nvl72-lpx-afd", gptoss, lpu={"racks_per_gpu_rack": 2})
     afd = plan.pool("decode").timer.afd
     assert afd.attention.par.replicas == 7 and afd.units == 2
     cost, lpu = AFDStepCost(afd), StepCost(afd.ffn)
     shape = _decode_shape(gptoss, 64, 1024, 256)
     m = 2
-    f = float(lpu.total(_decode_shape(gptoss, 32, 1024, 256)))
-    floor = (7 / 2) * m * f / 36  # the default engine's host work overlaps: it adds nothing to this bound
+    half = _decode_shape(gptoss, 32, 1024, 256)
+    f = float(lpu.total(half)) - float(cost.lpu_latency_s)  # busy time: less pipeline and hop latency
+    assert 0 < f < float(lpu.total(half))
+    floor = (7 / 2) * m * f / 36  # host work occupies no LPU: it adds nothing to this bound
     assert float(cost.bounds(shape)["lpu"]) >= floor * (1 - 1e-9)
 
 

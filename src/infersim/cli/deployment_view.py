@@ -111,14 +111,7 @@ def print_estimate(d: dict, plan, catalog, console) -> None:
         for kind, parts in shares.items():
             say(f"  {kind}: " + ", ".join(f"{k.replace('_', ' ')} {v:.0%}" for k, v in parts.items()))
     if "afd" in d:
-        a, p = d["afd"], d["afd"]["parts_s"]
-        say(f"AFD decode step, per micro-batch ({_num(p['m'])} in flight; link {a['link']}, {a['lpu_pools']} LPU "
-            f"pool(s), {a['attention_replicas_per_pool']} attention replica(s) per pool):")
-        say(f"  attention (GPU) {_ms(p['attention_s'])} ms + FFN (LPU) {_ms(p['ffn_s'])} ms + link "
-            f"{_ms(p['link_s'])} ms (bandwidth part {_ms(p['link_bw_s'])} ms); step overhead {_ms(p['overhead_s'])} ms "
-            "once per step")
-        b = a["bottleneck"]
-        say(f"  bottleneck: {b} (sets the {_ms(d['tpot_s'])} ms step): {BOTTLENECK_MEANS.get(b, b)}")
+        _afd_lines(d, say)
     if "spec" in d:
         s = d["spec"]
         sp = plan.summary["spec"]
@@ -131,6 +124,43 @@ def print_estimate(d: dict, plan, catalog, console) -> None:
         say(f"note: the figures above are the {plan.spec.mode} path's alone; its racks and power include the premium "
             f"{plan.spec.routing.premium_path} path's, whose throughput is not added (simulate the file for both "
             "classes)")
+
+
+def _afd_lines(d: dict, say, layers_shown: int = 2) -> None:
+    """The AFD parts, the binding stage and the LPX : NVL72 ratio at which each stage stops (or
+    starts) binding, and the per-layer pipeline: its first layers and a steady-state summary."""
+    a, p = d["afd"], d["afd"]["parts_s"]
+    say(f"AFD decode step, per micro-batch ({_num(p['m'])} in flight; link {a['link']}, {a['lpu_pools']} LPU "
+        f"pool(s), {_g(a['attention_replicas_per_pool'])} attention replica(s) per pool):")
+    say(f"  attention (GPU) {_ms(p['attention_s'])} ms + FFN (LPU) {_ms(p['ffn_s'])} ms (stages busy "
+        f"{_ms(p['ffn_busy_s'])} ms, the rest pipeline and hop latency) + link {_ms(p['link_s'])} ms (bandwidth part "
+        f"{_ms(p['link_bw_s'])} ms); step overhead {_ms(p['overhead_s'])} ms once per step")
+    b = a["bottleneck"]
+    say(f"  bottleneck: {b}, the binding stage (sets the {_ms(d['tpot_s'])} ms step): {BOTTLENECK_MEANS.get(b, b)}")
+    say("  bounds: " + ", ".join(f"{k} {_ms(v)} ms" for k, v in a["bounds_s"].items()))
+    if "binding" in a:
+        r = a["binding"]
+        parts = []
+        for k in ("lpu", "link"):
+            st = r["stages"][k]
+            where = f" at {_g(st['ratio'])}" if st["status"] == "stops binding" else (
+                f" (from {_g(st['ratio'])})" if st["status"] == "binds at any ratio" else "")
+            parts.append(f"{'LPU pool' if k == 'lpu' else 'link'} {st['status']}{where}")
+        say(f"  over LPX : NVL72 ratios (this file {_g(r['ratio'])}; one FFN pool needs {_g(r['min_ratio'])}): "
+            + "; ".join(parts))
+    q = a["pipeline"]
+    say(f"AFD per-layer pipeline ({q['layers_n']} FFN layers x {q['micro_batches']} micro-batch(es)): steady-state step "
+        f"{_ms(q['step_s'])} ms (closed form {_ms(max(q['bounds_s'].values()))} ms, all parts end to end "
+        f"{_ms(q['strict_sum_s'])} ms); us from the step's first attention, (w) = waited for the resource:")
+    us = lambda x: f"{x * 1e6:.1f}"  # noqa: E731
+    for row in q["layers"][:layers_shown]:
+        for j in range(q["micro_batches"]):
+            cells = [f"{s['kind']} {us(s['start_s'])}-{us(s['end_s'])}" + (f" (w {us(s['queue_s'])})" if s["queue_s"] >= 5e-8
+                     else "") for s in row if s["micro_batch"] == j]
+            say(f"  layer {row[0]['layer']} mb {j}: " + ", ".join(cells))
+    say("  per step: " + "; ".join(f"{k} busy {_ms(v)} ms, idle {_ms(q['idle_s'][k])} ms" for k, v in q["busy_s"].items())
+        + "; micro-batches wait " + ", ".join(f"{_ms(v)} ms for the {k}" for k, v in q["queue_s"].items())
+        + " (--json: every layer)")
 
 
 # ------------------------------------------------------------------------------------------------ simulate

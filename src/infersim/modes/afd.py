@@ -27,13 +27,15 @@ def build(ctx: BuildContext) -> Plan:
     ffn = ffn_part(model)
     need, wbytes = sram_chips_for_weights(ctx, ffn, lsys.chip, part.precision)
     # one FFN pipeline spans whole racks (spreading within a rack's C2C domain is free), the
-    # fewest that hold the FFN weights; extra racks form more pipelines sharing the GPU replicas
-    per_pool = max(lsys.n_chips, whole_racks(need, lsys.n_chips)) if lpu_chips >= lsys.n_chips else need
+    # fewest that hold the FFN weights, at every LPX : NVL72 ratio: extra racks only form more
+    # pipelines sharing the GPU replicas (chips short of another whole pipeline stay idle), so
+    # adding racks never lengthens a micro-batch's chain (a pool that grew with the ratio could)
+    per_pool = whole_racks(need, lsys.n_chips)
     if per_pool > lpu_chips:
-        ratio = -(-need // lsys.n_chips) / gpu_racks
+        ratio = per_pool / lsys.n_chips / gpu_racks
         raise InputError(f"afd: {model.name}'s FFN/MoE weights ({wbytes / GB:.0f} GB) need {need} {lsys.chip} "
-                         f"chips of SRAM but {lpu_racks:g} {lsys.name} rack(s) have {lpu_chips}; set "
-                         f"lpu.racks_per_gpu_rack to at least {ratio:g} (or add gpu.racks)")
+                         f"chips of SRAM, in whole racks {per_pool}, but {lpu_racks:g} {lsys.name} rack(s) have "
+                         f"{lpu_chips}; set lpu.racks_per_gpu_rack to at least {ratio:g} (or add gpu.racks)")
     units = max(1, lpu_chips // per_pool)
     gpu_full = gpu_deployment(ctx, spec.gpu)
     p = spec.gpu.prefill_replicas
@@ -45,7 +47,8 @@ def build(ctx: BuildContext) -> Plan:
     attention = gpu_deployment(ctx, spec.gpu, replicas=attn_reps, arch=attention_part(model))
     ffn_dep = build_deployment(ffn, lsys.chip, chips=per_pool, replicas=1, precision=part.precision,
                                catalog=ctx.catalog, calibration=ctx.calibration)
-    afd = AFDDeployment(model, attention, ffn_dep, link, units=units, micro_batches=spec.micro_batches)
+    afd = AFDDeployment(model, attention, ffn_dep, link, units=units, micro_batches=spec.micro_batches,
+                        lpu_ratio=part.racks_per_gpu_rack, lpu_chips_per_ratio=gpu_racks * lsys.n_chips)
     kv_link = kv_transfer_link(prefill, attention, shared_domain(ctx, spec.gpu))
     summary = {"lpu_chips_per_pool": per_pool, "lpu_pools": units, "attention_replicas": attn_reps,
                "link": link.name, "micro_batches": spec.micro_batches}
