@@ -154,6 +154,27 @@ def test_groq_speculative_row_is_predicted_by_the_lpu_speculative_mode(tmp_path)
     assert predicted > plain
 
 
+def test_validate_with_a_head_deployment_file_predicts_rows_as_the_mode_does(tmp_path):
+    """`validate --deployment` with an LPU file whose spec: is an EAGLE head: an unpublished row's
+    draft is that head (published EAGLE acceptance), timed as mode lpu times the same layout."""
+    from infersim.validation.report import validate
+    header = ("id,model,chip,n_chips,precision,scenario,input_len,output_len,batch,concurrency,request_rate,"
+              "spec_decode,metric,stat,value,unit,software,trust,source,notes")
+    csv = tmp_path / "rows.csv"
+    csv.write_text(header + "\nG1,llama-3.3-70b,groq-lpu-v1,576,mixed,single_stream,1000,500,,,,yes,tok_s_per_user,"
+                   "value,1665,tok/s/user,GroqCloud,medium,illustrative,draft unpublished\n")
+    d = {"name": "groq-eagle", "mode": "lpu", "model": "llama-3.3-70b",
+         "lpu": {"system": "groq-rack-v1", "racks": 8, "chips": 576, "precision": "mixed"},  # 8 x 72 chips
+         "spec": {"method": "eagle"}}
+    spec = load_spec(write(tmp_path, d))
+    cal = load_calibration()
+    rep = validate(csv, calibration=cal, method="analytical", deployment=spec)
+    (row,) = rep.rows
+    timer = build_plan(spec, calibration=cal).pool("both").timer
+    assert timer.draft.model.n_layers == 1  # the head
+    assert row.predicted == pytest.approx(1 / float(timer.time_per_token(1, 1000, 499)), rel=1e-12)
+
+
 def test_cerebras_speculative_row_drafts_on_its_own_wafer_over_the_wafer_link():
     cat, cal = load_catalog(), load_calibration()
     row = next(r for r in read_measurements(measurements_csv()) if r.id == "M243")
