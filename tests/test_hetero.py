@@ -12,13 +12,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from deployment_by_hand import racks_and_power, system_power_w
+from deployment_files import EXAMPLES, example, variant, write
 from infersim.calibration.efficiency import load_calibration
 from infersim.catalog.hardware import load_catalog
 from infersim.catalog.models import AttentionSpec, MambaSpec, load_model
@@ -34,7 +33,6 @@ from infersim.modes import load_spec
 from infersim.errors import InputError
 from infersim.workload.synthetic import closed_loop, poisson
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "deployments"
 LPX_CHIPS = 256  # LPUs per LPX rack (catalog systems/lpx.yaml n_chips)
 
 
@@ -43,25 +41,7 @@ def gptoss():
     return load_model("gpt-oss-120b")
 
 
-def _example(name: str) -> dict:
-    return yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())
-
-
-def _write(tmp_path: Path, d: dict, name: str = "dep") -> Path:
-    p = tmp_path / f"{name}.yaml"
-    p.write_text(yaml.safe_dump(d))
-    return p
-
-
-def _variant(tmp_path: Path, base: str, name: str = "dep", **changes) -> Path:
-    """A copy of an example file with top-level fields replaced (dicts merged one level deep)."""
-    d = copy.deepcopy(_example(base))
-    for k, v in changes.items():
-        if isinstance(v, dict) and isinstance(d.get(k), dict):
-            d[k] = {**d[k], **v}
-        else:
-            d[k] = v
-    return _write(tmp_path, d, name)
+_example, _write, _variant = example, write, variant
 
 
 def _plan(tmp_path, base, model, name="dep", catalog=None, calibration=None, **changes):

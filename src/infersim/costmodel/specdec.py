@@ -9,9 +9,13 @@ constant vector (independent tokens, Leviathan et al. 2023): E = (1 - a^(k+1)) /
 One cycle for a batch of B sequences at context c:
     draft:  k sequential decode steps of the draft model (on LPUs: a layer pipeline; on GPUs:
             the same GPUs, one after another with the target);
-    link:   when drafting on LPUs, the accepted tokens go GPU -> LPU and the drafts come back:
-            two crossings of the GPU<->LPU path per cycle (token ids only: 4 bytes each);
-    verify: one target step over k + 1 new tokens per sequence after c cached ones.
+    link:   when draft and target sit on different chips, the accepted tokens go to the draft and
+            the drafts come back: two crossings per cycle of the GPU<->LPU path (draft on LPUs,
+            target on GPUs) or of the chip domain both pipelines share (both on SRAM chips:
+            `sram_spec_timer`); token ids only (4 bytes each), plus the target's last hidden state
+            when the drafter is the target's own MTP / EAGLE head on its own stage;
+    verify: one target step over k + 1 new tokens per sequence after c cached ones (the target's
+            own kernels, or any step timer: the AFD step for attention on GPUs and FFN on LPUs).
 Time per output token = cycle / E. Nothing overlaps (drafting for the next cycle needs this
 cycle's verdict), which is what systems without pipelined drafting do.
 """
@@ -26,7 +30,8 @@ from infersim.costmodel.execution import collective_time
 from infersim.costmodel.step import StepCost
 from infersim.costmodel.timer import DecodeStep, ShapeTimer, rows_shape
 from infersim.costmodel.work import Batch, StepShape, batch_shape, model_windows, sequences_shape
-from infersim.mapping.deployment import Deployment
+from infersim.catalog.models import ModelArch
+from infersim.mapping.deployment import Deployment, build_deployment
 from infersim.errors import InputError
 
 TOKEN_ID_BYTES = 4.0  # a token id crosses the link as an int32 (vocabularies exceed 65,536 entries)
@@ -62,19 +67,53 @@ def expected_tokens_per_step(acceptance, k: int) -> float:
     return expected_tokens(acceptance_vector(acceptance, k))
 
 
+def head_arch(model: ModelArch) -> ModelArch:
+    """The drafter of MTP / EAGLE: one decoder layer shaped like the target's last, plus its
+    embedding and LM head (see head_draft)."""
+    return replace(model, name=f"{model.name}[draft head]", layers=model.layers[-1:], published_total_params=None,
+                   published_active_params=None)
+
+
 def head_draft(target: Deployment) -> Deployment:
     """The drafter of MTP / EAGLE speculative decoding on the target's own chips and layout: one
     decoder layer shaped like the target's last (DeepSeek-V3's MTP module is one such layer; SGLang
     and TensorRT-LLM reuse it for every drafted token, "MTP Eagle"; an EAGLE head is one layer too)
     plus the target's embedding and LM head, so each drafted token costs one layer and the head.
-    Drafting runs inside the target's engine iteration (one CUDA graph in TensorRT-LLM's MTP), so
-    its steps pay their own kernels (costmodel.overhead) but share the step's host work, which the
-    verify step pays once. Not modelled: the head's own weights and KV cache in the memory fit (one layer
-    of 61 for DeepSeek-R1), EAGLE-3's smaller draft vocabulary."""
-    model = target.model
-    arch = replace(model, name=f"{model.name}[draft head]", layers=model.layers[-1:], published_total_params=None,
-                   published_active_params=None)
+    On GPUs drafting runs inside the target's engine iteration (one CUDA graph in TensorRT-LLM's
+    MTP), so its steps pay their own kernels (costmodel.overhead) but share the step's host work,
+    which the verify step pays once. On an SRAM layer pipeline (LPU / wafer) the head is one more
+    stage after the target's last layer, on as many chips as the target gives each layer (at least
+    one). Not modelled: the head's own weights and KV cache in the memory fit (one layer of 61 for
+    DeepSeek-R1), EAGLE-3's smaller draft vocabulary."""
+    arch = head_arch(target.model)
+    if target.dataflow:
+        per_layer = max(1, round(target.chips_per_replica / target.model.n_layers))
+        return replace(target, model=arch, chips_per_replica=per_layer)
     return replace(target, model=arch, engine=target.engine.sharing_host())
+
+
+def sram_draft(draft_model: ModelArch, chip: str, precision: str | None, chips: int, pipelines: int, catalog,
+               calibration) -> Deployment:
+    """A draft model on SRAM chips (LPU / wafer): `pipelines` layer pipelines of `chips` chips each.
+    Modes `lpu` (beside the target's pipelines) and `afd` (on the LPX racks beside the FFN pools)
+    and the validation of measured speculative rows on LPU / wafer chips all build their SRAM
+    drafts here (an MTP / EAGLE head on an SRAM target is head_draft)."""
+    return build_deployment(draft_model, chip, chips=chips * pipelines, replicas=pipelines, precision=precision,
+                            catalog=catalog, calibration=calibration)
+
+
+def sram_spec_timer(target: Deployment, draft: Deployment, k: int, acceptance, head: bool) -> "SpecDecodeCost":
+    """Speculative decoding with target and draft both on SRAM chips: the two pipelines sit in one
+    chip domain (the racks' C2C links; several racks or wafers: the slowest link among them,
+    Deployment.link_for), which each cycle's two crossings use. What crosses: the accepted token ids
+    to the draft and the k drafted ids back, and for a head (`head`) also the target's last
+    hidden state, which the MTP / EAGLE head drafts from."""
+    # a head is a stage of the target's own pipeline (on a one-chip target: the same chip, no
+    # crossing); a draft model's pipeline sits beside the target's
+    group = target.chips_per_replica + (0 if head else draft.chips_per_replica)
+    link = None if group <= 1 else target.link_for(group)
+    handoff = (k + 1) * TOKEN_ID_BYTES + (target.model.hidden * target.plan.act_bytes if head else 0.0)
+    return SpecDecodeCost(target, draft, k, acceptance, link, handoff_bytes=handoff)
 
 
 class SpecDecodeCost(ShapeTimer):
@@ -87,18 +126,26 @@ class SpecDecodeCost(ShapeTimer):
     multi_token_runs = True  # but a run of verify steps is timed at once from its contexts
 
     def __init__(self, target: Deployment, draft: Deployment, k: int, acceptance, link: LinkSpec | None,
-                 compiled: bool = True):
+                 compiled: bool = True, *, verify: ShapeTimer | None = None, drafter: ShapeTimer | None = None,
+                 handoff_bytes: float | None = None):
         """`acceptance`: a scalar (every position) or one probability per drafted position.
-        compiled=False: uncompiled step costs (efficiency arrays broadcast against batch arrays)."""
+        `target` / `draft`: the deployments whose replicas serve the sequences and draft for them
+        (their chip kinds label the time shares). `verify` / `drafter`: the step timers of the
+        verify and draft steps (default: each deployment's own kernels, StepCost; e.g. the AFD step
+        for a target with attention on GPUs and FFN on LPUs, whose GPU side is `target`).
+        `handoff_bytes`: bytes per sequence in each of the two link crossings (default the k + 1
+        token ids). compiled=False: uncompiled step costs (efficiency arrays broadcast against
+        batch arrays)."""
         self.target, self.draft, self.k, self.link = target, draft, k, link
         self.acceptance = acceptance_vector(acceptance, k)
         self.expected = expected_tokens(self.acceptance)
         self.decode_width = k + 1
         self.tokens_per_decode_step = self.expected
-        self.target_cost = StepCost(target, compiled=compiled)
-        self.draft_cost = StepCost(draft, compiled=compiled)
+        self.target_cost = verify if verify is not None else StepCost(target, compiled=compiled)
+        self.draft_cost = drafter if drafter is not None else StepCost(draft, compiled=compiled)
         self.windows = self.target_cost.windows
-        self._draft_windows = model_windows(draft.model)
+        self._draft_windows = drafter.windows if drafter is not None else model_windows(draft.model)
+        self.handoff_bytes = (k + 1) * TOKEN_ID_BYTES if handoff_bytes is None else float(handoff_bytes)
 
     def cycle_seconds(self, verify_shape: StepShape, draft_shape: StepShape, n_draft_seqs) -> dict[str, np.ndarray]:
         """Seconds: draft (k steps of the draft model), link (two crossings), verify."""
@@ -109,8 +156,7 @@ class SpecDecodeCost(ShapeTimer):
         link = 0.0 * verify
         if self.link is not None:
             link = link + collective_time(self.link, self.draft.eff, 2,
-                                          np.asarray(n_draft_seqs, dtype=float) * (self.k + 1) * TOKEN_ID_BYTES * 2,
-                                          2.0, "p2p")
+                                          np.asarray(n_draft_seqs, dtype=float) * self.handoff_bytes * 2, 2.0, "p2p")
         return {"draft_s": draft, "link_s": link, "verify_s": verify}
 
     def cycle_parts(self, batch, past, span=1.0) -> dict[str, np.ndarray]:
@@ -156,7 +202,9 @@ class SpecDecodeCost(ShapeTimer):
         parts = {k: float(v) for k, v in self.cycle_parts(batch, past, span=max(span, 1.0)).items()}
         cycle = sum(parts.values())
         # drafting and verifying alternate: each side waits while the other works
-        draft_kind = self.draft.chip.kind if self.link is not None else f"{self.draft.chip.kind} (draft)"
+        # the draft's chips under their own label when they are the target's kind (GPU heads, LPU drafts of LPU targets)
+        same = self.draft.chip.kind == self.target.chip.kind
+        draft_kind = f"{self.draft.chip.kind} (draft)" if same else self.draft.chip.kind
         shares = {self.target.chip.kind: {"verify": parts["verify_s"] / cycle,
                                           "waiting_for_draft": (parts["draft_s"] + parts["link_s"]) / cycle},
                   draft_kind: {"draft": parts["draft_s"] / cycle, "idle": (parts["verify_s"] + parts["link_s"]) / cycle}}

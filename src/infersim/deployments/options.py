@@ -93,7 +93,7 @@ def spec_from_options(catalog: HardwareCatalog, *, system: str, model: str | Non
                              "deployment file (--deployment)")
         if spec is not None:
             raise InputError("--spec drafts on GPUs; an LPU/wafer deployment takes speculative decoding from a "
-                             "deployment file (mode: spec)")
+                             "deployment file (mode: lpu with a spec: section, e.g. examples/deployments/lpx-spec.yaml)")
         given = [o for o, v in (("--tp", tp), ("--pp", pp), ("--ep", ep)) if v not in (None, 1)]
         given += ["--dp-attention"] if dp_attention is not None else []
         if given:

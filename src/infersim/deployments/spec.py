@@ -23,9 +23,15 @@ lpu:                   # LPU / wafer racks (lpu, afd, spec)
 link: gpu-lpu-direct   # the GPU<->LPU path (afd, spec): gpu-lpu-ethernet-host | gpu-lpu-direct | gpu-lpu-on-package
 micro_batches: 2       # afd: micro-batches in flight per attention replica (1 = no overlap)
 spec:                  # spec mode: draft model on the LPUs (or GPUs), verification on the GPUs;
-  method: draft        # gpu / pd modes: `mtp` or `eagle` heads drafting on the target's own GPUs
+  method: draft        # gpu / pd modes: `mtp` or `eagle` heads drafting on the target's own GPUs;
+                       # lpu mode: draft and target both on the LPUs (a draft model's pipeline beside
+                       # the target's, or the target's head as one more stage of its pipeline);
+                       # afd mode: the head's attention on the GPUs and its FFN on the LPUs, or a
+                       # draft model on its own pipeline in the LPX racks beside the FFN pools
   draft_model: llama-3.1-8b   # method draft only
-  draft_on: lpu        # draft: lpu (default) or gpu; mtp / eagle: gpu
+  draft_on: lpu        # draft: lpu (default) or gpu; mtp / eagle: gpu (modes lpu and afd place drafts themselves)
+  draft_chips: 64      # lpu / afd modes, method draft: chips per draft pipeline (default: lpu: the unit's
+                       # chips split in proportion to weight bytes; afd: the LPX chips the FFN pools leave)
   k: 4                 # drafted tokens per verification (default: the acceptance vector's length,
                        # the published entry's k for mtp/eagle, else 4)
   acceptance: 0.7      # scalar, or one per drafted position [a1, a2, ...]: P(token i accepted | 1..i-1
@@ -150,6 +156,7 @@ class SpecPart(_Strict):
     draft_on: Optional[Literal["lpu", "gpu"]] = None
     k: Optional[int] = Field(None, ge=1, le=32)
     acceptance: Optional[Union[float, list[float]]] = None
+    draft_chips: Optional[int] = Field(None, ge=1)  # lpu / afd modes: chips per SRAM draft pipeline
 
     @model_validator(mode="after")
     def _method_fields(self) -> "SpecPart":
@@ -159,6 +166,8 @@ class SpecPart(_Strict):
                              "method: draft)")
         if not head and self.draft_model is None:
             raise ValueError("method draft needs draft_model (a catalog model); or use method: mtp / eagle")
+        if head and self.draft_chips is not None:
+            raise ValueError(f"method {self.method} drafts with a head on the target's own chips; drop draft_chips")
         if head and self.draft_on == "lpu":
             raise ValueError(f"method {self.method} drafts on the target's GPUs; drop draft_on or set it to gpu")
         if self.draft_on is None:
@@ -239,7 +248,7 @@ def check_spec(s: DeploymentSpec, where: str) -> DeploymentSpec:
                                  "token is accepted (given the ones before it were)")
         if s.spec.draft_on == "lpu" and s.lpu is None:
             raise InputError(f"{where}: spec.draft_on is 'lpu' but there is no 'lpu' section; add one or draft on 'gpu'")
-        if s.spec.draft_on == "lpu" and s.link is None:
+        if s.mode == "spec" and s.spec.draft_on == "lpu" and s.link is None:
             raise InputError(f"{where}: drafting on LPUs needs the GPU<->LPU 'link'; name one (e.g. gpu-lpu-direct)")
     if s.routing is not None:
         if not 0.0 <= s.routing.premium_fraction <= 1.0:

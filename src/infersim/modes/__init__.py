@@ -29,17 +29,20 @@ class Mode:
     build: Callable[[BuildContext], Plan]
     needs: tuple[str, ...]  # spec sections the mode cannot do without
     description: str
+    takes: tuple[str, ...] = ()  # optional sections the mode reads (a file giving one it does not read is refused)
 
 
 _MODES: dict[str, Mode] = {}
+OPTIONAL_SECTIONS = ("spec",)  # sections a mode must declare it reads (`takes`) to be given one
 
 
-def register(name: str, *, needs: tuple[str, ...], description: str):
-    """Decorator: register `build(ctx) -> Plan` as mode `name`."""
+def register(name: str, *, needs: tuple[str, ...], description: str, takes: tuple[str, ...] = ()):
+    """Decorator: register `build(ctx) -> Plan` as mode `name`; `takes`: the optional sections it
+    reads of those only some modes read (`spec`)."""
     def wrap(build: Callable[[BuildContext], Plan]):
         if name in _MODES:
             raise ValueError(f"mode '{name}' registered twice")
-        _MODES[name] = Mode(name, build, needs, description)
+        _MODES[name] = Mode(name, build, needs, description, takes)
         return build
     return wrap
 
@@ -63,6 +66,11 @@ def mode_of(spec: DeploymentSpec, where: str | None = None) -> Mode:
     for part in mode.needs:
         if getattr(spec, part) is None:
             raise InputError(f"{where}: mode '{spec.mode}' needs a '{part}' section; add it (see examples/deployments/)")
+    for part in OPTIONAL_SECTIONS:
+        if getattr(spec, part) is not None and part not in mode.needs + mode.takes:
+            users = sorted(m.name for m in known.values() if part in m.needs + m.takes)
+            raise InputError(f"{where}: mode '{spec.mode}' cannot use a '{part}' section; drop it or pick a mode that "
+                             f"does ({', '.join(users)})")
     return mode
 
 
@@ -79,7 +87,9 @@ def build_plan(spec: DeploymentSpec, model: ModelArch | None = None, catalog: Ha
     mode = mode_of(spec)
     plan = mode.build(BuildContext(spec, model, catalog, calibration, sizing))
     if spec.routing is not None:
-        premium_spec = spec.model_copy(update={"mode": spec.routing.premium_path, "routing": None,
+        # the premium path serves without the main path's speculative decoding (its section is
+        # written for the main path's chips)
+        premium_spec = spec.model_copy(update={"mode": spec.routing.premium_path, "routing": None, "spec": None,
                                                "gpu": spec.gpu if spec.routing.premium_path == "afd" else None})
         plan.premium = build_plan(premium_spec, model, catalog, calibration)
         add_footprint(plan, plan.premium.racks, plan.premium.power_w)

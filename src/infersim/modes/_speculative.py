@@ -65,6 +65,9 @@ def speculative_pool(ctx: BuildContext, dep: Deployment, role: str) -> tuple[Poo
     part = ctx.spec.spec
     if part is None:
         return plain_pool(dep, role), {}
+    if part.draft_chips is not None:
+        raise InputError(f"deployment '{ctx.spec.name}': spec.draft_chips sizes a draft pipeline on SRAM chips (modes lpu "
+                         f"and afd); mode {ctx.spec.mode} drafts on its GPUs: drop it")
     if part.draft_on != "gpu":
         raise InputError(f"deployment '{ctx.spec.name}': spec.draft_on lpu needs mode: spec (with an lpu section); "
                          f"mode {ctx.spec.mode} drafts on its own GPUs (method mtp or eagle, or draft_on: gpu)")
@@ -79,5 +82,12 @@ def speculative_pool(ctx: BuildContext, dep: Deployment, role: str) -> tuple[Poo
     else:
         draft, name = head_draft(dep), f"{dep.model.name} {part.method} head"
     timer = SpecDecodeCost(dep, draft, sp.k, sp.acceptance, None)
-    summary = {"draft_model": name, "draft_on": "gpu", **sp.summary(), "expected_tokens_per_verify": timer.expected}
+    summary = spec_summary(name, "gpu", sp, timer)
     return Pool(role, dep, timer, summary), summary
+
+
+def spec_summary(draft_name: str, draft_on: str, sp: Speculation, timer) -> dict:
+    """What a plan's summary says of its speculation: the drafter, where it runs, k, acceptance
+    (and its source) and the expected tokens per verification."""
+    return {"draft_model": draft_name, "draft_on": draft_on, **sp.summary(),
+            "expected_tokens_per_verify": timer.expected}

@@ -9,7 +9,7 @@ from infersim.modes._shared import BuildContext, gpu_deployment, gpu_footprint
 from infersim.modes._speculative import speculative_pool
 
 
-@register("gpu", needs=("gpu",), description="GPU replicas that prefill and decode (aggregated)")
+@register("gpu", needs=("gpu",), takes=("spec",), description="GPU replicas that prefill and decode (aggregated)")
 def build(ctx: BuildContext) -> Plan:
     part = ctx.spec.gpu
     if part.prefill_replicas or part.decode_replicas is not None:

@@ -1,7 +1,8 @@
 """Mode `lpu`: LPU or wafer layer pipelines only (weights and KV cache in SRAM). Each pipeline is a
 replica over all its chips; a file's racks are split into pipelines of `lpu.chips` chips (default:
 the fewest whole racks that hold the weights: spreading within a scale-up domain costs nothing and
-leaves SRAM for the KV cache)."""
+leaves SRAM for the KV cache). With a `spec:` section, speculative decoding with draft and target
+both on the LPUs (modes/_sram_spec.py)."""
 from __future__ import annotations
 
 from infersim.deployments.plan import Plan, plain_pool
@@ -10,12 +11,16 @@ from infersim.mapping.deployment import build_deployment
 from infersim.modes import register
 from infersim.modes._shared import (GB, BuildContext, sized_sram_chips, sram_chips_for_weights, sram_system,
                                     system_power_w, whole_racks)
+from infersim.modes._sram_spec import lpu_speculative_plan
 
 
-@register("lpu", needs=("lpu",), description="LPU or wafer layer pipelines alone (SRAM-resident)")
+@register("lpu", needs=("lpu",), takes=("spec",),
+          description="LPU or wafer layer pipelines alone (SRAM-resident), optionally drafting on them too")
 def build(ctx: BuildContext) -> Plan:
     part, model = ctx.spec.lpu, ctx.model
     system = sram_system(ctx, part)
+    if ctx.spec.spec is not None:
+        return lpu_speculative_plan(ctx, system)
     chip = system.chip
     named = ctx.catalog.is_named_system(part.system)
     notes = []

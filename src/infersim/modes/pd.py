@@ -27,7 +27,7 @@ def _layout(part, pool) -> tuple[int, int, int]:
     return tp, ep, moe_ep
 
 
-@register("pd", needs=("gpu",), description="GPU prefill workers -> KV transfer -> GPU decode workers")
+@register("pd", needs=("gpu",), takes=("spec",), description="GPU prefill workers -> KV transfer -> GPU decode workers")
 def build(ctx: BuildContext) -> Plan:
     spec, part = ctx.spec, ctx.spec.gpu
     p = part.prefill_replicas

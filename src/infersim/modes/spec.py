@@ -11,7 +11,7 @@ from infersim.mapping.deployment import build_deployment
 from infersim.modes import register
 from infersim.modes._shared import (GB, BuildContext, gpu_deployment, gpu_footprint, gpu_lpu_link,
                                     sram_chips_for_weights, sram_system, system_power_w)
-from infersim.modes._speculative import fmt_acceptance, resolve, speculative_pool
+from infersim.modes._speculative import fmt_acceptance, resolve, spec_summary, speculative_pool
 
 
 @register("spec", needs=("gpu", "spec"), description="GPU target verifies a draft model's tokens (draft on LPUs or GPUs)")
@@ -24,6 +24,9 @@ def build(ctx: BuildContext) -> Plan:
         notes = [f"spec: {summary['draft_model']} drafts on the target's GPUs; k={summary['k']}, acceptance "
                  f"{fmt_acceptance(summary['acceptance'])}"]
         return ctx.plan([pool], racks=racks, power_w=power, notes=notes, summary={"spec": summary})
+    if s.draft_chips is not None:
+        raise InputError("spec.draft_chips: mode spec spreads its LPU draft over the deployment's LPU racks; drop it "
+                         "(it sizes draft pipelines in modes lpu and afd)")
     draft_model = load_model(s.draft_model)
     sp = resolve(s, draft_model)
     part = spec.lpu
@@ -48,7 +51,6 @@ def build(ctx: BuildContext) -> Plan:
     notes = [f"spec: draft {draft_model.name} on {pipes} LPU pipeline(s) of {per} chips; k={sp.k}, acceptance "
              f"{fmt_acceptance(sp.acceptance)}"]
     timer = SpecDecodeCost(target, draft, sp.k, sp.acceptance, link)
-    summary = {"draft_model": draft_model.name, "draft_on": s.draft_on, **sp.summary(),
-               "expected_tokens_per_verify": timer.expected}
+    summary = spec_summary(draft_model.name, s.draft_on, sp, timer)
     pools = [Pool("both", target, timer), plain_pool(draft, "draft")]
     return ctx.plan(pools, racks=racks, power_w=power, notes=notes, summary={"spec": summary}, links={"gpu_lpu": link})

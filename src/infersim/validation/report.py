@@ -163,11 +163,13 @@ def _deployment_scope(deployment, catalog: HardwareCatalog):
     sa = None
     if deployment.spec is not None:
         s = deployment.spec
-        base = SpecAssumptions()  # a section's missing fields keep the row defaults
-        k = s.k or (len(s.acceptance) if isinstance(s.acceptance, list) else base.k)
+        base = SpecAssumptions()  # a section's missing fields keep the row defaults (a head's: its published entry)
+        head = s.method != "draft"
+        k = s.k or (len(s.acceptance) if isinstance(s.acceptance, list) else None if head else base.k)
+        acc = tuple(s.acceptance) if isinstance(s.acceptance, list) else s.acceptance
         sa = SpecAssumptions(draft_model=s.draft_model or base.draft_model, k=k,
-                             acceptance=base.acceptance if s.acceptance is None else s.acceptance,
-                             source=f"from deployment '{deployment.name}'")
+                             acceptance=(None if head else base.acceptance) if acc is None else acc,
+                             source=f"from deployment '{deployment.name}'", method=s.method)
     return chips, sa
 
 

@@ -29,10 +29,11 @@ import numpy as np
 from infersim.catalog.engines import engine_for_software
 from infersim.catalog.hardware import HardwareCatalog
 from infersim.catalog.models import ModelArch, MoESpec, load_model
+from infersim.catalog.speculative import default_acceptance
 from infersim.calibration.efficiency import Calibration, Efficiency
 from infersim.costmodel.memory import max_sequences, min_chips_for_context
 from infersim.costmodel.specdec import (DRAFT_DEFAULT_ACCEPTANCE, DRAFT_DEFAULT_K, SpecDecodeCost,
-                                        expected_tokens_per_step, head_draft)
+                                        expected_tokens_per_step, head_draft, sram_draft, sram_spec_timer)
 from infersim.costmodel.step import step_time
 from infersim.mapping.deployment import Deployment, build_deployment
 from infersim.errors import InputError
@@ -132,9 +133,10 @@ class SpecAssumptions:
     `spec:` section can replace these)."""
 
     draft_model: str = SPEC_DEFAULT_DRAFT
-    k: int = DRAFT_DEFAULT_K
-    acceptance: float = DRAFT_DEFAULT_ACCEPTANCE
+    k: int | None = DRAFT_DEFAULT_K  # None (a head): the published entry's draft length
+    acceptance: float | tuple[float, ...] | None = DRAFT_DEFAULT_ACCEPTANCE  # None (a head): the published entry's
     source: str = "mid-range of Leviathan et al. 2023 for a same-family draft"
+    method: str = "draft"  # mtp / eagle: the target's own head drafts (a file's method), not draft_model
 
 
 def plan_row(row: Measurement, catalog: HardwareCatalog, calibration: Calibration,
@@ -222,8 +224,17 @@ class SpecRow:
 
     draft: Deployment
     k: int
-    acceptance: float
-    mtp: bool = False  # the draft is the model's own MTP layer, on whichever layout the target uses
+    acceptance: float | tuple[float, ...]
+    mtp: bool = False  # the draft is the model's own MTP / EAGLE head, on whichever layout the target uses
+
+    def timer(self, dep: Deployment) -> SpecDecodeCost:
+        """The speculative step timer of target `dep` (the row's layout, possibly refitted): on LPU /
+        wafer chips the one mode `lpu` builds (draft pipeline beside the target's, crossings over
+        their shared chip domain: costmodel.specdec.sram_spec_timer); on GPUs drafting on the same GPUs."""
+        draft = head_draft(dep) if self.mtp else self.draft  # a head follows the target's layout
+        if dep.dataflow:
+            return sram_spec_timer(dep, draft, self.k, self.acceptance, head=self.mtp)
+        return SpecDecodeCost(dep, draft, self.k, self.acceptance, None)
 
 
 def _acceptance_for_mean(mean_tokens: float, k: int) -> float:
@@ -248,16 +259,31 @@ def _spec_setup(row: Measurement, model: ModelArch, dep: Deployment, catalog, ca
             return Skip(row.id, f"row uses MTP drafting but {model.name} has no MTP layers in its config")
         draft = head_draft(dep)  # the MTP module: one more decoder layer, drafting on the same GPUs
         assumptions.append(f"speculative decoding: MTP draft = one {model.name} decoder layer on the same chips, k={k}")
+    elif sa.method != "draft":
+        k, acc = sa.k, sa.acceptance
+        if k is None or acc is None:
+            entry = default_acceptance(sa.method, model.name)
+            k = k or entry.default_k
+            if acc is None:
+                if k > len(entry.conditional()):
+                    return Skip(row.id, f"speculative decoding: the published {sa.method} acceptance ({entry.name}) "
+                                        f"covers {len(entry.conditional())} drafted positions, not k={k}")
+                acc = entry.conditional()[:k]
+                sa = replace(sa, acceptance=acc, source=f"{entry.name} ({entry.basis}): {entry.source}")
+        sa = replace(sa, k=k)
+        draft = head_draft(dep)
+        assumptions.append(f"speculative decoding: draft unpublished, assumed {model.name}'s own {sa.method} head (the "
+                           f"deployment file's method) on the same chips, k={k}")
     else:
         k = sa.k
         draft_model = load_model(sa.draft_model)
         try:
-            if dep.dataflow:
+            if dep.dataflow:  # its own pipeline beside the target's, built as mode lpu builds it
                 probe = build_deployment(draft_model, dep.chip.name, chips=1, precision=dep.plan.name, catalog=catalog,
                                          calibration=calibration)
-                draft = build_deployment(draft_model, dep.chip.name, chips=min_chips_for_context(
-                    probe, row.input_len or API_DEFAULT_INPUT), precision=dep.plan.name, catalog=catalog,
-                    calibration=calibration)
+                draft = sram_draft(draft_model, dep.chip.name, dep.plan.name,
+                                   min_chips_for_context(probe, row.input_len or API_DEFAULT_INPUT),
+                                   dep.par.replicas, catalog, calibration)
             else:
                 draft = replace(build_deployment(draft_model, dep.chip.name, chips=dep.chips_per_replica, tp=dep.par.tp,
                                                  precision=dep.plan.name, catalog=catalog, calibration=calibration,
@@ -273,7 +299,7 @@ def _spec_setup(row: Measurement, model: ModelArch, dep: Deployment, catalog, ca
     else:
         acc = sa.acceptance
         assumptions.append(f"acceptance unpublished: assumed {sa.acceptance} per token ({sa.source})")
-    return SpecRow(draft, k, acc, mtp=bool(mtp))
+    return SpecRow(draft, k, acc, mtp=bool(mtp) or sa.method != "draft")
 
 
 def _serving_point(dep: Deployment, classes, b_max, scenario: str, load: float):
@@ -346,10 +372,7 @@ def layout_values(plan: RowPlan, dep: Deployment) -> tuple[dict[str, np.ndarray]
         b = (r.batch or 1) if r.scenario == "fixed_batch" else 1
         ttft = step_time(dep, b, inp, 0).total
         if plan.spec is not None:
-            s = plan.spec
-            draft = head_draft(dep) if s.mtp else s.draft  # MTP: kernels only, see head_draft
-            cost = SpecDecodeCost(dep, draft, s.k, s.acceptance, None)
-            tpot = cost.time_per_token(b, inp, max(out - 1, 1))
+            tpot = plan.spec.timer(dep).time_per_token(b, inp, max(out - 1, 1))
         else:
             tpot = step_time(dep, b, 1, inp, max(out - 1, 1)).total
         thr = dep.par.replicas * b * out / (ttft + max(out - 1, 0) * tpot)
