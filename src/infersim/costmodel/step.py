@@ -14,7 +14,11 @@ numbers up to float rounding (tested), about 10x faster per step.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from infersim.catalog.hardware import LinkSpec
 
 from infersim.costmodel.collectives import Comm, step_collectives
 from infersim.costmodel.execution import (CATEGORIES, Breakdown, collective_time, dataflow_op_times, dataflow_rates,
@@ -355,19 +359,48 @@ class StepCost(ShapeTimer):
 
     def _dataflow_rest(self, shape: StepShape) -> Breakdown:
         """Chip-to-chip traffic: the hidden state crosses every chip boundary of the pipeline, and
-        a layer spread over several chips all-reduces its outputs (two blocks per layer)."""
+        a layer spread over several chips all-reduces its outputs (two blocks per layer). Each
+        collective uses the link its chips share (`dataflow_links`)."""
         dep, m, eff = self.dep, self.dep.model, self.dep.eff
         n_layers = m.n_layers
-        chips_per_layer = dep.chips_per_replica / n_layers
-        link = dep.link_for(dep.chips_per_replica)
         hidden_bytes = shape.tokens * m.hidden * dep.plan.act_bytes
         comm = 0.0 * np.asarray(hidden_bytes, dtype=float)
-        if link is not None and dep.chips_per_replica > 1:
-            boundaries = min(dep.chips_per_replica, n_layers) - 1
-            comm = comm + collective_time(link, eff, 2, hidden_bytes * boundaries, float(boundaries), "p2p")
-            group = int(np.ceil(chips_per_layer))
-            if group > 1:
-                comm = comm + collective_time(link, eff, group, hidden_bytes * 2 * n_layers, 2.0 * n_layers,
-                                              "all_reduce")
+        links = dataflow_links(dep)
+        for link, hops in ((links.hop_up, links.hops_up), (links.hop_out, links.hops_out)):
+            if link is not None and hops > 0:
+                comm = comm + collective_time(link, eff, 2, hidden_bytes * hops, float(hops), "p2p")
+        if links.all_reduce is not None and links.group > 1:
+            comm = comm + collective_time(links.all_reduce, eff, links.group, hidden_bytes * 2 * n_layers,
+                                          2.0 * n_layers, "all_reduce")
         z = 0.0 * comm
         return Breakdown(z, z, comm, z)
+
+
+@dataclass(frozen=True)
+class DataflowLinks:
+    """Which link each chip-to-chip transfer of a layer pipeline uses (see `dataflow_links`)."""
+
+    hops_up: int             # pipeline chip boundaries inside one scale-up domain
+    hops_out: int            # pipeline chip boundaries that leave a domain (rack / node / system)
+    hop_up: LinkSpec | None
+    hop_out: LinkSpec | None
+    group: int               # chips that hold one layer and all-reduce its outputs
+    all_reduce: LinkSpec | None
+
+
+def dataflow_links(dep: Deployment) -> DataflowLinks:
+    """The links of a dataflow replica's transfers, with the chips placed contiguously in pipeline
+    order (layer 0 on the first chips, domain after domain, as a compiler lays out a pipeline):
+
+    - the hidden state crosses min(chips, layers) - 1 chip boundaries per token; a replica spanning
+      d = ceil(chips / scale_up_domain) domains leaves a domain d - 1 times, over the scale-out link;
+      every other boundary is inside a domain, over the scale-up link;
+    - a layer held by ceil(chips / layers) chips all-reduces among them over the scale-up link when
+      that group fits in one domain (aligned placement), else over the scale-out link."""
+    chips, n_layers = dep.chips_per_replica, dep.model.n_layers
+    domain = max(int(dep.system.scale_up_domain), 1)
+    boundaries = max(min(chips, n_layers) - 1, 0)
+    hops_out = min(boundaries, -(-chips // domain) - 1)
+    group = int(np.ceil(chips / n_layers))
+    return DataflowLinks(boundaries - hops_out, hops_out, dep.scale_up or dep.scale_out,
+                         dep.scale_out or dep.scale_up, group, dep.link_for(group))
