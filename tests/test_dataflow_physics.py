@@ -208,3 +208,15 @@ def test_rows_resting_on_a_parameter_are_the_rows_it_moves():
     rest = rows_resting_on(logerr, {"a": a, "b": b}, {"a": 2.0, "b": 1.0}, ["r1", "r2", None])
     assert (rest["a"]["rows"], rest["a"]["ids"]) == (2, ["r1"])  # the None row is counted, not listed
     assert (rest["b"]["rows"], rest["b"]["ids"]) == (1, [])
+
+
+def test_afd_ffn_only_layers_all_reduce_once_per_layer(cat):
+    """A decoder layer all-reduces after its mixer and after its FFN; AFD's LPU side holds only
+    the FFN blocks, so one all-reduce per layer."""
+    from infersim.costmodel.afd import ffn_part
+    full = dataflow_links(_dep(cat, "groq3-lpu", 512))
+    assert full.all_reduces == 2 * 80
+    oss = load_model("gpt-oss-120b")
+    ffn = build_deployment(ffn_part(oss), "groq3-lpu", chips=256, precision="mixed", catalog=cat,
+                           calibration=load_calibration("none"))
+    assert dataflow_links(ffn).all_reduces == 36

@@ -25,6 +25,7 @@ class DataflowLinks:
     hop_out: LinkSpec | None
     group: int               # chips that hold one layer and all-reduce its outputs
     all_reduce: LinkSpec | None
+    all_reduces: int         # all-reduces per token when group > 1: one per block (mixer, FFN) present
 
 
 def dataflow_links(dep: Deployment) -> DataflowLinks:
@@ -34,15 +35,17 @@ def dataflow_links(dep: Deployment) -> DataflowLinks:
     - the hidden state crosses min(chips, layers) - 1 chip boundaries per token; a replica spanning
       d = ceil(chips / scale_up_domain) domains leaves a domain d - 1 times, over the scale-out link;
       every other boundary is inside a domain, over the scale-up link;
-    - a layer held by ceil(chips / layers) chips all-reduces among them over the scale-up link when
-      that group fits in one domain (aligned placement), else over the scale-out link."""
+    - a layer held by ceil(chips / layers) chips all-reduces the output of each of its blocks (mixer,
+      FFN: two in a decoder layer, one in AFD's FFN-only layers) among them, over the scale-up link
+      when that group fits in one domain (aligned placement), else over the scale-out link."""
     chips, n_layers = dep.chips_per_replica, dep.model.n_layers
     domain = max(int(dep.system.scale_up_domain), 1)
     boundaries = max(min(chips, n_layers) - 1, 0)
     hops_out = min(boundaries, -(-chips // domain) - 1)
     group = int(np.ceil(chips / n_layers))
+    blocks = sum(n * ((layer.mixer is not None) + (layer.ffn is not None)) for layer, n in dep.model.layer_groups())
     return DataflowLinks(boundaries - hops_out, hops_out, dep.scale_up or dep.scale_out,
-                         dep.scale_out or dep.scale_up, group, dep.link_for(group))
+                         dep.scale_out or dep.scale_up, group, dep.link_for(group), blocks)
 
 
 def pipeline_hops_note(dep: Deployment) -> str:

@@ -368,11 +368,10 @@ class StepCost(ShapeTimer):
 
     def _dataflow_rest(self, shape: StepShape, hop_latency: bool = True) -> Breakdown:
         """Chip-to-chip traffic: the hidden state crosses every chip boundary of the pipeline, and
-        a layer spread over several chips all-reduces its outputs (two blocks per layer). Each
+        a layer spread over several chips all-reduces each block's output (`dataflow_links`). Each
         collective uses the link its chips share (`dataflow_links`). hop_latency=False leaves out
         the scale-out hops' latency (`_hop_out_latency`, a per-step constant)."""
         dep, m, eff = self.dep, self.dep.model, self.dep.eff
-        n_layers = m.n_layers
         hidden_bytes = shape.tokens * m.hidden * dep.plan.act_bytes
         comm = 0.0 * np.asarray(hidden_bytes, dtype=float)
         links = dataflow_links(dep)
@@ -383,7 +382,7 @@ class StepCost(ShapeTimer):
             if hop_latency:
                 comm = comm + self._hop_out_latency()
         if links.all_reduce is not None and links.group > 1:
-            comm = comm + collective_time(links.all_reduce, eff, links.group, hidden_bytes * 2 * n_layers,
-                                          2.0 * n_layers, "all_reduce")
+            comm = comm + collective_time(links.all_reduce, eff, links.group, hidden_bytes * links.all_reduces,
+                                          float(links.all_reduces), "all_reduce")
         z = 0.0 * comm
         return Breakdown(z, z, comm, z)
