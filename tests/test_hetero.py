@@ -60,6 +60,15 @@ def _without_host_work():
     return dataclasses.replace(shipped, fitted=fitted)
 
 
+def _slow_lpu(cal):
+    """`cal` with LP30's per-layer latency at 40 us, about the pooled Groq v1 fit, instead of its
+    derived ~1.2 us (calibration/defaults.json): a slow layer pipeline, the regime in which these
+    tests check that the LPU side sets the AFD step."""
+    fitted = copy.deepcopy(cal.fitted)
+    fitted.setdefault("families", {})["groq3"] = {"values": {"layer_s": 4e-5}}
+    return dataclasses.replace(cal, fitted=fitted)
+
+
 def _decode_shape(model, batch, inp, out):
     """Decode step of `batch` sequences after `inp` prompt tokens, averaged over the out - 1 decode
     steps (the same shape estimate_plan states it evaluates)."""
@@ -206,7 +215,7 @@ def test_afd_micro_batches_overlap_bounds(tmp_path, gptoss):
     times = {}
     for m in (1, 2, 4):
         plan = _plan(tmp_path, "vr-nvl72-lpx-afd", gptoss, name=f"m{m}", micro_batches=m,
-                     calibration=_without_host_work())
+                     calibration=_slow_lpu(_without_host_work()))  # an LPU-heavy chain: F + X > A
         afd = plan.pool("decode").timer.afd
         gpu, lpu, cost = StepCost(afd.attention, host=False), StepCost(afd.ffn), AFDStepCost(afd)
         assert afd.attention.engine.overlap
@@ -243,7 +252,7 @@ def test_afd_shared_lpu_pool_serves_every_replica(tmp_path, gptoss):
     the FFN time less its pipeline and hop latency (which keep no stage busy). At batch 1 that is
     below the chain, which then sets the step (the sum is a floor, not the value)."""
     plan = _plan(tmp_path, "vr-nvl72-lpx-afd", gptoss, micro_batches=1, gpu={"tp": 1, "prefill_replicas": 1},
-                 calibration=_without_host_work())
+                 calibration=_slow_lpu(_without_host_work()))
     afd = plan.pool("decode").timer.afd
     assert afd.attention.par.replicas == 71 and afd.units == 1
     cost, gpu, lpu = AFDStepCost(afd), StepCost(afd.attention, host=False), StepCost(afd.ffn)

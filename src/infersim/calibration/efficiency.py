@@ -38,7 +38,12 @@ class Efficiency:
     host_scale: multiplier on the engine's assumed host work (host_step_s, host_seq_s; not the
                 measured launch costs): 1 = the engine file's priors; fitted per family (host CPU
                 and software version);
-    layer_s: fixed latency per layer on dataflow chips (LPU/wafer pipeline hop incl. sync), s;
+    layer_s: fixed latency of a dense decoder layer on dataflow chips (LPU/wafer: the layer's chain
+             of dependent stages incl. sync), s; other layers in proportion to their stages
+             (costmodel.execution.stage_layers);
+    hop_scale: multiplier on the catalog latency of a dataflow pipeline hop that leaves a scale-up
+               domain (wafer to wafer, LPU rack to rack): 1 = the link's catalog figure; fitted
+               for wafers, whose inter-system latency is not published;
     link_eff: achieved fraction of link bandwidth in collectives;
     mem_reserve: fraction of device memory unavailable to weights/KV (runtime, workspace)."""
 
@@ -48,6 +53,7 @@ class Efficiency:
     kernel_s: float
     host_scale: float
     layer_s: float
+    hop_scale: float
     link_eff: float
     mem_reserve: float
 
@@ -64,7 +70,7 @@ _BOUNDS: dict[str, tuple[float, float, bool, bool]] = {  # (low, high, low allow
     "compute_eff": (0.0, 1.0, False, True), "mem_eff": (0.0, 1.0, False, True), "link_eff": (0.0, 1.0, False, True),
     "mem_reserve": (0.0, 1.0, True, False), "blend_p": (1.0, math.inf, True, False),
     "kernel_s": (0.0, math.inf, True, False), "host_scale": (0.0, math.inf, True, False),
-    "layer_s": (0.0, math.inf, True, False),
+    "layer_s": (0.0, math.inf, True, False), "hop_scale": (0.0, math.inf, True, False),
 }
 
 
@@ -146,35 +152,47 @@ class Calibration:
     fitted: dict
     source: str
 
+    def _derived(self, family: str) -> dict:
+        """The family's own values in defaults.json (derived from its chip's published facts)."""
+        return self.defaults.get("families", {}).get(family, {})
+
     def for_chip(self, kind: str, family: str) -> Efficiency:
+        """Kind defaults < the kind's pooled fit < the family's derived values (defaults.json
+        `families`) < a fit of that same family: a pooled fit to other chips' rows never replaces
+        what was derived for this chip."""
         base = dict(self.defaults["kinds"][kind]["values"])
-        fam_defaults = self.defaults.get("families", {}).get(family, {}).get("values", {})
-        base.update(fam_defaults)
         fit = self.fitted.get("families", {})
         if family in fit:
+            base.update(self._derived(family).get("values", {}))
             base.update(fit[family]["values"])
-        elif f"pooled-{kind}" in fit:
-            base.update(fit[f"pooled-{kind}"]["values"])
+        else:
+            base.update(fit.get(f"pooled-{kind}", {}).get("values", {}))
+            base.update(self._derived(family).get("values", {}))
         return Efficiency(**{k: float(base[k]) for k in FIELD_NAMES})
 
     def uncertainty(self, kind: str, family: str) -> dict[str, tuple[float, float, str]]:
-        """{fitted parameter: (low, high, basis)} of the fit this chip family's values come from (its
-        own, else its kind's pooled fit), as `infersim calibrate` recorded it; {} when the values are
-        not fitted or the fit file predates the record."""
+        """{parameter: (low, high, basis)} of the values this chip family uses: the range `infersim
+        calibrate` recorded for the fit they come from (its own, else its kind's pooled fit), and for
+        values derived in defaults.json their stated range; {} when neither records one."""
         fit = self.fitted.get("families", {})
         entry = fit.get(family) or fit.get(f"pooled-{kind}") or {}
         out = {}
         for name, u in (entry.get("uncertainty") or {}).items():
             out[name] = (float(u["low"]), float(u["high"]), str(u.get("basis", "fit uncertainty")))
+        if family not in fit:
+            for name, u in (self._derived(family).get("uncertainty") or {}).items():
+                out[name] = (float(u["low"]), float(u["high"]), str(u.get("basis", "derived range")))
         return out
 
     def provenance(self, kind: str, family: str) -> str:
         fit = self.fitted.get("families", {})
+        derived = sorted(self._derived(family).get("values", {}))
         if family in fit:
             return f"fitted for {family} ({self.source})"
+        note = f"; {', '.join(derived)} derived for {family} from chip facts (defaults.json)" if derived else ""
         if f"pooled-{kind}" in fit:
-            return f"pooled {kind} fit ({self.source}); too few rows to fit {family} on its own"
-        return "defaults (no fit)"
+            return f"pooled {kind} fit ({self.source}); too few rows to fit {family} on its own" + note
+        return "defaults (no fit)" + note
 
 
 @lru_cache(maxsize=4)

@@ -18,6 +18,7 @@ def combined_json(measurements: dict | None, inferencex: InferenceXReport | None
     doc = {"calibration": measurements["calibration"] if measurements else calibration,
            "rows": [], "skipped": [], "groups": []}
     if measurements:
+        doc["parameters"] = measurements.get("parameters", {})  # the rows each fitted parameter rests on
         for part in ("rows", "skipped", "groups"):
             doc[part] = [{**x, "set": MEASUREMENTS_SET} for x in measurements[part]]
     if inferencex is not None:

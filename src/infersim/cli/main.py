@@ -216,6 +216,17 @@ def validate(measurements: Path = typer.Option(DEFAULT_MEASUREMENTS, help="measu
         print_inferencex(ix, out)
 
 
+def rests_on_text(family: dict) -> str:
+    """'layer_s 2 (M246, M248), hop_scale 0' from a fit file family's rows_per_parameter (rows whose
+    prediction the parameter moves by more than 5%; validation/folds.rows_resting_on)."""
+    per = family.get("rows_per_parameter") or {}
+    parts = []
+    for k, r in per.items():
+        ids = r["ids"] if len(r["ids"]) <= 6 else r["ids"][:6] + ["..."]
+        parts.append(f"{k} {r['rows']}" + (f" ({', '.join(ids)})" if ids else ""))
+    return ", ".join(parts) or "—"
+
+
 def _print_measurements(rep, method: str) -> None:
     t = Table(title=f"predicted vs measured ({len(rep.rows)} rows; held-out = cross-validated prediction by row "
                     f"folds / by source (no row of its source in the fit); serving rows by "
@@ -250,6 +261,9 @@ def _print_measurements(rep, method: str) -> None:
                   "" if x["target"] is None else f"≤{x['target']:.0%}{flag}")
     out.print(g)
     out.print(f"calibration: {rep.calibration}; {len(rep.rows)} rows predicted, {len(rep.skipped)} skipped (listed above)")
+    for fam, v in rep.parameters.items():
+        out.print(f"  {fam}: " + ", ".join(f"{k}={x:.3g}" for k, x in v["values"].items())
+                  + f"; rows each rests on: {rests_on_text(v)}", markup=False, highlight=False)
     for x in rep.groups():
         if x["by"] == "kind":
             hm, gm = x["heldout_median_abs_err"], x["heldout_grouped_median_abs_err"]
@@ -286,12 +300,12 @@ def calibrate(measurements: Path = typer.Option(DEFAULT_MEASUREMENTS, help="meas
         return
     t = Table(title=f"fitted parameters ({len(res.plans)} rows used, {len(res.skipped)} skipped, "
                     f"{len(res.inferencex_skipped or [])} InferenceX points kept out) -> {out_file}")
-    for c in ("family", "values", "rows (CSV + InferenceX)", "at grid edge (a bound, not an estimate)"):
+    for c in ("family", "values", "rows (CSV + InferenceX)", "rows each rests on", "at grid edge (a bound, not an estimate)"):
         t.add_column(c)
     for fam, v in res.fit_file["families"].items():
         n = v["rows_by_set"]
         t.add_row(fam, ", ".join(f"{k}={x:.3g}" for k, x in v["values"].items()),
-                  f"{n['measurements']} + {n['inferencex']}",
+                  f"{n['measurements']} + {n['inferencex']}", rests_on_text(v),
                   ", ".join(f"{k} at {e}" for k, e in v["at_grid_edge"].items()) or "—")
     out.print(t)
     check = res.fit_file["fold_seed_check"]

@@ -5,7 +5,8 @@ run one after another); collectives use an alpha-beta model over the system's li
 (costmodel/collectives.py); kernel launches and the engine's host work are costmodel.overhead's.
 LPU / wafer (SRAM-resident, statically scheduled dataflow): each layer's chips overlap compute and
 SRAM streaming perfectly (hard max), layers run one after another for a token, plus a fixed
-per-layer pipeline latency and chip-to-chip hops; no per-step software overhead.
+per-layer pipeline latency (in proportion to the layer's dependent stages) and chip-to-chip hops;
+no per-step software overhead.
 
 Every function returns a `Breakdown` whose parts add up to the total, so callers can say where the
 time goes (compute / memory / interconnect / fixed overhead).
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from infersim.catalog.hardware import ChipSpec, LinkSpec
+from infersim.catalog.models import ModelArch, MoESpec
 from infersim.calibration.efficiency import Efficiency
 from infersim.mapping.precision import PrecisionPlan
 from infersim.costmodel import collectives
@@ -131,23 +133,24 @@ def dataflow_op_times(flops, byts, rate, bw):
 
 
 def dataflow_ops_time(ops: list[Op], chip: ChipSpec, plan: PrecisionPlan, eff: Efficiency,
-                      chips_per_layer: float, n_layers: int) -> Breakdown:
+                      chips_per_layer: float, stage_layers: float) -> Breakdown:
     """Per-token latency through an SRAM-resident layer pipeline (LPU / wafer)."""
     flops, byts, rates, counts = op_arrays(ops, chip, plan)
-    return dataflow_table_time(flops, byts, rates, counts, chip, eff, chips_per_layer, n_layers)
+    return dataflow_table_time(flops, byts, rates, counts, chip, eff, chips_per_layer, stage_layers)
 
 
 def dataflow_table_time(flops, byts, rates, counts, chip: ChipSpec, eff: Efficiency,
-                        chips_per_layer: float, n_layers: int) -> Breakdown:
+                        chips_per_layer: float, stage_layers: float) -> Breakdown:
     """Each layer runs on `chips_per_layer` chips (fractional when a chip holds several layers);
     within a layer compute and SRAM streaming overlap (hard roofline max); layers run in sequence
-    for a token; each layer adds eff.layer_s of fixed pipeline latency."""
+    for a token; the pipeline adds its fixed latency, eff.layer_s per dense-layer equivalent
+    (`stage_layers`, see `stage_layers`)."""
     tc, tm = dataflow_op_times(flops, byts, *dataflow_rates(rates, chip, eff, chips_per_layer))
     compute_bound = tc >= tm
     comp = np.sum(counts * np.where(compute_bound, tc, 0.0), axis=-1)
     mem = np.sum(counts * np.where(compute_bound, 0.0, tm), axis=-1)
     z = 0.0 * (comp + mem)
-    return Breakdown(comp + z, mem + z, z, z + pipeline_latency(eff, n_layers))
+    return Breakdown(comp + z, mem + z, z, z + pipeline_latency(eff, stage_layers))
 
 
 def dataflow_rates(rates, chip: ChipSpec, eff: Efficiency, chips_per_layer: float):
@@ -156,9 +159,37 @@ def dataflow_rates(rates, chip: ChipSpec, eff: Efficiency, chips_per_layer: floa
             float(chip.mem_bw_bytes_per_s.value) * _last(eff.mem_eff) * chips_per_layer)
 
 
-def pipeline_latency(eff: Efficiency, n_layers: int):
-    """Fixed latency of a token through a layer pipeline: eff.layer_s per layer."""
-    return np.asarray(eff.layer_s, dtype=float) * n_layers
+# Dependent vector-instruction stages one token passes through in each block of a layer on a
+# statically scheduled dataflow chip, counted from the block's operations (the TSP derivation in
+# calibration/defaults.json, families.groq3.derivation): a mixer (attention: RMSNorm as square-sum,
+# cross-lane reduce and scale; QKV; RoPE; QK; softmax as max, exp, sum, scale; AV; O; residual) 13;
+# a dense FFN (RMSNorm 3; gate/up; activation x up; down; residual) 7; a MoE block (RMSNorm 3;
+# router; top-k select 2; gate weights; expert gate/up; activation; down; weighted combine;
+# residual; a shared expert runs beside the routed ones) 12. A Mamba mixer is counted as attention.
+BLOCK_STAGES = {"mixer": 13, "dense_ffn": 7, "moe": 12}
+DENSE_LAYER_STAGES = BLOCK_STAGES["mixer"] + BLOCK_STAGES["dense_ffn"]
+
+
+def stage_layers(model: ModelArch) -> float:
+    """The model's layers in dense-layer equivalents by their dependent stages: a dense decoder
+    layer (mixer + dense FFN, 20 stages) is 1, a MoE layer 25/20, an FFN-only layer (AFD's LPU
+    side) 7/20 (dense) or 12/20 (MoE). A chain's latency grows with its dependent stages, so a
+    layer's fixed pipeline latency is eff.layer_s in these units."""
+    total = 0
+    for layer, n in model.layer_groups():
+        stages = BLOCK_STAGES["mixer"] if layer.mixer is not None else 0
+        if isinstance(layer.ffn, MoESpec):
+            stages += BLOCK_STAGES["moe"]
+        elif layer.ffn is not None:
+            stages += BLOCK_STAGES["dense_ffn"]
+        total += n * stages
+    return total / DENSE_LAYER_STAGES
+
+
+def pipeline_latency(eff: Efficiency, stage_layers: float):
+    """Fixed latency of a token through a layer pipeline: eff.layer_s (seconds per dense decoder
+    layer) per dense-layer equivalent (`stage_layers`)."""
+    return np.asarray(eff.layer_s, dtype=float) * stage_layers
 
 
 def collective_time(link: LinkSpec, eff: Efficiency, group: int, bytes_per_chip, count: float, kind: str,

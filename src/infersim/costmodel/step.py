@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from infersim.costmodel.collectives import Comm, step_collectives
+
+from infersim.costmodel.collectives import Comm, p2p, step_collectives
+from infersim.costmodel.dataflow_links import dataflow_links
 from infersim.costmodel.execution import (CATEGORIES, Breakdown, collective_time, dataflow_op_times, dataflow_rates,
                                           dataflow_table_time, gpu_rates, gpu_table_time,
-                                          op_arrays, op_counts, op_rates, pipeline_latency, roofline_seconds)
+                                          op_arrays, op_counts, op_rates, pipeline_latency, roofline_seconds,
+                                          stage_layers)
 from infersim.catalog.engines import engine as default_engine
 from infersim.costmodel.overhead import SIDES, step_overhead
 from infersim.costmodel.timer import DecodeStep, ShapeTimer
@@ -291,7 +294,7 @@ class StepCost(ShapeTimer):
         takes (all ops, the attention ops, the others)."""
         shape = self._probe(self._n_linear)
         if self.dep.dataflow:
-            rest = self._dataflow_rest(shape).total
+            rest = self._dataflow_rest(shape, hop_latency=False).total  # hop latency: in `fixed`
         else:
             rest = 0.0 * np.asarray(shape.seqs, dtype=float)  # launches and host work: self.overhead
         eff, chip = self.dep.eff, self.dep.chip
@@ -300,7 +303,9 @@ class StepCost(ShapeTimer):
             cpl = self.dep.chips_per_replica / self.dep.model.n_layers  # chips per layer
             rate, bw = dataflow_rates(peaks, chip, eff, cpl)
             p = 1.0  # unused: dataflow ops take the hard max
-            fixed = float(pipeline_latency(eff, self.dep.model.n_layers))
+            # the per-step constants: pipeline latency and the scale-out hops' latency (either may be
+            # an array over parameter sets, as in a calibration grid)
+            fixed = pipeline_latency(eff, stage_layers(self.dep.model)) + self._hop_out_latency()
         else:
             rate, bw, p = gpu_rates(peaks, chip, eff)
             fixed = 0.0  # kernel launches and host work: self.overhead, after the busy time
@@ -351,23 +356,33 @@ class StepCost(ShapeTimer):
         micro-batch): layers in sequence, each on chips_per_replica / n_layers chips."""
         dep = self.dep
         return dataflow_table_time(*self._ops(shape), dep.chip, dep.eff, dep.chips_per_replica / dep.model.n_layers,
-                                   dep.model.n_layers)
+                                   stage_layers(dep.model))
 
-    def _dataflow_rest(self, shape: StepShape) -> Breakdown:
+    def _hop_out_latency(self):
+        """Seconds of latency a token pays on the pipeline hops that leave a scale-up domain: their
+        link's catalog latency times eff.hop_scale (fitted for wafers)."""
+        links = dataflow_links(self.dep)
+        if links.hop_out is None or links.hops_out == 0:
+            return 0.0
+        return links.hops_out * np.asarray(self.dep.eff.hop_scale, dtype=float) * float(links.hop_out.latency_s.value)
+
+    def _dataflow_rest(self, shape: StepShape, hop_latency: bool = True) -> Breakdown:
         """Chip-to-chip traffic: the hidden state crosses every chip boundary of the pipeline, and
-        a layer spread over several chips all-reduces its outputs (two blocks per layer)."""
+        a layer spread over several chips all-reduces each block's output (`dataflow_links`). Each
+        collective uses the link its chips share (`dataflow_links`). hop_latency=False leaves out
+        the scale-out hops' latency (`_hop_out_latency`, a per-step constant)."""
         dep, m, eff = self.dep, self.dep.model, self.dep.eff
-        n_layers = m.n_layers
-        chips_per_layer = dep.chips_per_replica / n_layers
-        link = dep.link_for(dep.chips_per_replica)
         hidden_bytes = shape.tokens * m.hidden * dep.plan.act_bytes
         comm = 0.0 * np.asarray(hidden_bytes, dtype=float)
-        if link is not None and dep.chips_per_replica > 1:
-            boundaries = min(dep.chips_per_replica, n_layers) - 1
-            comm = comm + collective_time(link, eff, 2, hidden_bytes * boundaries, float(boundaries), "p2p")
-            group = int(np.ceil(chips_per_layer))
-            if group > 1:
-                comm = comm + collective_time(link, eff, group, hidden_bytes * 2 * n_layers, 2.0 * n_layers,
-                                              "all_reduce")
+        links = dataflow_links(dep)
+        if links.hop_up is not None and links.hops_up > 0:
+            comm = comm + collective_time(links.hop_up, eff, 2, hidden_bytes * links.hops_up, float(links.hops_up), "p2p")
+        if links.hop_out is not None and links.hops_out > 0:
+            comm = comm + p2p(links.hop_out, eff, hidden_bytes * links.hops_out, links.hops_out, with_latency=False)
+            if hop_latency:
+                comm = comm + self._hop_out_latency()
+        if links.all_reduce is not None and links.group > 1:
+            comm = comm + collective_time(links.all_reduce, eff, links.group, hidden_bytes * links.all_reduces,
+                                          float(links.all_reduces), "all_reduce")
         z = 0.0 * comm
         return Breakdown(z, z, comm, z)

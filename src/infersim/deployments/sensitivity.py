@@ -18,8 +18,9 @@ What is swept:
   calibration whose `for_chip` returns a copy of the efficiency with one field replaced): when the
   fit file records their uncertainty (`infersim calibrate`: each value's range over the
   leave-one-group-out fits), every fitted ``calibration.<family>.<param>`` (compute_eff, mem_eff,
-  host_scale; layer_s) is swept over that range (basis ``fit``). A value the fit file gives no range
-  for falls back to a prior ASSUMPTION range:
+  host_scale; layer_s) is swept over that range (basis ``fit``). A value derived from chip facts in
+  calibration/defaults.json (LP30's layer_s) is swept over its stated range (basis ``derived``). A
+  value with neither range falls back to a prior ASSUMPTION range:
   * ``calibration.<gpu family>.host_scale``, the multiplier on the serving engine's host work
     (catalog/data/engines.yaml: per step and per sequence), swept over
     the engine's own stated range for its per-step host time (low/value to high/value times the
@@ -64,6 +65,8 @@ FITTED_NOTES = {
     "host_scale": "engine CPU time per step and per sequence; hidden by an overlap scheduler while the GPU step "
                   "is longer",
     "layer_s": "C2C / fabric hop plus synchronisation per layer; no kernel-level measurement",
+    "hop_scale": "latency of a pipeline hop between systems (wafer to wafer) as a multiple of the link's catalog "
+                 "latency; not published",
 }
 
 
@@ -247,7 +250,7 @@ def _calibration_inputs(plan: Plan, calibration: Calibration) -> list[_Input]:
                 if fname not in FITTED_NOTES or not low < high:
                     continue
                 out.append(_Input(
-                    f"calibration.{family}.{fname}", "fit", f"{fname} {getattr(used, fname):g} in use ({how}); "
+                    f"calibration.{family}.{fname}", "derived" if basis.startswith("derived") else "fit", f"{fname} {getattr(used, fname):g} in use ({how}); "
                     f"range {low:g}-{high:g}: {basis}", low, getattr(used, fname), high, FITTED_NOTES[fname],
                     calib=(kind, family, fname)))
             if kind == "gpu" and d.engine is not None and "host_scale" not in fitted:

@@ -9,6 +9,7 @@ from infersim.deployments.plan import Plan, plain_pool
 from infersim.errors import InputError
 from infersim.mapping.deployment import build_deployment
 from infersim.modes import register
+from infersim.costmodel.dataflow_links import pipeline_hops_note
 from infersim.modes._shared import (GB, BuildContext, sized_sram_chips, sram_chips_for_weights, sram_system,
                                     system_power_w, whole_racks)
 from infersim.modes._sram_spec import lpu_speculative_plan
@@ -53,6 +54,7 @@ def build(ctx: BuildContext) -> Plan:
         racks = total / system.n_chips if named else 0.0
     dep = build_deployment(model, chip, chips=per * pipelines, replicas=pipelines, precision=part.precision,
                            kv_precision=part.kv_precision, catalog=ctx.catalog, calibration=ctx.calibration)
-    notes.append(f"{dep.chip.kind} layer pipeline over {per} chips ({per / model.n_layers:.2f} chips per layer)")
+    notes.append(f"{dep.chip.kind} layer pipeline over {per} chips ({per / model.n_layers:.2f} chips per layer)"
+                 + pipeline_hops_note(dep))
     footprint = {"lpu": racks} if racks else {}
     return ctx.plan([plain_pool(dep, "both")], racks=footprint, power_w=system_power_w(system, racks), notes=notes)

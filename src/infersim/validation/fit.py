@@ -10,7 +10,8 @@ few percent on most rows (more on long prompts, where chunked prefill overlaps d
 parameters are stored as heldout_params). A fit on any subset of rows is the grid point minimising the mean absolute log error over that subset — so K-fold cross-validation
 costs no more predictions. Families with fewer than MIN_FAMILY_ROWS training rows use their chip
 kind's pooled fit. Fitted per kind: GPU compute_eff, mem_eff, host_scale (a multiplier on the engines' host work,
-catalog/data/engines.yaml); LPU/wafer layer_s.
+catalog/data/engines.yaml); LPU layer_s; wafer layer_s and hop_scale (the inter-wafer hop latency
+as a multiple of the cerebras-swarmx link's catalog latency).
 
 Two cross-validations (validation/folds.py): row folds by leave-one-out (heldout_*: each measurement
 row predicted by the fit on all the others; nothing drawn, so no seed moves it: one random FOLDS-fold
@@ -35,7 +36,7 @@ from infersim.catalog.hardware import HardwareCatalog, load_catalog
 from infersim.calibration.efficiency import Calibration, Efficiency, load_calibration
 from infersim.datasets import display_path
 from infersim.results import json_text
-from infersim.validation.folds import fold_range, grid_edges, row_folds, source_folds, source_group
+from infersim.validation.folds import fold_range, grid_edges, row_folds, rows_resting_on, source_folds, source_group
 from infersim.validation.inferencex_fit import SET as INFERENCEX, inferencex_plans
 from infersim.validation.measurements import read_measurements
 from infersim.validation.scenarios import RowPlan, Skip, layout_values, plan_row, predict
@@ -44,7 +45,8 @@ GRIDS = {
     "gpu": {"compute_eff": np.linspace(0.2, 0.95, 16), "mem_eff": np.linspace(0.35, 0.95, 13),
             "host_scale": np.array([0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0])},
     "lpu": {"layer_s": np.geomspace(1e-6, 2e-4, 40)},
-    "wafer": {"layer_s": np.geomspace(2e-7, 5e-5, 40)},
+    "wafer": {"layer_s": np.geomspace(2e-7, 5e-5, 40),
+              "hop_scale": np.array([0.0, 0.03, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0])},
 }
 MIN_FAMILY_ROWS = 5
 FOLDS = 5
@@ -231,7 +233,10 @@ def calibrate(measurements: str | Path, catalog: HardwareCatalog | None = None, 
             name = f"pooled-{kind}" if fam == "pooled" else fam
             used = [p.row.id for p in kp if fam == "pooled" or p.family == fam]
             by_set = {s: sum(set_of[r] == s for r in used) for s in (MEASUREMENTS, INFERENCEX)}
-            families[name] = {"values": vals, "rows": used, "rows_by_set": by_set,
+            idx = [i for i, x in enumerate(kp) if fam == "pooled" or x.family == fam]
+            rest = rows_resting_on(logerr[idx], pts, vals,
+                                   [kp[i].row.id if sets[i] == MEASUREMENTS else None for i in idx])
+            families[name] = {"values": vals, "rows": used, "rows_by_set": by_set, "rows_per_parameter": rest,
                               "at_grid_edge": grid_edges(vals, GRIDS[kind]),
                               "uncertainty": fold_range(vals, [tf[fam] for tf in fold_fits if fam in tf], GRIDS[kind])}
         for i, x in enumerate(kp):

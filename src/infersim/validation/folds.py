@@ -87,3 +87,41 @@ def fold_range(value: dict[str, float], fold_values: list[dict[str, float]], gri
             basis += " (all equal: the neighbouring grid points)"
         out[name] = {"low": low, "high": high, "folds": len(seen) - 1, "basis": basis}
     return out
+
+
+# A row rests on a fitted parameter when moving that parameter alone moves the row's prediction by
+# more than this (relative): the rows that constrain it, as opposed to rows the fit merely includes.
+RESTS_ON_CHANGE = 0.05
+
+
+def rows_resting_on(logerr: np.ndarray, pts: dict[str, np.ndarray], values: dict[str, float],
+                    ids: list[str | None]) -> dict[str, dict]:
+    """{parameter: {"rows": n, "ids": [...], "basis": ...}} over the fit's rows (`logerr`: rows x grid
+    points of log(pred / measured), `pts`: each parameter's value per grid point): the rows whose
+    prediction moves by more than RESTS_ON_CHANGE when that parameter alone goes to the grid
+    points beside its fitted value (halving or doubling where the grid allows, the others held).
+    Rows whose id is None (InferenceX points) are counted, not listed."""
+    at = np.ones(logerr.shape[1], dtype=bool)
+    for k, v in values.items():
+        at &= np.isclose(pts[k], v)
+    g0 = int(np.argmax(at))
+    out = {}
+    for name, v in values.items():
+        others = np.ones(logerr.shape[1], dtype=bool)
+        for k, w in values.items():
+            if k != name:
+                others &= np.isclose(pts[k], w)
+        near = np.flatnonzero(others & (pts[name] >= v / 2) & (pts[name] <= max(2 * v, 1e-300)))
+        if v == 0:  # a zero value: its nearest non-zero neighbour
+            nonzero = np.flatnonzero(others & (pts[name] > 0))
+            near = nonzero[np.argsort(pts[name][nonzero])[:1]]
+        near = [g for g in near if g != g0]
+        if not near:
+            continue
+        moved = np.max(np.abs(np.expm1(logerr[:, near] - logerr[:, [g0]])), axis=1)
+        hit = [i for i, m in zip(ids, moved) if m > RESTS_ON_CHANGE]
+        lo, hi = float(np.min(pts[name][near + [g0]])), float(np.max(pts[name][near + [g0]]))
+        out[name] = {"rows": len(hit), "ids": [i for i in hit if i is not None],
+                     "basis": f"rows whose prediction moves by more than {RESTS_ON_CHANGE:.0%} with {name} alone "
+                              f"between {lo:g} and {hi:g} (its grid points beside the fit, within x0.5-x2)"}
+    return out

@@ -61,6 +61,9 @@ class ValidationReport:
     rows: list[RowResult]
     skipped: list[Skip]
     calibration: str
+    # fitted families of the calibration in use: {family: {"values", "rows_per_parameter"}} (the rows
+    # each fitted parameter rests on; validation/folds.rows_resting_on)
+    parameters: dict = field(default_factory=dict)
 
     def groups(self) -> list[dict]:
         out = []
@@ -88,6 +91,7 @@ class ValidationReport:
     def to_dict(self) -> dict:
         return {
             "calibration": self.calibration,
+            "parameters": self.parameters,
             "rows": [{"id": r.id, "model": r.model, "chip": r.chip, "kind": r.kind, "family": r.family,
                       "scenario": r.scenario, "metric": r.metric, "measured": r.measured, "predicted": r.predicted,
                       "error": r.error, "abs_error": abs(r.error), "heldout_predicted": r.heldout,
@@ -232,4 +236,6 @@ def validate(measurements: str | Path, catalog: HardwareCatalog | None = None,
             continue
         results.append(RowResult(row.id, plan.model.name, row.chip, plan.group, plan.family, row.scenario, row.metric,
                                  row.value, value, held, how, assumptions, held_grouped))
-    return ValidationReport(results, skipped, calibration.source)
+    parameters = {fam: {"values": v["values"], "rows_per_parameter": v.get("rows_per_parameter", {})}
+                  for fam, v in calibration.fitted.get("families", {}).items()}
+    return ValidationReport(results, skipped, calibration.source, parameters)

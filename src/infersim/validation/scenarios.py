@@ -34,6 +34,7 @@ from infersim.calibration.efficiency import Calibration, Efficiency
 from infersim.costmodel.memory import max_sequences, min_chips_for_context
 from infersim.costmodel.specdec import (DRAFT_DEFAULT_ACCEPTANCE, DRAFT_DEFAULT_K, SpecDecodeCost,
                                         expected_tokens_per_step, head_draft, sram_draft, sram_spec_timer)
+from infersim.costmodel.dataflow_links import pipeline_hops_note
 from infersim.costmodel.step import step_time
 from infersim.mapping.deployment import Deployment, build_deployment
 from infersim.errors import InputError
@@ -187,7 +188,7 @@ def plan_row(row: Measurement, catalog: HardwareCatalog, calibration: Calibratio
                 dep = build_deployment(model, chip.name, chips=min_chips_for_context(dep, inp + out), precision=prec,
                                        catalog=catalog, calibration=calibration)
                 assumptions.append(f"chip count unpublished: assumed the fewest whose memory holds the weights and "
-                                   f"one {inp + out}-token context ({dep.n_chips})")
+                                   f"one {inp + out}-token context ({dep.n_chips})" + pipeline_hops_note(dep))
             layouts.append(dep)
             n = dep.n_chips
         else:
