@@ -9,8 +9,8 @@ for each AFD deployment, the LPX : NVL72 ratio at which each stage stops binding
 Method (every choice is an option, a deployment field or a catalog/calibration input):
 - Deployments are built from deployment specs through `infersim.modes.build_plan`, exactly as
   `estimate --deployment` builds them (GPU tp 8 at fp8, LPUs at 'mixed', CS-3 at bf16, engine
-  dynamo-trtllm, 2 micro-batches). LPX-only and CS-3 use the fewest racks / wafers whose SRAM
-  holds the weights and the users' KV cache. AFD uses as many NVL72 racks as the ratio needs for
+  dynamo-trtllm, 2 micro-batches). LPX-only and CS-3 are one layer pipeline over the fewest racks /
+  wafers whose SRAM holds the weights and the users' KV cache. AFD uses as many NVL72 racks as the ratio needs for
   one whole-rack FFN pool (DeepSeek-V3 needs 6 LPX racks: 1 LPX per NVL72 means 6 NVL72).
 - Users are concurrent decoding sequences of one decode replica (a GPU tp group, an AFD attention
   replica, an LPU / wafer pipeline): its batch. The step is timed at a context averaged over the
@@ -148,8 +148,9 @@ def _fits(body_for, model, users: int, context: int, input_len: int, limit: int 
 def deployments(model, users: int, context: int, input_len: int):
     """[(label, plan)] of every system for this model and user count."""
     out = [("VR NVL72", build_plan(_spec("gpu", {"mode": "gpu", "gpu": GPU}), model))]
-    lpx = lambda r: {"mode": "lpu", "lpu": {"system": "lpx", "racks": r, "precision": "mixed"}}  # noqa: E731
-    cs3 = lambda r: {"mode": "lpu", "lpu": {"system": "cs3", "racks": r, "precision": "bf16"}}  # noqa: E731
+    # one pipeline over every rack (lpu.chips), so more racks hold more KV cache for its batch
+    lpx = lambda r: {"mode": "lpu", "lpu": {"system": "lpx", "racks": r, "chips": 256 * r, "precision": "mixed"}}  # noqa: E731
+    cs3 = lambda r: {"mode": "lpu", "lpu": {"system": "cs3", "racks": r, "chips": r, "precision": "bf16"}}  # noqa: E731
     for label, body in (("LPX only", lpx), ("CS-3", cs3)):
         try:
             racks, plan = _fits(body, model, users, context, input_len, 128)

@@ -67,7 +67,7 @@ def test_pool_bound_counts_busy_time_not_pipeline_or_hop_latency(tmp_path, gptos
     """tp 1: 72 GPU replicas, 1 prefill -> 71 attention replicas on one 256-LPU pool of 36 FFN stages.
     With every LPU latency at 0 (per-layer latency, C2C hop latency) the FFN part F0 is all busy time.
     Pinning 25 us per layer and the catalog's hop latencies back on lengthens the chain by at least
-    36 x 25 us = 0.9 ms but leaves the pool's busy time F0 and its bound 71 x m x F0 / 36 unchanged."""
+    36 x 12/20 x 25 us = 0.54 ms (an FFN-only MoE layer is 12 of a dense layer's 20 dependent stages) but leaves the pool's busy time F0 and its bound 71 x m x F0 / 36 unchanged."""
     no_lat = _cost(tmp_path, gptoss, catalog=load_catalog().with_overrides(NO_LPU_LATENCY),
                    calibration=_calibration(0.0), name="nolat", micro_batches=2, gpu={"tp": 1, "prefill_replicas": 1})
     lat = _cost(tmp_path, gptoss, calibration=_calibration(25e-6), name="lat", micro_batches=2,
@@ -80,7 +80,9 @@ def test_pool_bound_counts_busy_time_not_pipeline_or_hop_latency(tmp_path, gptos
         m = min(2, batch)
         assert _one(p0["ffn_busy_s"]) == pytest.approx(f0, rel=1e-9)          # no latency: all busy
         assert _one(p["ffn_busy_s"]) == pytest.approx(f0, rel=1e-9)           # latency adds no busy time
-        assert _one(p["ffn_s"]) >= f0 + 36 * 25e-6 * (1 - 1e-9)               # ... but lengthens the chain
+        # ... but lengthens the chain: gpt-oss's 36 FFN-only MoE layers are 12 of a dense layer's 20
+        # dependent stages each (costmodel.execution.BLOCK_STAGES), 36 x 12/20 x 25 us = 0.54 ms
+        assert _one(p["ffn_s"]) >= f0 + 36 * 12 / 20 * 25e-6 * (1 - 1e-9)
         assert _one(lat.bounds(shape)["lpu"]) == pytest.approx(71 * m * f0 / 36, rel=1e-9)
         assert _one(lat.bounds(shape)["lpu"]) < 71 * m * _one(p["ffn_s"]) / 36   # the old (latency) bound
 

@@ -74,7 +74,7 @@ def test_swept_inputs_cover_the_plan(afd_reports):
 
 
 def test_baseline_per_user_speed_lies_on_the_link_latency_line(tmp_path):
-    """With a slow LPU layer pipeline (layer_s 20 us, the LPU kind's prior, in place of LP30's
+    """With a slow LPU layer pipeline (layer_s 40 us, twice the LPU kind's prior, in place of LP30's
     derived ~1.2 us, at which the GPUs bind here) one micro-batch's GPU->LPU->GPU chain sets the
     decode step at this point (batch 32, 2 micro-batches), and that chain crosses the link twice
     per FFN layer: gpt-oss-120b's config has 36 layers, each with an MoE block, so 72 crossings.
@@ -83,7 +83,7 @@ def test_baseline_per_user_speed_lies_on_the_link_latency_line(tmp_path):
     at another point or with another latency is off it."""
     from infersim.calibration.efficiency import load_calibration
     path = tmp_path / "fit.json"
-    path.write_text(json.dumps({"families": {"groq3": {"values": {"layer_s": 2e-5}}}}))
+    path.write_text(json.dumps({"families": {"groq3": {"values": {"layer_s": 4e-5}}}}))
     load_calibration.cache_clear()
     rep = sensitivity(load_spec(AFD), load_model("gpt-oss-120b"), calibration=load_calibration(str(path)), **POINT)
     load_calibration.cache_clear()

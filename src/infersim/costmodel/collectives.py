@@ -136,6 +136,20 @@ def all_reduce_times(link: LinkSpec, eff: Efficiency, group: int, message_bytes)
             "nccl": nccl}
 
 
+def scheduled_all_reduce(link: LinkSpec, eff: Efficiency, group: int, message_bytes):
+    """Seconds of one all-reduce among `group` chips of a compiler-scheduled chip-to-chip network
+    (LPU C2C: every chip is an endpoint and a switch, transfers are planned at compile time, no
+    collective engine and no software stack in the path): a reduce-scatter and an all-gather, one
+    hop each, 2 alpha + 2 (g-1)/g S / bw (the two-shot form without a kernel launch). Groq's
+    8-TSP all-reduce is quoted at 2.1 us (reference/serving_facts.md s5.2, second-hand), which two
+    hops at groq-c2c-v1's assumed 1 us reproduce; NCCL's tree latency (2 ceil(log2 g) hops) would
+    give 6 us."""
+    s = np.asarray(message_bytes, dtype=float)
+    if group <= 1:
+        return 0.0 * s
+    return 2 * _scatter_phase(link, eff, group, s, True)
+
+
 def all_reduce_algorithm(link: LinkSpec, eff: Efficiency, group: int, message_bytes) -> np.ndarray:
     """The algorithm the auto-selection picks per message size (names, arrays broadcast)."""
     times = all_reduce_times(link, eff, group, message_bytes)

@@ -192,17 +192,27 @@ def pipeline_latency(eff: Efficiency, stage_layers: float):
     return np.asarray(eff.layer_s, dtype=float) * stage_layers
 
 
+# Link kinds whose transfers a compiler schedules with every chip acting as a switch (LPU C2C):
+# their all-reduces take one hop per phase (collectives.scheduled_all_reduce).
+SCHEDULED_LINK_KINDS = ("lpu_c2c",)
+
+
 def collective_time(link: LinkSpec, eff: Efficiency, group: int, bytes_per_chip, count: float, kind: str,
                     with_latency: bool = True):
     """Time of `count` collectives among `group` chips moving `bytes_per_chip` in total, by a fixed
     algorithm (no per-size choice; GPU engine steps use costmodel.collectives directly):
 
-    all_reduce: NCCL-style ring bandwidth with tree latency (collectives' `nccl` algorithm);
+    all_reduce: NCCL-style ring bandwidth with tree latency (collectives' `nccl` algorithm), or on
+      a compiler-scheduled chip-to-chip link (SCHEDULED_LINK_KINDS) a reduce-scatter and an
+      all-gather of one hop each (collectives.scheduled_all_reduce);
     p2p: bytes / bw, one hop each (without latency: the link's occupancy only)."""
     if group <= 1 or count == 0:
         return 0.0 * np.asarray(bytes_per_chip, dtype=float)
     if kind == "all_reduce":
-        return count * collectives.all_reduce_times(link, eff, group, np.asarray(bytes_per_chip, dtype=float) / count)["nccl"]
+        per = np.asarray(bytes_per_chip, dtype=float) / count
+        if link.kind in SCHEDULED_LINK_KINDS:
+            return count * collectives.scheduled_all_reduce(link, eff, group, per)
+        return count * collectives.all_reduce_times(link, eff, group, per)["nccl"]
     if kind == "p2p":
         return collectives.p2p(link, eff, bytes_per_chip, count, with_latency)
     raise ValueError(f"unknown collective kind {kind!r}")
