@@ -325,3 +325,15 @@ def test_spec_section_in_a_mode_that_reads_none_is_refused(tmp_path):
 ])
 def test_bad_speculative_input_is_one_line(tmp_path, base, changes, match):
     _fails(_variant(tmp_path, base, **changes), match)
+
+
+def test_afd_verify_step_reports_the_bound_that_sets_it():
+    """AFD + MTP: `estimate --json` says which AFD bound sets the verify step (k + 1 tokens per
+    sequence); the verify time of the cycle is that bound, and every other bound is no larger."""
+    res = CliRunner().invoke(app, ["estimate", "--deployment", str(EXAMPLES / "vr-nvl72-lpx-afd-mtp.yaml"), "--json"])
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.output)["spec"]
+    bounds = s["verify_bounds_s"]
+    assert set(bounds) >= {"chain", "gpu", "link", "lpu"}
+    assert bounds[s["verify_binding"]] == max(bounds.values())
+    assert s["verify_s"] == pytest.approx(max(bounds.values()), rel=1e-9)

@@ -118,6 +118,9 @@ def print_estimate(d: dict, plan, catalog, console) -> None:
         say(f"speculative decoding cycle (k={sp['k']}, acceptance {fmt_acceptance(sp['acceptance'])}, draft "
             f"{sp['draft_model']} on {sp['draft_on']}): draft {_ms(s['draft_s'])} ms + link {_ms(s['link_s'])} ms + verify {_ms(s['verify_s'])} "
             f"ms = {_ms(s['cycle_s'])} ms; {s['expected_tokens_per_verify']:.3g} expected tokens per verification")
+        if s.get("verify_bounds_s"):
+            say(f"  verify step (AFD, k + 1 = {sp['k'] + 1} tokens per sequence): {s['verify_binding']} binds; bounds "
+                + ", ".join(f"{k} {_ms(v)} ms" for k, v in s["verify_bounds_s"].items()))
     for n in d.get("notes", []):
         say(f"note: {n}")
     if plan.premium is not None and not any(k in d for k in ("premium", "classes")):

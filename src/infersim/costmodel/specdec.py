@@ -211,4 +211,10 @@ class SpecDecodeCost(ShapeTimer):
         if self.link is not None:
             shares["link"] = {"busy": parts["link_s"] / cycle}
         details = {"expected_tokens_per_verify": self.expected, "cycle_s": cycle, **parts}
+        bounds = getattr(self.target_cost, "bounds", None)  # a verify step with bounds (AFD): which binds
+        if bounds is not None:
+            v_shape = batch_shape(Batch(np.float64(batch), np.float64(self.k + 1), np.float64(past)), self.windows)
+            b = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in bounds(v_shape).items()}
+            details["verify_bounds_s"] = b
+            details["verify_binding"] = max(b, key=b.get)
         return DecodeStep(cycle, shares, {"spec": details})
