@@ -39,7 +39,9 @@ from infersim.deployments.spec import DeploymentSpec, check_spec
 from infersim.costmodel.afd import ffn_part
 from infersim.datasets import trace as shipped_trace
 from infersim.errors import InputError
-from infersim.results import check_out_file, write_file_atomically
+from infersim.results import write_file_atomically
+
+from bench_args import refuse_bad_args
 from infersim.workload.synthetic import ClosedLoop
 from infersim.workload.traces import read_trace
 
@@ -138,17 +140,12 @@ def main() -> None:
     ap.add_argument("--gpu-host-scale", type=float, default=None,
                     help="replace the fitted scale on the GPU engines' host times, e.g. 1 (the engine file's priors)")
     a = ap.parse_args()
-    try:  # refuse bad arguments before the long run: one line, exit code 2
-        for flag, v in (("--requests", a.requests), ("--users-per-replica", a.users_per_replica)):
-            if v < 1:
-                raise InputError(f"{flag} must be at least 1, got {v}")
+    def host_scale_ok():
         if a.gpu_host_scale is not None and not (math.isfinite(a.gpu_host_scale) and a.gpu_host_scale >= 0):
             raise InputError(f"--gpu-host-scale must be a non-negative number, got {a.gpu_host_scale}")
-        if a.out is not None:
-            check_out_file(a.out, overwrite=True)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+
+    # refuse bad arguments before the long run: one line, exit code 2
+    refuse_bad_args({"--requests": a.requests, "--users-per-replica": a.users_per_replica}, a.out, host_scale_ok)
     t0 = time.perf_counter()
     cal = calibration_with_gpu_host_scale(a.gpu_host_scale)
     rows = run(a.requests, a.users_per_replica, cal)

@@ -44,7 +44,9 @@ from infersim.costmodel.work import Batch, batch_shape
 from infersim.deployments.spec import DeploymentSpec, check_spec
 from infersim.errors import InputError
 from infersim.modes import build_plan
-from infersim.results import check_out_file, write_file_atomically
+from infersim.results import write_file_atomically
+
+from bench_args import refuse_bad_args
 
 MODELS = ("deepseek-v3", "nemotron-3-super")
 USERS = (1, 8, 64)
@@ -235,15 +237,7 @@ def main() -> None:
     ap.add_argument("--output", type=int, default=1024)
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
-    try:
-        for flag, v in (("--input", a.input), ("--output", a.output)):
-            if v < 1:
-                raise InputError(f"{flag} must be at least 1, got {v}")
-        if a.out is not None:
-            check_out_file(a.out, overwrite=True)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+    refuse_bad_args({"--input": a.input, "--output": a.output}, a.out)
     rs = rows(a.input, a.output)
     head = ("| model | users | system | ms per token | " + " | ".join(HEADS) + " | host CPU work | binds | "
             "tok/s per user |\n" + "|" + "---|" * (len(HEADS) + 7))

@@ -440,13 +440,16 @@ def test_calibrate_writes_beside_the_user_never_into_the_package(tmp_path, monke
 
 # ----------------------------------------------------------------------------- bench script
 
-@pytest.mark.parametrize("args,needle", [(["--requests", "0"], "--requests must be at least 1"),
-                                         (["--out", "{tmp}/afile/table.md"], "cannot write there")])
-def test_hetero_table_refuses_bad_arguments_before_running(tmp_path, args, needle):
+@pytest.mark.parametrize("script,args,needle", [
+    ("hetero_table.py", ["--requests", "0"], "--requests must be at least 1"),
+    ("hetero_table.py", ["--out", "{tmp}/afile/table.md"], "cannot write there"),
+    ("lpu_breakdown.py", ["--input", "0"], "--input must be at least 1"),
+    ("lpu_breakdown.py", ["--out", "{tmp}/afile/table.md"], "cannot write there")])
+def test_bench_tables_refuse_bad_arguments_before_running(tmp_path, script, args, needle):
     (tmp_path / "afile").write_text("x")
     args = [a.format(tmp=tmp_path) for a in args]
     env = {**os.environ, "PYTHONPATH": str(PACKAGE.parent)}
-    r = subprocess.run([sys.executable, str(REPO / "bench" / "hetero_table.py"), *args], capture_output=True,
+    r = subprocess.run([sys.executable, str(REPO / "bench" / script), *args], capture_output=True,
                        text=True, env=env, timeout=120)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
