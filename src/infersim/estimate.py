@@ -66,6 +66,7 @@ class Estimate:
     calibration: str
     efficiency: dict[str, float]
     notes: list[str] = field(default_factory=list)
+    plan: Plan | None = field(default=None, repr=False, compare=False)  # what was estimated (economics prices it)
 
     def to_dict(self) -> dict:
         phases = {"prefill": self.prefill.__dict__}
@@ -180,7 +181,7 @@ def estimate_static(plan: Plan, *, batch: int = 1, input_len: int = 1024, output
         output_tok_s=reps * batch * output_len / e2e, decode_tok_s=(reps * batch / tpot if tpot else 0.0),
         prefill=_phase(pre, reps * batch * input_len), decode=_phase(dec, reps * batch) if dec is not None else None,
         memory_per_chip=fit.as_dict(), max_batch_at_context=max_sequences(dep, context, input_len),
-        calibration=dep.calibration_note, efficiency=efficiency_dict(dep.eff), notes=list(plan.notes))
+        calibration=dep.calibration_note, efficiency=efficiency_dict(dep.eff), notes=list(plan.notes), plan=plan)
 
 
 def estimate_plan(plan: Plan, batch: int = 1, input_len: int = 1024, output_len: int = 256) -> dict:
@@ -208,6 +209,10 @@ def estimate_plan(plan: Plan, batch: int = 1, input_len: int = 1024, output_len:
     else:                           # aggregated: each replica alternates prefill and decode
         req_s = decode_reps / (per_prompt + out * tpot / batch)
     tok_s = req_s * out
+    # the share of the serving hardware prefill takes (economics charges it to input tokens): its
+    # chips when disaggregated, its share of each replica's time when prefill and decode alternate
+    res["prefill_share"] = (prefill.deployment.n_chips / (prefill.deployment.n_chips + decode.deployment.n_chips)
+                            if prefill.role == "prefill" else per_prompt / (per_prompt + out * tpot / batch))
     res.update({"ttft_s": ttft, "tpot_s": tpot, "tok_s_per_user": 1.0 / tpot, "output_tok_s": tok_s,
                 "decode_replicas": decode_reps, "decode_steps_per_request": max((out - 1) / tokens_per_step, 1.0),
                 "time_shares": step.shares})

@@ -201,8 +201,9 @@ class SystemSpec(_Named):
     hosts: HostSpec | None = None
     power_w: Quantity | None = None  # W, whole system
     capex_usd: Quantity | None = None  # USD, whole system
+    cloud_usd_per_hour: Quantity | None = None  # USD per hour to rent the whole system (one instance)
 
-    @field_validator("power_w", "capex_usd")
+    @field_validator("power_w", "capex_usd", "cloud_usd_per_hour")
     @classmethod
     def _physical(cls, q: Quantity | None, info: ValidationInfo) -> Quantity | None:
         return _check_physical(q, info.field_name)
@@ -302,7 +303,7 @@ class HardwareCatalog:
             f = n_chips / s.n_chips
             upd: dict[str, Any] = {"n_chips": n_chips, "scale_up_domain": min(s.scale_up_domain, n_chips),
                                    "description": f"{s.description} [partial: {n_chips} of {s.n_chips} chips]"}
-            for fld in ("power_w", "capex_usd"):
+            for fld in ("power_w", "capex_usd", "cloud_usd_per_hour"):
                 q = getattr(s, fld)
                 if q is not None:
                     upd[fld] = q.model_copy(update={k: (getattr(q, k) * f if getattr(q, k) is not None else None)

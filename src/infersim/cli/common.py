@@ -60,9 +60,21 @@ def emit_json(obj) -> None:
 
 
 def catalog_from_options(hardware: list[Path] | None, overrides: list[str] | None):
+    """The hardware catalog with --hardware files and --set overrides; ``economics.*`` overrides
+    are checked here (an unknown key fails every command alike) and applied by prices_from_options."""
     from infersim.catalog.hardware import load_catalog
+    from infersim.economics.prices import split_overrides
+    hw, prices = split_overrides(overrides)
+    if prices:
+        prices_from_options(prices)
     cat = load_catalog(tuple(hardware or ()))
-    return cat.with_overrides(overrides) if overrides else cat
+    return cat.with_overrides(hw) if hw else cat
+
+
+def prices_from_options(overrides: list[str] | None):
+    """The economics inputs (catalog/data/economics.yaml) with the ``economics.*`` --set overrides."""
+    from infersim.economics.prices import load_prices, split_overrides
+    return load_prices(overrides=split_overrides(overrides)[1])
 
 
 def fmt_g(x: float) -> str:

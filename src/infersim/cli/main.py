@@ -11,6 +11,7 @@ from rich.table import Table
 
 from infersim.cli.common import (ENGINE_HELP, catalog_from_options as _catalog, emit_json as _emit_json, err,
                                   fails_cleanly, fmt_g as _g, missing_option, out, refuse_file_options)
+from infersim.cli.economics_view import PRICING_HELP
 from infersim.datasets import inferencex_points, measurements_csv
 from infersim.errors import InputError
 
@@ -112,27 +113,35 @@ def estimate(model: Optional[str] = typer.Option(None, help="catalog name, HF re
              set_: Optional[list[str]] = typer.Option(None, "--set", help="override NAME.FIELD=VALUE"),
              calibration: Optional[str] = typer.Option(None, help="fit file, or 'none' for defaults"),
              engine: Optional[str] = typer.Option(None, help=ENGINE_HELP),
+             pricing: str = typer.Option("capex", help=PRICING_HELP),
              as_json: bool = typer.Option(False, "--json")):
-    """Predict prefill and decode of one static batch: times, tokens/s, bottleneck, memory per chip.
-    With --deployment: per-user speed, throughput per rack and per MW, where the time goes."""
+    """Predict prefill and decode of one static batch: times, tokens/s, bottleneck, memory per chip,
+    cost per million tokens. With --deployment: per-user speed, throughput per rack and per MW, where
+    the time goes, cost per million tokens and payback per token tier."""
     from infersim.catalog.models import load_model
+    from infersim.cli.economics_view import add_json, check_pricing, economics_of, print_economics
+    from infersim.economics import throughput_of_static
+    check_pricing(pricing)
     from infersim.calibration.efficiency import load_calibration
     from infersim.estimate import estimate as run
     if deployment is not None:
         refuse_file_options({"--system": system, "--tp": tp, "--pp": pp, "--ep": ep, "--chips": chips,
                              "--replicas": replicas, "--precision": precision, "--kv-precision": kv_precision})
-        _estimate_deployment(deployment, model, batch, input, output, hardware, set_, calibration, as_json, engine)
+        _estimate_deployment(deployment, model, batch, input, output, hardware, set_, calibration, as_json, engine,
+                             pricing)
         return
     for name, v in (("--model", model), ("--system", system)):
         if v is None:
             raise missing_option(name)
+    catalog = _catalog(hardware, set_)
     e = run(load_model(model), system, batch=batch, input_len=input, output_len=output, chips=chips, tp=tp,
             pp=1 if pp is None else pp, ep=1 if ep is None else ep, replicas=replicas, precision=precision,
-            kv_precision=kv_precision, catalog=_catalog(hardware, set_), calibration=load_calibration(calibration),
+            kv_precision=kv_precision, catalog=catalog, calibration=load_calibration(calibration),
             engine=engine)
     d = e.to_dict()
+    econ, why = economics_of(e.plan, throughput_of_static(e), catalog, set_, pricing)
     if as_json:
-        _emit_json(d)
+        _emit_json(add_json(d, econ, why))
         return
     par = e.parallel
     moe_ep = f"moe_ep={par['moe_ep']} " if par.get("moe_ep", 1) > 1 else ""  # whole-expert groups at ep 1
@@ -152,21 +161,26 @@ def estimate(model: Optional[str] = typer.Option(None, help="catalog name, HF re
     mem = e.memory_per_chip
     out.print("memory per chip (GB): " + ", ".join(f"{k.replace('_bytes', '')} {v / 1e9:.3g}" for k, v in mem.items())
               + f"; max batch at this context: {e.max_batch_at_context}")
+    print_economics(econ, why, lambda s: out.print(s, markup=False, highlight=False))
     out.print(f"calibration: {e.calibration}")
     for n in e.notes:
         out.print(f"note: {n}")
 
 
 def _estimate_deployment(path: Path, model, batch: int, inp: int, outp: int, hardware, set_, calibration,
-                         as_json: bool, engine: Optional[str] = None) -> None:
+                         as_json: bool, engine: Optional[str] = None, pricing: str = "capex") -> None:
     from infersim.cli.deployment_view import load_plan, print_estimate
+    from infersim.cli.economics_view import add_json, economics_of, print_economics
+    from infersim.economics import throughput_of_plan_estimate
     from infersim.estimate import estimate_plan
     plan, catalog = load_plan(path, model, hardware, set_, calibration, engine=engine)
     d = estimate_plan(plan, batch=batch, input_len=inp, output_len=outp)
+    econ, why = economics_of(plan, throughput_of_plan_estimate(d), catalog, set_, pricing)
     if as_json:
-        _emit_json(d)
+        _emit_json(add_json(d, econ, why))
         return
     print_estimate(d, plan, catalog, out)
+    print_economics(econ, why, lambda s: out.print(s, markup=False, highlight=False))
 
 
 @app.command()

@@ -13,7 +13,8 @@ from infersim.errors import InputError
 
 BAR = 12  # characters on each side of the tornado's axis
 MIN_BAR = 0.005  # a change of at least 0.5% gets at least one character
-UNITS = {"ttft_s": ("ms", 1e3), "tpot_s": ("ms", 1e3)}
+UNITS = {"ttft_s": ("ms", 1e3), "tpot_s": ("ms", 1e3), "cost_per_mtok_output_usd": ("USD/Mtok", 1.0),
+         "cost_per_mtok_input_usd": ("USD/Mtok", 1.0)}
 
 
 def _num(x: float) -> str:
@@ -70,7 +71,9 @@ def sensitivity(
     deployment: Path = typer.Option(..., "--deployment", help="deployment YAML (see examples/deployments/)"),
     model: Optional[str] = typer.Option(None, help="catalog name, HF repo id, or config.json (default: the file's)"),
     metric: str = typer.Option("tok_s_per_user", help="tok_s_per_user, output_tok_s, tok_s_per_rack, tok_s_per_mw, "
-                               "ttft_s or tpot_s"),
+                               "ttft_s, tpot_s, cost_per_mtok_output_usd or cost_per_mtok_input_usd (the cost "
+                               "metrics also sweep prices and economics assumptions)"),
+    pricing: str = typer.Option("capex", help="for the cost metrics: capex (bought) or cloud (rented)"),
     batch: int = typer.Option(1, help="sequences per decode replica"),
     input: int = typer.Option(1024, "--input", help="prompt tokens"),
     output: int = typer.Option(256, "--output", help="generated tokens"),
@@ -82,7 +85,7 @@ def sensitivity(
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ):
     """How a deployment's headline metric moves across each estimate's and assumption's range."""
-    from infersim.cli.common import catalog_from_options as _catalog, emit_json as _emit_json, out
+    from infersim.cli.common import catalog_from_options as _catalog, emit_json as _emit_json, out, prices_from_options
     from infersim.calibration.efficiency import load_calibration
     from infersim.deployments.sensitivity import sensitivity as run
     from infersim.modes import load_spec
@@ -91,7 +94,8 @@ def sensitivity(
         raise InputError(f"--top must be at least 1, got {top}")
     spec = load_spec(deployment)
     rep = run(spec, model, metric=metric, batch=batch, input_len=input, output_len=output,
-              catalog=_catalog(hardware, set_), calibration=load_calibration(calibration))
+              catalog=_catalog(hardware, set_), calibration=load_calibration(calibration),
+              prices=prices_from_options(set_), pricing=pricing)
     if as_json:
         _emit_json(rep.to_dict(top))
         return

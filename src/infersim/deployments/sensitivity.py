@@ -12,8 +12,12 @@ What is swept:
   range (low < high) on the entries the plan uses: its chips (every Quantity field, and every
   ``peak_flops`` precision that has a range), the GPU<->LPU link the file names, the deployments'
   scale-up and scale-out links, and the named systems (``power_w``) with their own links. Cost
-  fields (``capex_usd``, ``cloud_usd_per_hour``) are left out: none of the metrics depends on cost.
-  A point is applied with `HardwareCatalog.with_overrides` (``NAME.FIELD=VALUE``).
+  fields (``capex_usd``, ``cloud_usd_per_hour``) are left out, except for the cost metrics
+  (``cost_per_mtok_output_usd``, ``cost_per_mtok_input_usd``), which also sweep every price and
+  economics assumption the plan's cost used (`infersim.economics`: capex or rent, lifetime, PUE,
+  electricity price, idle draw) that is an estimate or assumption with a range. A point is applied
+  with `HardwareCatalog.with_overrides` (``NAME.FIELD=VALUE``) or `Prices.with_overrides`
+  (``economics.FIELD=VALUE``).
 - the calibration's fitted values (the calibration data is not edited; the plan is rebuilt with a
   calibration whose `for_chip` returns a copy of the efficiency with one field replaced): when the
   fit file records their uncertainty (`infersim calibrate`: each value's range over the
@@ -51,9 +55,11 @@ from infersim.deployments.plan import Plan
 from infersim.estimate import estimate_plan
 from infersim.modes import build_plan
 from infersim.deployments.spec import DeploymentSpec
+from infersim.economics import Prices, load_prices, plan_economics, throughput_of_plan_estimate
 from infersim.errors import InputError
 
-METRICS = ("tok_s_per_user", "output_tok_s", "tok_s_per_rack", "tok_s_per_mw", "ttft_s", "tpot_s")
+COST_METRICS = ("cost_per_mtok_output_usd", "cost_per_mtok_input_usd")  # USD per million tokens (economics)
+METRICS = ("tok_s_per_user", "output_tok_s", "tok_s_per_rack", "tok_s_per_mw", "ttft_s", "tpot_s") + COST_METRICS
 UNCERTAIN = ("estimate", "assumption")
 SKIPPED_FIELDS = ("capex_usd", "cloud_usd_per_hour")  # cost: no metric here depends on it
 LAYER_S_FACTOR = 2.0  # layer_s is swept from value / 2 to value * 2
@@ -273,22 +279,34 @@ def _calibration_inputs(plan: Plan, calibration: Calibration) -> list[_Input]:
     return out
 
 
-def sweep_inputs(plan: Plan, catalog: HardwareCatalog, calibration: Calibration) -> list[_Input]:
-    """Every uncertain input `plan` uses, with its range (see the module docstring)."""
+def sweep_inputs(plan: Plan, catalog: HardwareCatalog, calibration: Calibration, economics=None) -> list[_Input]:
+    """Every uncertain input `plan` uses, with its range (see the module docstring); with the plan's
+    `economics` (a cost metric), also every uncertain price it used."""
     chips: dict = {}
     links: dict = {}
     systems: dict = {}
     _used_entries(plan, catalog, chips, links, systems)
-    return (_catalog_inputs([*chips.values(), *links.values(), *systems.values()])
-            + _calibration_inputs(plan, calibration))
+    out = (_catalog_inputs([*chips.values(), *links.values(), *systems.values()])
+           + _calibration_inputs(plan, calibration))
+    if economics is not None:
+        have = {i.override for i in out}
+        out += [_Input(u.name, u.basis, u.source, float(u.low), u.value, float(u.high), u.note, override=u.name)
+                for u in economics.prices if u.uncertain and u.name not in have and u.low is not None
+                and u.high is not None and u.low < u.high]
+    return out
 
 
 # ------------------------------------------------------------------------------------------------- sweep
 
+def _economics(plan: Plan, d: dict, catalog, prices: Prices, pricing: str):
+    return plan_economics(plan, throughput_of_plan_estimate(d), catalog, prices, pricing)
+
+
 def _metric(spec: DeploymentSpec, model: ModelArch, catalog, calibration, metric: str, batch: int, input_len: int,
-            output_len: int) -> float:
+            output_len: int, prices: Prices, pricing: str) -> float:
     plan = build_plan(spec, model, catalog, calibration)
-    v = estimate_plan(plan, batch, input_len, output_len).get(metric)
+    d = estimate_plan(plan, batch, input_len, output_len)
+    v = getattr(_economics(plan, d, catalog, prices, pricing), metric) if metric in COST_METRICS else d.get(metric)
     if v is None:
         raise InputError(f"{metric} is not defined for deployment '{spec.name}' (no rack count or power figure); "
                          f"pick another --metric")
@@ -297,7 +315,10 @@ def _metric(spec: DeploymentSpec, model: ModelArch, catalog, calibration, metric
 
 def _point(spec, model, catalog, calibration, item: _Input, value: float, args) -> tuple[Optional[float], Optional[str]]:
     try:
-        if item.override is not None:
+        if item.override is not None and item.override.startswith("economics."):
+            cat, cal = catalog, calibration
+            args = (*args[:4], args[4].with_overrides([f"{item.override}={value!r}"]), args[5])
+        elif item.override is not None:
             cat = catalog.with_overrides([f"{item.override}={value!r}"])
             cal = calibration
         else:
@@ -314,8 +335,10 @@ def _sort_key(r: SensitivityRow):
 
 def sensitivity(spec: DeploymentSpec, model: ModelArch | str | None = None, *, metric: str = "tok_s_per_user",
                 batch: int = 1, input_len: int = 1024, output_len: int = 256,
-                catalog: HardwareCatalog | None = None, calibration: Calibration | None = None) -> SensitivityReport:
+                catalog: HardwareCatalog | None = None, calibration: Calibration | None = None,
+                prices: Prices | None = None, pricing: str = "capex") -> SensitivityReport:
     """Sweep each uncertain input of `spec`'s plan over its range; see the module docstring.
+    `prices` (default the shipped economics inputs) and `pricing` (capex or cloud) serve the cost metrics.
 
     Raises InputError when the baseline itself cannot be built or estimated."""
     if metric not in METRICS:
@@ -331,10 +354,13 @@ def sensitivity(spec: DeploymentSpec, model: ModelArch | str | None = None, *, m
         model = spec.model
     if isinstance(model, str):
         model = load_model(model)
-    args = (metric, batch, input_len, output_len)
+    prices = prices or load_prices()
+    args = (metric, batch, input_len, output_len, prices, pricing)
 
     plan = build_plan(spec, model, catalog, calibration)
-    base = estimate_plan(plan, batch, input_len, output_len).get(metric)
+    d = estimate_plan(plan, batch, input_len, output_len)
+    econ = _economics(plan, d, catalog, prices, pricing) if metric in COST_METRICS else None
+    base = getattr(econ, metric) if econ is not None else d.get(metric)
     if base is None:
         raise InputError(f"{metric} is not defined for deployment '{spec.name}' (no rack count or power figure); "
                          f"pick another --metric")
@@ -344,7 +370,7 @@ def sensitivity(spec: DeploymentSpec, model: ModelArch | str | None = None, *, m
                          f"pick another --metric")
 
     rows = []
-    for item in sweep_inputs(plan, catalog, calibration):
+    for item in sweep_inputs(plan, catalog, calibration, econ):
         lo, lo_err = _point(spec, model, catalog, calibration, item, item.low, args)
         hi, hi_err = _point(spec, model, catalog, calibration, item, item.high, args)
         swing = abs(hi - lo) / abs(base) if lo is not None and hi is not None else None
