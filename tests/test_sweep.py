@@ -207,3 +207,11 @@ def test_example_sweep_expands_to_a_few_hundred_configurations():
     configs = expand(read_sweep(path), path.parent)
     assert 200 <= len(configs) <= 500
     assert {c.body["deployment"]["mode"] for c in configs} == {"gpu", "pd", "lpu", "afd", "spec"}
+
+
+def test_ray_missing_is_one_line_before_any_file_is_written(tmp_path, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    db = tmp_path / "r.duckdb"
+    line = assert_fails_cleanly(sweep(str(write(tmp_path, TINY)), "--out", str(db), "--ray", "local"))
+    assert "pip install 'infersim[ray]'" in line and not db.exists()

@@ -42,6 +42,9 @@ def sweep(file: Path = typer.Argument(..., help="sweep YAML (examples/sweeps/sma
     jobs = jobs if jobs is not None else default_jobs()
     if jobs < 1 or commit_every < 1:
         raise InputError("--jobs and --commit-every must each be at least 1")
+    if ray is not None:
+        from infersim.sweep.ray_runner import ray_module
+        ray_module()  # not installed: say so before the results file is created
     out_file.parent.mkdir(parents=True, exist_ok=True)
     store = ResultStore(out_file)
     log = (lambda msg: None) if quiet else (lambda msg: err.print(msg, markup=False, highlight=False))

@@ -19,7 +19,7 @@ from infersim.sweep.report import SweepStopped
 MAX_RETRIES = 3   # per task, for a dead worker or an exception
 
 
-def _ray():
+def ray_module():
     try:
         import ray
     except ImportError:
@@ -31,7 +31,7 @@ def _ray():
 def ray_results(evaluate: Callable, chunks: list, report, address: str, jobs: int):
     """Chunk results in completion order from Ray tasks; a task still failing after its retries
     stops the run (runner.SweepStopped) with what was committed kept."""
-    ray = _ray()
+    ray = ray_module()
     started = not ray.is_initialized()
     if started:
         try:
