@@ -75,6 +75,21 @@ def read_user_text(path: str | os.PathLike[str], what: str, fix: str) -> str:
         raise InputError(f"{what} '{shown(path)}' is not UTF-8 text (a binary file?); {fix}") from None
 
 
+def read_yaml_mapping(path: str | os.PathLike[str], what: str, fields: str, fix: str) -> dict:
+    """The mapping of fields a user's YAML file holds (`fields` names the expected ones in the
+    error); a file that cannot be read, is not YAML or holds no mapping is one InputError line."""
+    import yaml
+    p = Path(path)
+    text = read_user_text(p, what, fix)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise InputError(f"{shown(p.name)}: not readable YAML ({str(e).splitlines()[0]}); fix the syntax") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{shown(p.name)}: expected a mapping of fields ({fields}), got {type(raw).__name__}; {fix}")
+    return raw
+
+
 def check_in_range(label: str, value: float, bounds: tuple[float, float], unit: str = "") -> float:
     """`value` if it is finite and within `bounds` (inclusive), else an InputError naming the bound."""
     low, high = bounds

@@ -357,3 +357,10 @@ def main() -> None:  # pragma: no cover - console entry point wrapper
 from infersim.cli.sensitivity_cmd import sensitivity as _sensitivity  # noqa: E402
 
 app.command(name="sensitivity")(fails_cleanly(_sensitivity))
+
+
+# `infersim sweep` and `infersim query`: their own module (infersim/sweep/ does the work).
+from infersim.cli.sweep_cmd import query as _query, sweep as _sweep  # noqa: E402
+
+app.command(name="sweep")(fails_cleanly(_sweep))
+app.command(name="query")(fails_cleanly(_query))

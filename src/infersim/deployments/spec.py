@@ -50,11 +50,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from infersim.errors import InputError, shown
-from infersim.inputs import BLOCK_TOKENS_RANGE, read_user_text, validated
+from infersim.errors import InputError
+from infersim.inputs import BLOCK_TOKENS_RANGE, read_yaml_mapping, validated
 from infersim.mapping.deployment import engine_layout
 from infersim.mapping.engine import BLOCK_TOKENS, MAX_BATCH, MAX_TOKENS_PER_STEP, ROUTER
 from infersim.serving.policies import ADMISSIONS, PREEMPTION_VICTIMS, QUEUE_ORDERS, ROUTERS
@@ -264,12 +263,6 @@ def read_spec(path: str | Path) -> DeploymentSpec:
     """Read and validate a deployment file's fields (modes.load_spec also checks its mode); every
     problem is one InputError line."""
     p = Path(path)
-    text = read_user_text(p, "deployment file", "see examples/deployments/ for ready ones")
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise InputError(f"{shown(p.name)}: not readable YAML ({str(e).splitlines()[0]}); fix the syntax") from None
-    if not isinstance(raw, dict):
-        raise InputError(f"{shown(p.name)}: expected a mapping of fields (name, mode, gpu, lpu, ...), got {type(raw).__name__}")
+    raw = read_yaml_mapping(p, "deployment file", "name, mode, gpu, lpu, ...", "see examples/deployments/ for ready ones")
     spec = validated(DeploymentSpec, raw, p.name, "fix it (see examples/deployments/)")
     return check_spec(spec, p.name)
