@@ -94,6 +94,13 @@ def test_sweep_writes_one_row_per_configuration_with_infeasible_reasons(tmp_path
     gpu8 = sorted((g for g in ok if g["tp"] == 8), key=lambda g: g["batch"])
     assert gpu8[0]["batch"] == 1 and gpu8[-1]["batch"] == 512
     assert gpu8[-1]["output_tok_s"] > gpu8[0]["output_tok_s"] and gpu8[-1]["tok_s_per_user"] < gpu8[0]["tok_s_per_user"]
+    # the cost columns (VR NVL72 and LPX carry catalog prices): the same hardware at 512 sequences
+    # serves many more tokens for the same hours, so each million costs less
+    for g in ok:
+        assert g["cost_per_mtok_output_usd"] > 0 and g["output_tok_per_usd"] > 0
+    assert gpu8[-1]["cost_per_mtok_output_usd"] < gpu8[0]["cost_per_mtok_output_usd"]
+    for g in bad:
+        assert g["cost_per_mtok_output_usd"] is None
 
 
 def test_rerun_continues_and_never_replaces_without_overwrite(tmp_path):

@@ -15,7 +15,8 @@ import functools
 from infersim.errors import InputError
 
 EMPTY = {"tok_s_per_user": None, "output_tok_s": None, "ttft_s": None, "tpot_s": None, "racks": None,
-         "power_w": None, "tok_s_per_mw": None}
+         "power_w": None, "tok_s_per_mw": None, "cost_per_mtok_output_usd": None, "cost_per_mtok_input_usd": None,
+         "output_tok_per_usd": None}
 
 
 @functools.lru_cache(maxsize=1)
@@ -63,7 +64,20 @@ def estimate_config(body: dict) -> dict:
         return {**row, "status": "error", "error": f"{type(e).__name__}: {e}"}
     row.update({k: d[k] for k in ("tok_s_per_user", "output_tok_s", "ttft_s", "tpot_s", "power_w", "tok_s_per_mw")})
     row["racks"] = plan.total_racks
+    row.update(_costs(plan, d, catalog))
     return row
+
+
+def _costs(plan, d: dict, catalog) -> dict:
+    """Cost columns at the catalog's prices, buying the hardware (economics.plan_economics, capex
+    pricing); NULL where a system has no price (the row stays `ok`: its speed still stands)."""
+    from infersim.economics import load_prices, plan_economics, throughput_of_plan_estimate
+    try:
+        e = plan_economics(plan, throughput_of_plan_estimate(d), catalog, load_prices(), "capex")
+    except InputError:
+        return {}
+    return {"cost_per_mtok_output_usd": e.cost_per_mtok_output_usd, "cost_per_mtok_input_usd": e.cost_per_mtok_input_usd,
+            "output_tok_per_usd": e.output_tok_per_usd}
 
 
 def evaluate_chunk(evaluate, chunk: list[tuple[str, dict]]) -> list[tuple[str, dict]]:

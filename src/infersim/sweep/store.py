@@ -17,6 +17,7 @@ Schema (`results`; one row per config_id, never two):
 | config | VARCHAR | the whole configuration as canonical JSON (every deployment field) |
 | tok_s_per_user, output_tok_s, ttft_s, tpot_s | DOUBLE | per-user decode speed, output tokens/s of the deployment, TTFT and TPOT in seconds |
 | racks, power_w, tok_s_per_mw | DOUBLE | racks of every kind, power in W, output tokens/s per MW |
+| cost_per_mtok_output_usd, cost_per_mtok_input_usd, output_tok_per_usd | DOUBLE | USD per million output / input tokens and output tokens per USD, buying the hardware at the catalog's prices (capex amortised + power: infersim.economics); NULL where a system has no price |
 | status, error | VARCHAR | `ok`, `infeasible` (error: why, e.g. does not fit) or `error` (an unexpected failure) |
 | code_version, finished_at | VARCHAR, TIMESTAMP | infersim's version (+ git commit when run from a checkout) and when the row was written (UTC) |
 
@@ -33,7 +34,7 @@ from pathlib import Path
 
 from infersim.errors import InputError, shown
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: the cost columns
 TABLE = "results"
 META = "infersim_meta"
 
@@ -47,7 +48,8 @@ CONFIG_COLUMNS = [
     ("input_len", "INTEGER"), ("output_len", "INTEGER"), ("trace", "VARCHAR"), ("load_kind", "VARCHAR"),
     ("load", "INTEGER"), ("batch", "INTEGER"), ("config", "VARCHAR"),
 ]
-METRICS = ["tok_s_per_user", "output_tok_s", "ttft_s", "tpot_s", "racks", "power_w", "tok_s_per_mw"]
+METRICS = ["tok_s_per_user", "output_tok_s", "ttft_s", "tpot_s", "racks", "power_w", "tok_s_per_mw",
+           "cost_per_mtok_output_usd", "cost_per_mtok_input_usd", "output_tok_per_usd"]
 COLUMNS = CONFIG_COLUMNS + [(m, "DOUBLE") for m in METRICS] + [
     ("status", "VARCHAR"), ("error", "VARCHAR"), ("code_version", "VARCHAR"), ("finished_at", "TIMESTAMP")]
 COLUMN_NAMES = [c for c, _ in COLUMNS]
