@@ -22,7 +22,7 @@ from infersim.calibration.efficiency import Calibration, efficiency_dict
 from infersim.costmodel.execution import CATEGORIES, Breakdown
 from infersim.costmodel.kvtransfer import kv_transfer_seconds
 from infersim.costmodel.memory import max_sequences, memory_fit, min_chips_for_context
-from infersim.costmodel.step import step_time
+from infersim.costmodel.step import StepCost, step_time
 from infersim.deployments.options import spec_from_options
 from infersim.deployments.plan import Plan
 from infersim.errors import InputError
@@ -165,9 +165,10 @@ def estimate_static(plan: Plan, *, batch: int = 1, input_len: int = 1024, output
     if context > model.max_context:
         raise InputError(f"input + output = {context} tokens exceeds {model.name}'s context of {model.max_context}")
     fit = check_fit(dep, batch, context, batch * input_len)
-    pre = step_time(dep, batch, input_len, 0)
+    cost = StepCost(dep, compiled=False)
+    pre = step_time(dep, batch, input_len, 0, cost=cost)
     steps = max(output_len - 1, 0)
-    dec = step_time(dep, batch, 1, input_len, max(steps, 1)) if steps else None
+    dec = step_time(dep, batch, 1, input_len, max(steps, 1), cost=cost) if steps else None
     ttft = float(pre.total)
     tpot = float(dec.total) if dec is not None else 0.0
     e2e = ttft + steps * tpot

@@ -75,7 +75,7 @@ class Replica:
         self.outstanding = 0     # tokens of assigned, unfinished requests (router signal)
         # the step or run in flight
         self._t0 = 0.0
-        self._ends: np.ndarray | None = None
+        self._ends: np.ndarray | list[float] | None = None  # step ends: an array for a run, [end] for one step
         self._rids: list[int] = []
         self._news: list[int] = []
         self._run = False
@@ -165,25 +165,24 @@ class Replica:
             elif self.cost.multi_token_runs:
                 run = multi_token_run.plan_run(self, rids, self.cfg.max_run_steps, room, arrays)
                 steps = 1 if run is None else len(run)
-        if arrays is not None:
-            past, new, decoding = arrays[2].astype(float), arrays[4], arrays[5]
-        else:
-            past = np.array([st.past[r] for r in rids], dtype=float)
-            new = decoding = None
         if steps > 1 and run is not None:
             ends = np.concatenate(([t], self.cost.multi_token_run_seconds(run.past))).cumsum()[1:]
         elif steps > 1:
-            past.sort()
-            times = self.cost.decode_run_seconds(past, steps)
+            pasts = arrays[2].tolist() if arrays is not None else [st.past[r] for r in rids]
+            times = self.cost.composed_run_seconds(pasts, steps)
             ends = np.concatenate(([t], times)).cumsum()[1:]
         elif self.decode_width != 1:
-            if decoding is None:
+            if arrays is not None:
+                past, new, decoding = arrays[2].astype(float), arrays[4], arrays[5]
+            else:
+                past = np.array([st.past[r] for r in rids], dtype=float)
                 decoding = np.array([st.gen[r] > 0 and st.inp[r] + st.gen[r] - st.past[r] == 1 for r in rids])
                 new = np.array(news, dtype=float)
             widths = np.where(decoding, self.decode_width, new.astype(float))
-            ends = np.array([t + self.cost.step_seconds(past, widths, decoding)])
+            ends = [t + self.cost.step_seconds(past, widths, decoding)]
         else:
-            ends = np.array([t + self.cost.step_seconds(past, np.array(news, dtype=float), None)])
+            pasts = arrays[2].tolist() if arrays is not None else [st.past[r] for r in rids]
+            ends = [t + self.cost.composed_step_seconds(pasts, news)]
         self._t0 = t
         self._ends = ends
         self._rids, self._news, self._run = rids, news, steps > 1
@@ -232,13 +231,17 @@ class Replica:
         ends, rids, news = self._ends, self._rids, self._news
         k = len(ends)
         st, kv = self.st, self.kv
-        busy = float(ends[-1]) - self._t0
-        self._prev_step = (float(ends[-2]) if k > 1 else self._t0, float(ends[-1]))
+        end = float(ends[-1])
+        busy = end - self._t0
+        self._prev_step = (float(ends[-2]) if k > 1 else self._t0, end)
         self.busy_s += busy
         self.steps += k
-        durations = ends.copy()
-        durations[1:] -= ends[:-1]
-        durations[0] -= self._t0
+        if k > 1:
+            durations = ends.copy()
+            durations[1:] -= ends[:-1]
+            durations[0] -= self._t0
+        else:
+            durations = busy
         used_before = kv.used
         n_decode = 0
         finished: list[int] = []
@@ -285,7 +288,7 @@ class Replica:
                 elif first[rid] != first[rid]:  # NaN: this is the request's first token
                     first[rid] = t
                 else:  # the token after a preemption: its gap spans the wait and the recompute
-                    self.sim.record_itl(np.array([t - last_token[rid]]), 1)
+                    self.sim.record_itl(t - last_token[rid], 1)
                 last_token[rid] = t
                 if prefill_role and gen[rid] < out[rid]:
                     handoff.append(rid)
