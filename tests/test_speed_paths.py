@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from infersim.catalog.models import load_model
 from infersim.costmodel.memory import max_sequences, memory_fit
 from infersim.costmodel.step import StepCost
-from infersim.costmodel.work import attended_keys, key_shape, sequences_shape, step_key
+from infersim.costmodel.shape_keys import composed_run_shape, key_shape, step_key
+from infersim.costmodel.work import attended_keys, decode_run_shape, sequences_shape
 from infersim.mapping.deployment import build_deployment
 
 _DEP = {}
@@ -86,3 +87,16 @@ def test_max_sequences_equals_plain_bisection(model, system, kw):
         if context > d.model.max_context:
             continue
         assert max_sequences(d, context, prompt) == _bisect_max_sequences(d, context, prompt), (context, prompt)
+
+
+@settings(max_examples=100, deadline=None)
+@given(pasts=st.lists(st.integers(0, 50_000), min_size=1, max_size=30), steps=st.integers(1, 5000),
+       window=st.sampled_from([None, 100, 4096]))
+def test_composed_run_shape_is_decode_run_shape_exactly(pasts, steps, window):
+    got = composed_run_shape(pasts, steps, (window,))
+    want = decode_run_shape(np.sort(np.array(pasts, dtype=float)), steps, (window,))
+    assert (float(got.seqs), float(got.decode_tokens), float(got.prefill_tokens)) == \
+        (float(want.seqs), float(want.decode_tokens), float(want.prefill_tokens))
+    a, b = got.attn[window], want.attn[window]
+    for x, y in ((a.pairs_decode, b.pairs_decode), (a.pairs_prefill, b.pairs_prefill), (a.kv_read, b.kv_read)):
+        assert np.array_equal(np.broadcast_to(x, (steps,)), np.broadcast_to(y, (steps,)))

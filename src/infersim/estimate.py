@@ -165,10 +165,13 @@ def estimate_static(plan: Plan, *, batch: int = 1, input_len: int = 1024, output
     if context > model.max_context:
         raise InputError(f"input + output = {context} tokens exceeds {model.name}'s context of {model.max_context}")
     fit = check_fit(dep, batch, context, batch * input_len)
-    cost = StepCost(dep, compiled=False)
-    pre = step_time(dep, batch, input_len, 0, cost=cost)
     steps = max(output_len - 1, 0)
-    dec = step_time(dep, batch, 1, input_len, max(steps, 1), cost=cost) if steps else None
+    # the prefill step and the decode step (averaged over the steps) in one evaluation: every
+    # operation is elementwise over the two, so each equals its own evaluation exactly
+    both = step_time(dep, batch, np.array([input_len, 1.0]), np.array([0.0, input_len]), np.array([1.0, max(steps, 1)]),
+                     cost=StepCost(dep, compiled=False))
+    pre, dec = (Breakdown(*(np.asarray(getattr(both, c))[..., i] for c in CATEGORIES)) for i in (0, 1))
+    dec = dec if steps else None
     ttft = float(pre.total)
     tpot = float(dec.total) if dec is not None else 0.0
     e2e = ttft + steps * tpot

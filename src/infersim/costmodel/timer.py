@@ -18,8 +18,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from infersim.costmodel.shape_keys import composed_run_shape, key_shape, step_key
 from infersim.costmodel.work import (AttnSums, Batch, StepShape, _decode_keys, _prefill_keys, batch_shape,
-                                     composed_run_shape, decode_run_shape, key_shape, sequences_shape, step_key)
+                                     decode_run_shape, sequences_shape)
 
 STEP_MEMO_SIZE = 1 << 15  # remembered step shapes per timer (~6 MB at most)
 
