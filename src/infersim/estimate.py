@@ -22,7 +22,7 @@ from infersim.calibration.efficiency import Calibration, efficiency_dict
 from infersim.costmodel.execution import CATEGORIES, Breakdown
 from infersim.costmodel.kvtransfer import kv_transfer_seconds
 from infersim.costmodel.memory import max_sequences, memory_fit, min_chips_for_context
-from infersim.costmodel.step import step_time
+from infersim.costmodel.step import StepCost, step_time
 from infersim.deployments.options import spec_from_options
 from infersim.deployments.plan import Plan
 from infersim.errors import InputError
@@ -166,9 +166,13 @@ def estimate_static(plan: Plan, *, batch: int = 1, input_len: int = 1024, output
     if context > model.max_context:
         raise InputError(f"input + output = {context} tokens exceeds {model.name}'s context of {model.max_context}")
     fit = check_fit(dep, batch, context, batch * input_len)
-    pre = step_time(dep, batch, input_len, 0)
     steps = max(output_len - 1, 0)
-    dec = step_time(dep, batch, 1, input_len, max(steps, 1)) if steps else None
+    # the prefill step and the decode step (averaged over the steps) in one evaluation: every
+    # operation is elementwise over the two, so each equals its own evaluation exactly
+    both = step_time(dep, batch, np.array([input_len, 1.0]), np.array([0.0, input_len]), np.array([1.0, max(steps, 1)]),
+                     cost=StepCost(dep, compiled=False))
+    pre, dec = (Breakdown(*(np.asarray(getattr(both, c))[..., i] for c in CATEGORIES)) for i in (0, 1))
+    dec = dec if steps else None
     ttft = float(pre.total)
     tpot = float(dec.total) if dec is not None else 0.0
     e2e = ttft + steps * tpot

@@ -139,6 +139,11 @@ class StepOverhead:
         """Step time given the GPU's busy time (ops and collectives): busy + launch + exposed, as
         `parts` computes them (launch and host remembered per scalar step, see `_fixed`)."""
         launch, host = self._fixed(seqs, prefill_tokens)
+        if isinstance(busy, float) and isinstance(launch, float) and isinstance(host, float):
+            # one step: the same float operations on numbers (np.maximum of two floats is max)
+            gpu = busy + launch
+            exposed = max(host - gpu, 0.0) if self.engine.overlap else host + 0.0 * gpu
+            return np.float64(busy + launch + exposed)
         busy = np.asarray(busy, dtype=float)
         gpu = busy + launch
         exposed = np.maximum(host - gpu, 0.0) if self.engine.overlap else host + 0.0 * gpu
@@ -147,13 +152,16 @@ class StepOverhead:
     def _fixed(self, seqs, prefill_tokens):
         """(launch, host) seconds of a step, which depend on its sequences and prefill tokens only;
         remembered per scalar pair, as the simulator repeats batch sizes."""
-        if np.ndim(seqs) or np.ndim(prefill_tokens):
+        if not (isinstance(seqs, float) or np.ndim(seqs) == 0) or not (isinstance(prefill_tokens, float)
+                                                                   or np.ndim(prefill_tokens) == 0):
             return self.launch_seconds(seqs, prefill_tokens), host_seconds(self.engine, self.host_scale, seqs)
         key = (float(seqs), float(prefill_tokens))
         hit = self._memo.get(key)
         if hit is None:
-            hit = self._memo[key] = (self.launch_seconds(seqs, prefill_tokens),
-                                     host_seconds(self.engine, self.host_scale, seqs))
+            launch = self.launch_seconds(seqs, prefill_tokens)
+            host = host_seconds(self.engine, self.host_scale, seqs)
+            # one number each (no parameter-set axis): kept as np.float64, a float
+            hit = self._memo[key] = tuple(np.float64(v) if np.ndim(v) == 0 else v for v in (launch, host))
         return hit
 
 

@@ -33,12 +33,18 @@ from infersim.catalog.models import MoESpec
 from infersim.mapping.deployment import Deployment
 
 
-def step_time(dep: Deployment, seqs, new, past, span=1.0) -> Breakdown:
+def step_time(dep: Deployment, seqs, new, past, span=1.0, cost: "StepCost | None" = None) -> Breakdown:
     """One step: `seqs` sequences each adding `new` tokens after `past` cached ones (arrays
-    broadcast). For decode (new == 1) `span` averages the step over that many consecutive steps."""
+    broadcast). For decode (new == 1) `span` averages the step over that many consecutive steps.
+    `cost`: an uncompiled StepCost of `dep` to reuse (a caller timing several steps)."""
     shape = batch_shape(Batch(seqs=np.asarray(seqs, dtype=float), new=np.asarray(new, dtype=float),
                               past=np.asarray(past, dtype=float), span=span), model_windows(dep.model))
-    return StepCost(dep, compiled=False).time(shape)
+    return (cost or StepCost(dep, compiled=False)).time(shape)
+
+
+def _scalar(v) -> bool:
+    """Whether v is one number (np.ndim(v) == 0; floats, np.float64 included, answered quickly)."""
+    return isinstance(v, float) or np.ndim(v) == 0
 
 
 class _ProbeShape(StepShape):
@@ -98,9 +104,19 @@ class StepCost(ShapeTimer):
         if not dep.dataflow:
             engine = dep.engine or default_engine()
             self.overhead = step_overhead(dep.model, engine if host else engine.sharing_host(), dep.eff, sides)
-        self._table = self._compile() if compiled else None
+        self._compiled = compiled
+        self._table_memo = None  # the compiled op table, built on first use (see `_table`)
         self._rest = None
+        self._plain = False  # set by _compile_rest
         self._constant_ops: dict[tuple, float] = {}  # see _constant_ops_seconds
+
+    @property
+    def _table(self):
+        """The compiled op table (`_compile`), or None for an uncompiled StepCost. Built on first
+        use: a plan builds a timer for every pool, and a static estimate never steps one."""
+        if self._table_memo is None and self._compiled:
+            self._table_memo = self._compile()
+        return self._table_memo
 
     # -- op evaluation -------------------------------------------------------------------------
     def _features(self, shape: StepShape) -> list:
@@ -212,11 +228,14 @@ class StepCost(ShapeTimer):
         """Step time in seconds only: the same formulas as `time` (equal up to float rounding), on
         the compiled table. The part outside the op roofline (collectives, fixed overheads) is
         affine in the shape's token and sequence sums, so it is compiled too."""
-        if self._table is None:
+        table = self._table
+        if table is None:
             return self.time(shape).total
         if self._rest is None:
             self._rest = self._compile_rest()
-        f0, fm, b0, bm, _, _ = self._table
+        if self._plain:
+            return self._plain_total(shape, table)
+        f0, fm, b0, bm, _, _ = table
         r0, rm, fixed = self._rest[:3]
         pp = self._pp
         micro = self._micro(shape) if pp > 1 else shape
@@ -236,6 +255,21 @@ class StepCost(ShapeTimer):
         if self._dataflow:
             return busy
         return self.overhead.step_seconds(*self.rank_step(shape), busy + self._comm_seconds(micro))
+
+    def _plain_total(self, shape: StepShape, table) -> np.ndarray:
+        """`total` of a GPU deployment without pipeline stages or DP attention (the common case,
+        `_plain`): the same operations, less those that add exact zeros (a GPU's non-roofline
+        part is 0: collectives come from `_comm_seconds`) or scale by exactly 1."""
+        f0, fm, b0, bm, _, _ = table
+        features = self._features(shape)
+        x = self._matrix(features)
+        steady = self._steady_features(features, x) if x.ndim == 2 and x.shape[0] > 1 else None
+        if steady is not None:
+            ops = (self._constant_ops_seconds(steady, x, None)
+                   + self._op_seconds(f0 + x @ fm, b0 + x @ bm, self._attention_ops))
+        else:
+            ops = self._op_seconds(f0 + x @ fm, b0 + x @ bm, self._all_ops)
+        return self.overhead.step_seconds(shape.seqs, shape.prefill_tokens, ops + self._comm_seconds(shape))
 
     def rank_step(self, shape: StepShape):
         """(sequences, prefill tokens) of the busiest attention rank's share of the step: what its
@@ -316,6 +350,9 @@ class StepCost(ShapeTimer):
         self._all_ops = (slice(None), rate, counts)
         self._attention_ops = _op_selection(attn_ops, rate, counts)
         self._constant_ops_sel = _op_selection(~attn_ops, rate, counts)
+        # `_plain_total` applies: no stages, no DP attention, a non-roofline part of exactly 0
+        self._plain = (not self.dep.dataflow and self._pp == 1 and self._dp <= 1 and np.all(rest == 0.0)
+                       and np.all(np.asarray(fixed) == 0.0))
         return rest[0], rest[1:] - rest[0], fixed, rate, bw, p, attn_ops
 
     def _gpu_ops(self, micro: StepShape) -> Breakdown:
@@ -340,7 +377,7 @@ class StepCost(ShapeTimer):
         """Summed seconds of the collectives (they depend on the step's sequences and tokens only;
         remembered per scalar pair, as the simulator repeats batch sizes)."""
         key = None
-        if np.ndim(micro.seqs) == 0 and np.ndim(micro.decode_tokens) == 0 and np.ndim(micro.prefill_tokens) == 0:
+        if _scalar(micro.seqs) and _scalar(micro.decode_tokens) and _scalar(micro.prefill_tokens):
             key = (float(micro.seqs), float(micro.decode_tokens + micro.prefill_tokens))
             hit = self._comm_memo.get(key)
             if hit is not None:

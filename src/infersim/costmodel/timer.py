@@ -18,8 +18,11 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from infersim.costmodel.shape_keys import composed_run_shape, key_shape, step_key
 from infersim.costmodel.work import (AttnSums, Batch, StepShape, _decode_keys, _prefill_keys, batch_shape,
                                      decode_run_shape, sequences_shape)
+
+STEP_MEMO_SIZE = 1 << 15  # remembered step shapes per timer (~6 MB at most)
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,12 @@ class StepTimer(Protocol):
         """Seconds of one mixed step: sequence i adds new[i] tokens after past[i] cached ones;
         `decoding` marks decoding sequences (None when the caller did not compute it: plain timers)."""
 
+    def composed_step_seconds(self, pasts: list[int], news: list[int]) -> float:
+        """step_seconds(pasts, news, None) for integer token counts (a timer may remember them)."""
+
+    def composed_run_seconds(self, pasts: list[int], steps: int) -> np.ndarray:
+        """decode_run_seconds of integer contexts in any order (the simulator's)."""
+
     def decode_run_seconds(self, past_sorted: np.ndarray, steps: int) -> np.ndarray:
         """Seconds of each of `steps` consecutive pure-decode steps (ascending contexts)."""
 
@@ -75,8 +84,27 @@ class ShapeTimer:
     def step_seconds(self, past, new, decoding=None) -> float:
         return float(self.total(sequences_shape(past, new, self.windows)))
 
+    def composed_step_seconds(self, pasts: list[int], news: list[int]) -> float:
+        """`step_seconds` of a step of integer token counts (the simulator's), remembered per step
+        shape: the shape's sums are exact integers (work.step_key), so a hit returns exactly what
+        evaluating the shape again would. Simulations repeat shapes often (a lone prompt's chunks,
+        small decode batches); the memo is cleared when it reaches STEP_MEMO_SIZE entries."""
+        key = step_key(pasts, news, self.windows)
+        memo = self.__dict__.get("_step_memo")
+        if memo is None:
+            memo = self._step_memo = {}
+        seconds = memo.get(key)
+        if seconds is None:
+            if len(memo) >= STEP_MEMO_SIZE:
+                memo.clear()
+            seconds = memo[key] = float(self.total(key_shape(key, self.windows)))
+        return seconds
+
     def decode_run_seconds(self, past_sorted, steps: int) -> np.ndarray:
         return self.total(decode_run_shape(past_sorted, steps, self.windows))
+
+    def composed_run_seconds(self, pasts: list[int], steps: int) -> np.ndarray:
+        return self.total(composed_run_shape(pasts, steps, self.windows))
 
     def uniform_decode_shape(self, batch: float, past: float, span: float) -> StepShape:
         return batch_shape(Batch(seqs=np.float64(batch), new=np.float64(1), past=np.float64(past),

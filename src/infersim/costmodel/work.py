@@ -111,7 +111,15 @@ class Op:
 
 def attended_keys(past, q, window):
     """Sum over queries at positions past+1 .. past+q of the keys each attends (causal):
-    sum(min(pos, window)). window None = full attention. Closed form, broadcasts."""
+    sum(min(pos, window)). window None = full attention. Closed form, broadcasts; exact Python
+    ints for Python int arguments (every intermediate is an integer: (a + hi) and (hi - a + 1)
+    have opposite parity)."""
+    if type(past) is int and type(q) is int:
+        if window is None:
+            return q * past + q * (q + 1) // 2
+        a, b = past + 1, past + q
+        hi = min(b, window)
+        return ((a + hi) * (hi - a + 1) // 2 if hi >= a else 0) + max(0, b - max(a - 1, window)) * window
     past = np.asarray(past, dtype=float)
     q = np.asarray(q, dtype=float)
     if window is None:

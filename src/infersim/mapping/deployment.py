@@ -145,11 +145,9 @@ def weight_bytes_total(model: ModelArch, plan: PrecisionPlan) -> float:
     return (model.total_params - routed) * plan.weight_bytes + routed * plan.expert_weight_bytes
 
 
-def valid_tensor_parallel(model: ModelArch) -> list[int]:
-    """The tp degrees that split `model`'s heads evenly, as vLLM and TensorRT-LLM require: tp divides
-    every layer's attention heads (and Mamba heads), and either tp divides the KV heads or the KV
-    heads divide tp (then each KV head is replicated on tp / kv_heads chips). MLA keeps its latent
-    cache whole on every chip, so only its attention heads count."""
+def _head_counts(model: ModelArch) -> tuple[set, set]:
+    """(heads, KV heads) tensor parallelism must split: every layer's attention and Mamba heads, and
+    the KV heads of non-MLA attention (see valid_tensor_parallel)."""
     from infersim.catalog.models import AttentionSpec, MambaSpec
     heads, kv_heads = set(), set()
     for layer, _ in model.layer_groups():
@@ -159,13 +157,27 @@ def valid_tensor_parallel(model: ModelArch) -> list[int]:
                 kv_heads.add(layer.mixer.n_kv_heads)
         elif isinstance(layer.mixer, MambaSpec):
             heads.add(layer.mixer.n_heads)
-    top = min(heads, default=1)
-    return [tp for tp in range(1, top + 1) if all(h % tp == 0 for h in heads)
-            and all(kv % tp == 0 or tp % kv == 0 for kv in kv_heads)]
+    return heads, kv_heads
+
+
+def _splits_heads(tp: int, heads: set, kv_heads: set) -> bool:
+    return (1 <= tp <= min(heads, default=1) and all(h % tp == 0 for h in heads)
+            and all(kv % tp == 0 or tp % kv == 0 for kv in kv_heads))
+
+
+def valid_tensor_parallel(model: ModelArch) -> list[int]:
+    """The tp degrees that split `model`'s heads evenly, as vLLM and TensorRT-LLM require: tp divides
+    every layer's attention heads (and Mamba heads), and either tp divides the KV heads or the KV
+    heads divide tp (then each KV head is replicated on tp / kv_heads chips). MLA keeps its latent
+    cache whole on every chip, so only its attention heads count."""
+    heads, kv_heads = _head_counts(model)
+    return [tp for tp in range(1, min(heads, default=1) + 1) if _splits_heads(tp, heads, kv_heads)]
 
 
 def check_tensor_parallel(model: ModelArch, tp: int) -> None:
     """InputError unless `tp` splits the model's heads evenly (see valid_tensor_parallel), naming the valid values."""
+    if isinstance(tp, int) and _splits_heads(tp, *_head_counts(model)):
+        return
     valid = valid_tensor_parallel(model)
     if tp in valid:
         return

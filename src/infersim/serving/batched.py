@@ -143,7 +143,7 @@ def finish_step(replica, t: float, rids: list[int], news: list[int], finished: l
         if first[rid] != first[rid]:  # NaN: this is the request's first token
             first[rid] = t
         else:  # the token after a preemption: its gap spans the wait and the recompute
-            replica.sim.record_itl(np.array([t - last_token[rid]]), 1)
+            replica.sim.record_itl(t - last_token[rid], 1)
     reached_rids = rids if len(idx) == len(rids) else [rids[i] for i in idx.tolist()]
     _scatter(st.gen, reached_rids, gen[idx].tolist())
     _scatter(last_token, reached_rids, repeat(t))

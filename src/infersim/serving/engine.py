@@ -113,9 +113,8 @@ class Simulation:
         self._next_rid = 0
         self.completed = 0
         self.itl = LatencyHistogram()
-        self._itl_d: list[np.ndarray] = []
-        self._itl_w: list[float] = []  # the weight of each buffered array of samples
-        self._itl_n = 0
+        self._itl_d: list[float] = []  # buffered inter-token gaps (seconds)
+        self._itl_w: list[float] = []  # and the weight of each
         self.link_free = {}
         self.link_busy_s = 0.0
         self.transfers = 0
@@ -204,15 +203,18 @@ class Simulation:
             self.push(t, Arrival(nxt))
 
     # -- inter-token latencies -----------------------------------------------------------------
-    def record_itl(self, durations: np.ndarray, weight: int) -> None:
-        self._itl_d.append(durations)
-        self._itl_w.append(float(weight))
-        self._itl_n += durations.size
-        if self._itl_n >= ITL_FLUSH:
+    def record_itl(self, durations, weight: int) -> None:
+        """Buffer inter-token gaps (seconds: an array, or one float), each of this weight."""
+        if isinstance(durations, float):
+            self._itl_d.append(durations)
+            self._itl_w.append(float(weight))
+        else:
+            self._itl_d.extend(durations.tolist())
+            self._itl_w.extend([float(weight)] * durations.size)
+        if len(self._itl_d) >= ITL_FLUSH:
             self._flush_itl()
 
     def _flush_itl(self) -> None:
         if self._itl_d:
-            weights = np.repeat(np.array(self._itl_w), [d.size for d in self._itl_d])
-            self.itl.add(np.concatenate(self._itl_d), weights)
-            self._itl_d, self._itl_w, self._itl_n = [], [], 0
+            self.itl.add(np.array(self._itl_d), np.array(self._itl_w))
+            self._itl_d, self._itl_w = [], []

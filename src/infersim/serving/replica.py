@@ -1,6 +1,6 @@
 """One serving replica: a continuous-batching scheduler over a paged KV cache (vLLM v1 style).
 
-Each engine step (`_compose`):
+Each engine step (`_compose`, in serving/compose.py):
 1. Running requests first, in admission order: a decoding request adds 1 token, a prefilling one
    its next chunk (min of what is left, the step's remaining token budget and the chunk size).
    Each needs KV blocks for its new context; when the cache is full the preemption policy's
@@ -42,6 +42,7 @@ import numpy as np
 
 from infersim.costmodel.timer import StepTimer
 from infersim.serving import batched, multi_token_run
+from infersim.serving.compose import compose
 from infersim.serving.config import EngineConfig
 from infersim.serving.kvcache import KVCache
 from infersim.serving.policies import ADMISSIONS, PREEMPTION_VICTIMS, QUEUE_ORDERS
@@ -75,7 +76,7 @@ class Replica:
         self.outstanding = 0     # tokens of assigned, unfinished requests (router signal)
         # the step or run in flight
         self._t0 = 0.0
-        self._ends: np.ndarray | None = None
+        self._ends: np.ndarray | list[float] | None = None  # step ends: an array for a run, [end] for one step
         self._rids: list[int] = []
         self._news: list[int] = []
         self._run = False
@@ -165,25 +166,24 @@ class Replica:
             elif self.cost.multi_token_runs:
                 run = multi_token_run.plan_run(self, rids, self.cfg.max_run_steps, room, arrays)
                 steps = 1 if run is None else len(run)
-        if arrays is not None:
-            past, new, decoding = arrays[2].astype(float), arrays[4], arrays[5]
-        else:
-            past = np.array([st.past[r] for r in rids], dtype=float)
-            new = decoding = None
         if steps > 1 and run is not None:
             ends = np.concatenate(([t], self.cost.multi_token_run_seconds(run.past))).cumsum()[1:]
         elif steps > 1:
-            past.sort()
-            times = self.cost.decode_run_seconds(past, steps)
+            pasts = arrays[2].tolist() if arrays is not None else [st.past[r] for r in rids]
+            times = self.cost.composed_run_seconds(pasts, steps)
             ends = np.concatenate(([t], times)).cumsum()[1:]
         elif self.decode_width != 1:
-            if decoding is None:
+            if arrays is not None:
+                past, new, decoding = arrays[2].astype(float), arrays[4], arrays[5]
+            else:
+                past = np.array([st.past[r] for r in rids], dtype=float)
                 decoding = np.array([st.gen[r] > 0 and st.inp[r] + st.gen[r] - st.past[r] == 1 for r in rids])
                 new = np.array(news, dtype=float)
             widths = np.where(decoding, self.decode_width, new.astype(float))
-            ends = np.array([t + self.cost.step_seconds(past, widths, decoding)])
+            ends = [t + self.cost.step_seconds(past, widths, decoding)]
         else:
-            ends = np.array([t + self.cost.step_seconds(past, np.array(news, dtype=float), None)])
+            pasts = arrays[2].tolist() if arrays is not None else [st.past[r] for r in rids]
+            ends = [t + self.cost.composed_step_seconds(pasts, news)]
         self._t0 = t
         self._ends = ends
         self._rids, self._news, self._run = rids, news, steps > 1
@@ -232,13 +232,17 @@ class Replica:
         ends, rids, news = self._ends, self._rids, self._news
         k = len(ends)
         st, kv = self.st, self.kv
-        busy = float(ends[-1]) - self._t0
-        self._prev_step = (float(ends[-2]) if k > 1 else self._t0, float(ends[-1]))
+        end = float(ends[-1])
+        busy = end - self._t0
+        self._prev_step = (float(ends[-2]) if k > 1 else self._t0, end)
         self.busy_s += busy
         self.steps += k
-        durations = ends.copy()
-        durations[1:] -= ends[:-1]
-        durations[0] -= self._t0
+        if k > 1:
+            durations = ends.copy()
+            durations[1:] -= ends[:-1]
+            durations[0] -= self._t0
+        else:
+            durations = busy
         used_before = kv.used
         n_decode = 0
         finished: list[int] = []
@@ -285,7 +289,7 @@ class Replica:
                 elif first[rid] != first[rid]:  # NaN: this is the request's first token
                     first[rid] = t
                 else:  # the token after a preemption: its gap spans the wait and the recompute
-                    self.sim.record_itl(np.array([t - last_token[rid]]), 1)
+                    self.sim.record_itl(t - last_token[rid], 1)
                 last_token[rid] = t
                 if prefill_role and gen[rid] < out[rid]:
                     handoff.append(rid)
@@ -346,97 +350,5 @@ class Replica:
 
     def _compose(self):
         """This step's (request ids, new tokens), number of prefill entries, whether anything was
-        preempted, and whether a waiting request was left out for lack of room."""
-        st, kv, cfg = self.st, self.kv, self.cfg
-        budget = cfg.max_tokens_per_step
-        chunk = cfg.chunk
-        rids: list[int] = []
-        news: list[int] = []
-        n_prefill = 0
-        preempted = False
-        running = self.running
-        inp, out, gen, past, held, blocks_for = st.inp, st.out, st.gen, st.past, st.held, kv.blocks_for
-        decode_width = self.decode_width
-        i = 0
-        if len(running) >= batched.MIN_BATCH:  # the loop below, as arrays
-            composed = batched.compose_running(self)
-            if composed is not None:
-                rids, news, n_prefill, budget = composed
-                i = len(running)
-        while i < len(running):
-            rid = running[i]
-            left = inp[rid] + gen[rid] - past[rid]  # >= 1 for every running request
-            n = min(left, budget, chunk)
-            if n <= 0:
-                i += 1
-                continue
-            decoding = gen[rid] > 0 and left == 1
-            # a speculative verify can keep up to k + 1 tokens, never more than the request has left
-            width = min(decode_width, out[rid] - gen[rid]) if decoding else n
-            need = blocks_for(past[rid] + width) - held[rid]
-            while need > kv.free:
-                j = self.victim.pick(running)
-                victim = running[j]
-                if j < i:  # scheduled earlier in this step: take it out of the step again
-                    k = rids.index(victim)
-                    n_prefill -= not (gen[victim] > 0 and inp[victim] + gen[victim] - past[victim] == 1)
-                    budget += news[k]
-                    del rids[k], news[k]
-                    i -= 1
-                self._preempt(victim)
-                preempted = True
-                if victim == rid:
-                    break
-            else:
-                if need > 0:
-                    kv.allocate(need)
-                    held[rid] += need
-                rids.append(rid)
-                news.append(n)
-                n_prefill += not decoding
-                budget -= n
-                i += 1
-        blocked = False
-        self._blocked_hit_blocks = 0
-        if not preempted:
-            while self.waiting:
-                if len(running) >= cfg.max_batch or budget <= 0:
-                    blocked = True
-                    break
-                rid = self.waiting[0]
-                pinned: tuple = ()
-                target = st.inp[rid] + st.gen[rid]
-                free_before = kv.free
-                if st.past[rid] == 0 and st.ids[rid]:
-                    pinned = tuple(kv.match(st.ids[rid], target - 1))
-                    st.past[rid] = kv.prefix_tokens(len(pinned))
-                left = target - st.past[rid]
-                n = min(left, budget, chunk)
-                pinned_blocks = kv.prefix_blocks(len(pinned))
-                # a request handed over to decode verifies up to k + 1 tokens in its first step too
-                decoding = st.gen[rid] > 0 and left == 1
-                width = min(self.decode_width, st.out[rid] - st.gen[rid]) if decoding else n
-                context = self.admission.context(rid, st.past[rid] + width)
-                need = max(0, kv.blocks_for(context) - pinned_blocks)
-                if need > kv.free:
-                    # blocks the match took out of the evictable cache (unpinned they are the LRU's
-                    # most recent): a decode run must not evict them (see start)
-                    self._blocked_hit_blocks = free_before - kv.free
-                    kv.unpin(pinned)
-                    if pinned:
-                        st.past[rid] = 0
-                    blocked = True
-                    break
-                self.waiting.popleft()
-                kv.allocate(need)
-                st.held[rid] = need + pinned_blocks
-                st.pinned[rid] = pinned
-                st.cached[rid] += kv.prefix_tokens(len(pinned))
-                if st.replica_of[rid] < 0 or self.role != "prefill":
-                    st.replica_of[rid] = self.index
-                running.append(rid)
-                rids.append(rid)
-                news.append(n)
-                n_prefill += not decoding
-                budget -= n
-        return rids, news, n_prefill, preempted, blocked
+        preempted, and whether a waiting request was left out for lack of room (serving/compose.py)."""
+        return compose(self)
