@@ -364,3 +364,9 @@ from infersim.cli.sweep_cmd import query as _query, sweep as _sweep  # noqa: E40
 
 app.command(name="sweep")(fails_cleanly(_sweep))
 app.command(name="query")(fails_cleanly(_query))
+
+
+# `infersim frontier`: its own module (infersim/planner/ does the work).
+from infersim.cli.frontier_cmd import frontier as _frontier  # noqa: E402
+
+app.command(name="frontier")(fails_cleanly(_frontier))

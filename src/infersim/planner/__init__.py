@@ -1,0 +1,8 @@
+"""The planner: deployments compared across families and load (`frontier`), above the sweep's
+evaluation and economics, below the CLI.
+
+- `families.py`: the deployment families enumerated for one model;
+- `pareto.py`: Pareto frontiers;
+- `verdict.py`: the winner per interactivity band, its margin and what moves it;
+- `frontier.py`: the screen (`run_frontier`) and its JSON (`to_json`).
+"""
