@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from infersim.errors import InputError
+from infersim.sweep.spec import set_path
 
 VR = "vr-nvl72"
 LPX = "lpx"
 AFD_RATIOS = (1, 2, 4)           # LPX racks per NVL72 rack
+DRAFT_MAX_FRACTION = 4           # a draft has under 1/4 of the target's parameters (draft_model_for)
 MAX_RACKS_PROBED = 64            # the fewest racks that hold the model is searched up to this
 # One serving engine for every family with GPUs, so that families differ by hardware and mode, not
 # by host overhead: NVIDIA Dynamo over TensorRT-LLM, the engine that carries activations between GPU
@@ -45,9 +47,8 @@ class Family:
 
 
 def _set(doc: dict, dotted: str, value: Any) -> None:
-    """`doc[a][b] = value` for `a.b`: the sweep file's grid keys (sweep.spec)."""
-    from infersim.sweep.spec import _set_path
-    _set_path(doc, dotted, value, "frontier")
+    """`doc[a][b] = value` for `a.b`: the sweep file's grid keys (sweep.spec.set_path)."""
+    set_path(doc, dotted, value, "frontier")
 
 
 def grid(name: str, base: dict, knobs: dict[str, list], fixed: tuple[str, ...] = ()) -> list[tuple[str, dict]]:
@@ -90,7 +91,9 @@ def draft_model_for(model) -> Optional[str]:
         if name == model.name:
             continue
         other = load_model(name)
-        if other.vocab == model.vocab and other.total_params < model.total_params / 4:
+        # a draft is a much smaller model of the same family: under a quarter of the target's
+        # parameters (assumption; the usual Llama pairing, an 8B draft for a 70B target, is ~1/9)
+        if other.vocab == model.vocab and other.total_params < model.total_params / DRAFT_MAX_FRACTION:
             if best is None or other.total_params < best.total_params:
                 best = other
     return None if best is None else best.name

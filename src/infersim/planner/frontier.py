@@ -19,7 +19,8 @@ from typing import Optional
 from infersim.errors import InputError
 from infersim.planner.families import Family, families
 from infersim.planner.pareto import pareto_front
-from infersim.planner.verdict import BANDS, OBJECTIVES, Verdict, decide, margin_swings
+from infersim.interactivity import BAND_NAMES
+from infersim.planner.verdict import OBJECTIVES, Verdict, decide, margin_swings
 
 DEFAULT_BATCHES = tuple(2 ** i for i in range(10))  # 1 .. 512 sequences per decode replica
 POWER_BASIS = "rated power (catalog power_w of the systems; no PUE)"
@@ -137,7 +138,7 @@ def run_frontier(model: str, input_len: int, output_len: int, *, batches=DEFAULT
         if store is not None:
             store.close()
     points = [p for f in results for p in f.points]
-    verdicts = [decide(points, band, obj) for obj in OBJECTIVES for band, _, _ in BANDS]
+    verdicts = [decide(points, band, obj) for obj in OBJECTIVES for band in BAND_NAMES]
     if sensitivity:
         for v in verdicts:
             _sensitivity(v, arch, input_len, output_len, catalog, calibration)

@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-# (label, lowest tok/s per user, highest (exclusive))
-BANDS = (("<50", 0.0, 50.0), ("50-150", 50.0, 150.0), ("150-400", 150.0, 400.0), (">400", 400.0, math.inf))
+from infersim.interactivity import band_of
+
 # objective -> (point attribute, True when higher is better, label)
 OBJECTIVES = {"tok_s_per_mw": ("tok_s_per_mw", True, "tok/s per MW"),
               "cost_per_mtok_usd": ("cost_per_mtok_usd", False, "cost per Mtok")}
@@ -37,8 +37,7 @@ class Verdict:
 
 
 def in_band(tok_s_per_user: float, band: str) -> bool:
-    _, lo, hi = next(b for b in BANDS if b[0] == band)
-    return lo <= tok_s_per_user < hi
+    return band_of(tok_s_per_user) == band
 
 
 def best_per_family(points: list, band: str, objective: str) -> dict[str, object]:

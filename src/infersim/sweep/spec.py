@@ -136,7 +136,7 @@ def read_sweep(path: str | Path) -> SweepFile:
     return validated(SweepFile, raw, shown(p.name), FIX)
 
 
-def _set_path(doc: dict, dotted: str, value: Any, where: str) -> None:
+def set_path(doc: dict, dotted: str, value: Any, where: str) -> None:
     """Set `doc[a][b]... = value` for `dotted` = "a.b..."; missing sections are created."""
     keys = dotted.split(".")
     node = doc
@@ -171,7 +171,7 @@ def _deployments(sweep: SweepFile, folder: Path, where: str) -> list[tuple[str, 
         for values in itertools.product(*(entry.grid[k] for k in keys)):
             raw = copy.deepcopy(base)
             for k, v in zip(keys, values):
-                _set_path(raw, k, v, at)
+                set_path(raw, k, v, at)
             label = ",".join(f"{k}={v}" for k, v in zip(keys, values))
             spec = validated(DeploymentSpec, raw, f"{at} ({shown(label) or 'base'})", FIX)
             check_spec(spec, f"{at} ({shown(label) or 'base'})")

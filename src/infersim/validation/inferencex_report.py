@@ -26,25 +26,12 @@ from infersim.validation.inferencex_fit import row_id
 from infersim.validation.inferencex_plan import PointSetup, features, map_point
 from infersim.validation.report import measured_on
 from infersim.validation.scenarios import Skip
+from infersim.interactivity import BAND_NAMES, band_of
 
 SET = "inferencex"
 # issue 9's target for these points: median |error| per metric; today's predictions are far from it
 TARGET_ABS_ERR = 0.12
 METRICS = ("output_tok_s_per_chip", "tok_s_per_user", "ttft_ms")
-# (label, lowest tok/s/user inclusive): interactivity bands of the measured per-user speed
-BANDS = (("<50", 0.0), ("50-150", 50.0), ("150-400", 150.0), (">400", 400.0))
-
-
-def band_of(tok_s_per_user: float | None) -> str:
-    if tok_s_per_user is None:
-        return "unknown"
-    label = BANDS[0][0]
-    for name, low in BANDS:
-        if tok_s_per_user >= low:
-            label = name
-    return label
-
-
 @dataclass
 class PointResult:
     id: str
@@ -103,7 +90,7 @@ class InferenceXReport:
             for r in self.rows:
                 for g in key(r):
                     buckets.setdefault((g, r.metric), []).append(r)
-            order = [b[0] for b in BANDS] + ["unknown"] if label == "band" else None
+            order = list(BAND_NAMES) + ["unknown"] if label == "band" else None
             for (g, metric), rs in sorted(buckets.items(), key=lambda kv: (
                     order.index(kv[0][0]) if order else kv[0][0], METRICS.index(kv[0][1]))):
                 e = np.abs([r.error for r in rs])
