@@ -59,6 +59,13 @@ def resolve(part: SpecPart, model: ModelArch) -> Speculation:
     return Speculation(part.method, k, vec[:k], f"{entry.name} ({entry.basis}): {entry.source}")
 
 
+def check_mtp_head(part: SpecPart, model: ModelArch) -> None:
+    """An MTP draft needs the target's own MTP layers (every mode that drafts with a head)."""
+    if part.method == "mtp" and model.mtp_layers < 1:
+        raise InputError(f"spec.method mtp: {model.name} has no MTP layers in its config; use method eagle or a "
+                         "draft model (method: draft)")
+
+
 def speculative_pool(ctx: BuildContext, dep: Deployment, role: str) -> tuple[Pool, dict]:
     """The pool of `dep` with drafts on its own GPUs when the spec has a `spec:` section (else a
     plain pool), and the summary of the speculation ({} without one)."""
@@ -72,9 +79,7 @@ def speculative_pool(ctx: BuildContext, dep: Deployment, role: str) -> tuple[Poo
         raise InputError(f"deployment '{ctx.spec.name}': spec.draft_on lpu needs mode: spec (with an lpu section); "
                          f"mode {ctx.spec.mode} drafts on its own GPUs (method mtp or eagle, or draft_on: gpu)")
     sp = resolve(part, dep.model)
-    if part.method == "mtp" and dep.model.mtp_layers < 1:
-        raise InputError(f"spec.method mtp: {dep.model.name} has no MTP layers in its config; use method eagle or a "
-                         "draft model (method: draft)")
+    check_mtp_head(part, dep.model)
     if part.method == "draft":
         draft_model = load_model(part.draft_model)
         draft = replace(gpu_deployment(ctx, ctx.spec.gpu, arch=draft_model), par=dep.par)

@@ -18,7 +18,7 @@ from infersim.deployments.plan import Plan, Pool, plain_pool
 from infersim.errors import InputError
 from infersim.mapping.deployment import Deployment, build_deployment
 from infersim.modes._shared import GB, BuildContext, sram_chips_for_weights, system_power_w, whole_racks
-from infersim.modes._speculative import fmt_acceptance, resolve, spec_summary
+from infersim.modes._speculative import check_mtp_head, fmt_acceptance, resolve, spec_summary
 
 
 def draft_model_of(ctx: BuildContext, mode: str) -> ModelArch | None:
@@ -26,9 +26,7 @@ def draft_model_of(ctx: BuildContext, mode: str) -> ModelArch | None:
     draft needs: a draft model drafts on the LPUs here, an MTP head needs the target's MTP layers."""
     s = ctx.spec.spec
     if s.method != "draft":
-        if s.method == "mtp" and ctx.model.mtp_layers < 1:
-            raise InputError(f"spec.method mtp: {ctx.model.name} has no MTP layers in its config; use method eagle or "
-                             "a draft model (method: draft)")
+        check_mtp_head(s, ctx.model)
         return None
     if s.draft_on == "gpu":
         where = "no GPUs" if mode == "lpu" else "its GPUs busy with attention"
