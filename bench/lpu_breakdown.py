@@ -40,7 +40,6 @@ from infersim.costmodel.afd import AFDStepCost, afd_bottleneck
 from infersim.costmodel.memory import max_sequences
 from infersim.costmodel.specdec import SpecDecodeCost
 from infersim.costmodel.step import StepCost
-from infersim.costmodel.work import Batch, batch_shape
 from infersim.deployments.spec import DeploymentSpec, check_spec
 from infersim.errors import InputError
 from infersim.modes import build_plan
@@ -111,7 +110,7 @@ def token_parts(timer, batch: float, past: float, span: float) -> tuple[dict[str
         shape = timer.uniform_decode_shape(batch, past, span)
         parts, step, binds = step_parts(timer, shape)
         return {**parts, "host": host_seconds(timer, shape)}, step, binds
-    v_shape = batch_shape(Batch(np.float64(batch), np.float64(timer.k + 1), np.float64(past)), timer.windows)
+    v_shape = timer.verify_shape(batch, past)
     share = timer.target.par.replicas / timer.draft.par.replicas
     d_shape = timer.draft_cost.uniform_decode_shape(batch * share, past, span)
     vp, v_step, binds = step_parts(timer.target_cost, v_shape)

@@ -165,8 +165,12 @@ class SpecDecodeCost(ShapeTimer):
         batch = np.asarray(batch, dtype=float)
         past = np.asarray(past, dtype=float)
         d_shape = batch_shape(Batch(batch, np.float64(1), past, span), self._draft_windows)
-        v_shape = batch_shape(Batch(batch, np.float64(self.k + 1), past), self.windows)
-        return self.cycle_seconds(v_shape, d_shape, batch)
+        return self.cycle_seconds(self.verify_shape(batch, past), d_shape, batch)
+
+    def verify_shape(self, batch, past) -> StepShape:
+        """The verify step of `batch` sequences at context `past`: k + 1 new tokens each."""
+        return batch_shape(Batch(np.asarray(batch, dtype=float), np.float64(self.k + 1), np.asarray(past, dtype=float)),
+                           self.windows)
 
     def cycle(self, batch, past, span=1.0) -> np.ndarray:
         p = self.cycle_parts(batch, past, span)
@@ -213,8 +217,7 @@ class SpecDecodeCost(ShapeTimer):
         details = {"expected_tokens_per_verify": self.expected, "cycle_s": cycle, **parts}
         bounds = getattr(self.target_cost, "bounds", None)  # a verify step with bounds (AFD): which binds
         if bounds is not None:
-            v_shape = batch_shape(Batch(np.float64(batch), np.float64(self.k + 1), np.float64(past)), self.windows)
-            b = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in bounds(v_shape).items()}
+            b = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in bounds(self.verify_shape(batch, past)).items()}
             details["verify_bounds_s"] = b
             details["verify_binding"] = max(b, key=b.get)
         return DecodeStep(cycle, shares, {"spec": details})
