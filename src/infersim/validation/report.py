@@ -24,7 +24,9 @@ from infersim.validation.measurements import read_measurements
 from infersim.validation.scenarios import Skip, SpecAssumptions, plan_row, predict
 from infersim.validation.simulated import SIMULATED_SCENARIOS, engine_for, row_value, run_job, simulation_job
 
-TARGET_ABS_ERR = {"gpu": 0.15, "lpu": 0.25, "wafer": 0.25}
+# The targets on the held-out-by-source median |error| per chip kind: issue 9 (GPU rows <= 7%) and
+# issue 10 (LPU and wafer rows <= 15%); validate prints whether each is met.
+TARGET_ABS_ERR = {"gpu": 0.07, "lpu": 0.15, "wafer": 0.15}
 
 
 @dataclass
