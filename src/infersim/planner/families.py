@@ -24,7 +24,7 @@ from infersim.sweep.spec import set_path
 VR = "vr-nvl72"
 LPX = "lpx"
 AFD_RATIOS = (1, 2, 4)           # LPX racks per NVL72 rack
-DRAFT_MAX_FRACTION = 4           # a draft has under 1/4 of the target's parameters (draft_model_for)
+SPEC_K = (2, 4, 6)               # drafted tokens per verification, LPX-drafted speculative decoding
 MAX_RACKS_PROBED = 64            # the fewest racks that hold the model is searched up to this
 # One serving engine for every family with GPUs, so that families differ by hardware and mode, not
 # by host overhead: NVIDIA Dynamo over TensorRT-LLM, the engine that carries activations between GPU
@@ -33,7 +33,11 @@ ENGINE = "dynamo-trtllm"
 AFD_BASE = {"mode": "afd", "gpu": {"system": VR, "racks": 1, "tp": 8, "precision": "fp8", "prefill_replicas": 2},
             "lpu": {"system": LPX, "racks_per_gpu_rack": 1, "precision": "mixed"}, "link": "gpu-lpu-direct",
             "engine": ENGINE}
-GPU_GRID = {"gpu.tp": [2, 4, 8], "gpu.ep": [1, 8], "gpu.precision": ["fp8", "fp4"]}
+# (tp, ep) layouts whose tp x ep divides a 72-GPU rack (a layout that does not is no deployment): tensor
+# parallel alone, DP attention with 8-way and rack-wide (72-way) expert parallelism, and 8 TP ranks
+# with 9-way DP attention; ep > 1 needs a MoE model (dense ones drop those points with the reason)
+RACK_LAYOUTS = [(1, 1), (2, 1), (4, 1), (8, 1), (1, 8), (1, 72), (8, 9)]
+GPU_GRID = {("gpu.tp", "gpu.ep"): RACK_LAYOUTS, "gpu.precision": ["fp8", "fp4"]}
 
 
 @dataclass
@@ -51,16 +55,20 @@ def _set(doc: dict, dotted: str, value: Any) -> None:
     set_path(doc, dotted, value, "frontier")
 
 
-def grid(name: str, base: dict, knobs: dict[str, list], fixed: tuple[str, ...] = ()) -> list[tuple[str, dict]]:
-    """Every combination of `knobs` (dotted paths into the deployment) applied to `base`, labelled
+def grid(name: str, base: dict, knobs: dict, fixed: tuple[str, ...] = ()) -> list[tuple[str, dict]]:
+    """Every combination of `knobs` (dotted paths into the deployment; a tuple of paths takes tuples
+    of values that go together, e.g. a (tp, ep) layout) applied to `base`, labelled
     `name[key=value,...]` (after the `fixed` labels)."""
     out = []
     keys = list(knobs)
     for values in itertools.product(*(knobs[k] for k in keys)):
         dep = copy.deepcopy(base)
+        pairs = []
         for k, v in zip(keys, values):
+            pairs += list(zip(k, v)) if isinstance(k, tuple) else [(k, v)]
+        for k, v in pairs:
             _set(dep, k, v)
-        label = ",".join([*fixed, *(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, values))])
+        label = ",".join([*fixed, *(f"{k.split('.')[-1]}={v}" for k, v in pairs)])
         out.append((f"{name}[{label}]" if label else name, dep))
     return out
 
@@ -82,18 +90,28 @@ def fewest_racks(model, base: dict, path: str, catalog, calibration, start: int 
     return None, f"does not fit in {MAX_RACKS_PROBED} racks ({reason})"
 
 
+def max_draft_fraction(ks=SPEC_K) -> float:
+    """The largest draft : target cost ratio (active parameters) at which drafting can pay at any
+    k of `ks`, with the default draft acceptance: a cycle of k draft steps and one verify step
+    yields E(k) tokens, so drafting at f target-steps per draft token beats plain decoding only
+    if k f + 1 < E(k), f < (E(k) - 1) / k (a serial bound: a draft on other chips still waits
+    for the verify step's tokens)."""
+    from infersim.costmodel.specdec import DRAFT_DEFAULT_ACCEPTANCE, expected_tokens_per_step
+    return max((expected_tokens_per_step(DRAFT_DEFAULT_ACCEPTANCE, k) - 1) / k for k in ks)
+
+
 def draft_model_for(model) -> Optional[str]:
     """The smallest catalog model sharing `model`'s vocabulary (a draft must use the target's
-    tokenizer; equal vocabulary sizes in one family are the check the catalog allows), or None."""
+    tokenizer; equal vocabulary sizes in one family are the check the catalog allows) whose active
+    parameters are under `max_draft_fraction()` of the target's, or None."""
     from infersim.catalog.models import catalog_names, load_model
     best = None
+    limit = max_draft_fraction() * model.active_params
     for name in catalog_names():
         if name == model.name:
             continue
         other = load_model(name)
-        # a draft is a much smaller model of the same family: under a quarter of the target's
-        # parameters (assumption; the usual Llama pairing, an 8B draft for a 70B target, is ~1/9)
-        if other.vocab == model.vocab and other.total_params < model.total_params / DRAFT_MAX_FRACTION:
+        if other.vocab == model.vocab and other.active_params < limit:
             if best is None or other.total_params < best.total_params:
                 best = other
     return None if best is None else best.name
@@ -123,9 +141,10 @@ def families(model, catalog, calibration) -> list[Family]:
         out.append(f)
     f = Family(f"gpu-mtp-{VR}", f"GPU aggregated on {VR} with the model's MTP head drafting k tokens")
     if model.mtp_layers:
-        f.deployments = grid(f.name, {"mode": "gpu", "gpu": {"system": VR, "racks": 1, "tp": 8},
+        f.deployments = grid(f.name, {"mode": "gpu", "gpu": {"system": VR, "racks": 1},
                                       "spec": {"method": "mtp"}, "engine": ENGINE},
-                             {"gpu.ep": [1, 8], "gpu.precision": ["fp8", "fp4"], "spec.k": [1, 2, 3]})
+                             {("gpu.tp", "gpu.ep"): [(4, 1), (8, 1), (1, 8), (1, 72)],
+                              "gpu.precision": ["fp8", "fp4"], "spec.k": [1, 2, 3]})
     else:
         f.skipped = f"{model.name} has no MTP layers"
     out.append(f)
@@ -181,5 +200,5 @@ def _spec_family(model, catalog, calibration) -> Family:
     base = {"mode": "spec", "gpu": {"system": VR, "racks": 1, "tp": 8, "precision": "fp8"},
             "lpu": {"system": LPX, "racks_per_gpu_rack": 1, "precision": "mixed"}, "link": "gpu-lpu-direct",
             "spec": {"method": "draft", "draft_model": draft, "draft_on": "lpu"}, "engine": ENGINE}
-    f.deployments = grid(f.name, base, {"spec.k": [2, 4, 6]})
+    f.deployments = grid(f.name, base, {"spec.k": list(SPEC_K)})
     return f
