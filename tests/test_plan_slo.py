@@ -50,6 +50,8 @@ def test_summary_checks_the_speed_floor_on_simulated_tpot():
     assert s["slo"]["tok_s_per_user_p50"]["met"]
     assert s["slo"]["tok_s_per_user_p10"]["value_tok_s"] == pytest.approx(np.percentile(speeds, 10))  # 145
     assert not s["slo"]["tok_s_per_user_p10"]["met"]
+    assert s["slo"]["tok_s_per_user_p10"]["target_s"] == pytest.approx(1 / 150)  # the TPOT equivalents
+    assert s["slo"]["tok_s_per_user_p10"]["value_s"] == pytest.approx(1 / np.percentile(speeds, 10))
     assert s["goodput"] == pytest.approx(2 / 4)  # 1000 and 500 tok/s meet both floors; 250 misses 300
 
 

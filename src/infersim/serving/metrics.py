@@ -412,8 +412,10 @@ def summarize(records: RequestRecords, *, duration_s: float, itl: LatencyHistogr
     has no TPOT and meets TPOT/ITL targets); without an SLO it is the completed share.
     ``slo`` maps each target (e.g. ``"ttft_p99"``) to ``{"target_s", "value_s", "met"}`` where value_s is
     that percentile (or mean) over completed requests (ITL from the histogram); no data -> value None,
-    met False; a tok_s_per_user target to ``{"target_tok_s", "value_tok_s", "met"}`` (the percentile of
-    1 / TPOT over completed multi-token requests; a request is good when its TPOT <= 1 / target). `extra` (engine counters) is merged at top level; a key clash raises ValueError."""
+    met False; a tok_s_per_user target also has ``"target_tok_s", "value_tok_s"`` (the percentile of
+    1 / TPOT over completed multi-token requests; its target_s / value_s are their inverses, the TPOT
+    equivalents; a request is good when its TPOT <= 1 / target).
+    `extra` (engine counters) is merged at top level; a key clash raises ValueError."""
     duration_s = float(duration_s)
     if not (math.isfinite(duration_s) and duration_s > 0.0):
         raise ValueError(f"duration_s={duration_s} must be a positive number of seconds")
@@ -434,6 +436,7 @@ def summarize(records: RequestRecords, *, duration_s: float, itl: LatencyHistogr
             vv = 1.0 / v[~np.isnan(v)]
             rate = None if vv.size == 0 else _num(np.percentile(vv, RATE_PERCENTILES[t.percentile]))
             slo_out[t.key] = {"target_tok_s": float(t.tok_s), "value_tok_s": rate,
+                              "target_s": float(t.seconds), "value_s": None if not rate else 1.0 / rate,
                               "met": bool(rate is not None and rate >= t.tok_s)}
             continue
         pct = SLO_PERCENTILES[t.percentile]
