@@ -116,14 +116,27 @@ def test_cli_json_schema_and_store(tmp_path):
     (["--trace", "exgentic_swebench_claude_code_shard12.jsonl"], "give exactly one workload source"),
     (["--requests", "0"], "--requests must be a positive whole number"),
     (["--finalists", "0"], "--finalists must be at least 1"),
+    (["--rate-scale", "2"], "--rate-scale compresses a trace's arrival times"),
+    (["--families", "gpu-nope"], "unknown family 'gpu-nope'"),
 ])
 def test_bad_input_is_one_line_exit_2(args, says):
-    base = {"--input-len": "512", "--output-len": "64", "--rate": "2", "--budget": "racks=1"}
+    base = {"--input-len": "512", "--output-len": "64", "--rate": "2", "--budget": "racks=1", "--families": None}
     for i in range(0, len(args), 2):
         base[args[i]] = args[i + 1]
-    argv = ["plan", "--model", MODEL, "--families", "gpu-gb200-nvl72"] + [x for kv in base.items() for x in kv]
+    base["--families"] = base["--families"] or "gpu-gb200-nvl72"
+    argv = ["plan", "--model", MODEL] + [x for kv in base.items() for x in kv]
     line = assert_fails_cleanly(runner.invoke(app, argv))
     assert says in line
+
+
+def test_trace_window_and_rate_scale():
+    trace = "exgentic_swebench_claude_code_shard12.jsonl"
+    whole, fast = plan_workload(trace, requests=200), plan_workload(trace, requests=200, rate_scale=4.0)
+    assert len(whole.requests) == 200 and "first 200" in whole.window
+    assert fast.offered_output_tok_s == pytest.approx(4 * whole.offered_output_tok_s)
+    # a perfect prefix cache leaves each session's new tokens: never more than the prompt, at least 1
+    assert (whole.uncached_input <= whole.requests.input_tokens).all() and whole.uncached_input.min() >= 1
+    assert whole.uncached_input.sum() < whole.requests.input_tokens.sum()  # sessions extend their context
 
 
 def test_no_workload_is_refused():

@@ -19,6 +19,8 @@ def plan(model: str = typer.Option(..., "--model", help="catalog model (infersim
          input_len: Optional[int] = typer.Option(None, "--input-len", help="synthetic: prompt tokens per request"),
          output_len: Optional[int] = typer.Option(None, "--output-len", help="synthetic: output tokens per request"),
          rate: Optional[float] = typer.Option(None, "--rate", help="synthetic: Poisson arrivals, requests/s"),
+         rate_scale: Optional[float] = typer.Option(None, "--rate-scale", help="trace: divide its arrival times by "
+                                                    "this (> 1 = more traffic than recorded)"),
          requests: Optional[int] = typer.Option(None, "--requests", help="trace: simulate its first N requests; "
                                                 "synthetic: N requests (default 1000)"),
          slo: Optional[str] = typer.Option(None, "--slo", help="targets, e.g. ttft_p99=2s,tok_s_per_user_p50=500 "
@@ -45,7 +47,8 @@ def plan(model: str = typer.Option(..., "--model", help="catalog model (infersim
     targets, limits = parse_slo(slo), parse_budget(budget)
     if finalists < 1:
         raise InputError(f"--finalists must be at least 1; got {finalists}")
-    workload = plan_workload(trace, input_len=input_len, output_len=output_len, rate=rate, requests=requests)
+    workload = plan_workload(trace, input_len=input_len, output_len=output_len, rate=rate, requests=requests,
+                             rate_scale=rate_scale)
     families = [f.strip() for f in only.split(",") if f.strip()] if only else None
     if out_file is not None:
         from infersim.sweep.store import check_results_file

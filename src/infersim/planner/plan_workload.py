@@ -71,10 +71,11 @@ def _positive(flag: str, v, integer: bool) -> None:
 
 
 def plan_workload(trace: Optional[str], *, input_len: Optional[int] = None, output_len: Optional[int] = None,
-                  rate: Optional[float] = None, requests: Optional[int] = None) -> PlanWorkload:
-    """Exactly one source: `trace` (its first `requests` by arrival when given), or a Poisson
-    stream at `rate` requests/s of `requests` (default 1000) prompts of `input_len` and responses of
-    `output_len` tokens (fixed lengths, seed 0)."""
+                  rate: Optional[float] = None, requests: Optional[int] = None,
+                  rate_scale: Optional[float] = None) -> PlanWorkload:
+    """Exactly one source: `trace` (its first `requests` by arrival when given; arrival times divided
+    by `rate_scale`, > 1 = more traffic), or a Poisson stream at `rate` requests/s of `requests`
+    (default 1000) prompts of `input_len` and responses of `output_len` tokens (fixed lengths, seed 0)."""
     from infersim.workload.synthetic import poisson
     from infersim.workload.traces import read_trace
     synthetic = [f for f, v in (("--input-len", input_len), ("--output-len", output_len), ("--rate", rate))
@@ -88,9 +89,12 @@ def plan_workload(trace: Optional[str], *, input_len: Optional[int] = None, outp
         raise InputError(f"a synthetic workload needs --input-len, --output-len and --rate; add {' and '.join(missing)} "
                          "(or give --trace NAME instead)")
     _positive("--requests", requests, True)
+    _positive("--rate-scale", rate_scale, False)
+    if rate_scale is not None and trace is None:
+        raise InputError("--rate-scale compresses a trace's arrival times; use it with --trace (or change --rate)")
     if trace is not None:
-        reqs = read_trace(trace, max_requests=requests)
-        name = str(trace)
+        reqs = read_trace(trace, max_requests=requests, rate_scale=1.0 if rate_scale is None else rate_scale)
+        name = str(trace) + ("" if rate_scale is None else f" at {rate_scale:g}x its rate")
         window = (f"the first {len(reqs):,} requests by arrival" if requests is not None
                   else f"all {len(reqs):,} requests")
     else:
@@ -110,6 +114,7 @@ def plan_workload(trace: Optional[str], *, input_len: Optional[int] = None, outp
         raise InputError(f"--trace '{name}': every request arrives at once, so it has no rate to size for; "
                          "give a trace with arrival times or a synthetic --rate")
     mean_out = float(np.mean(reqs.output_tokens))
-    store_name = None if trace is None else reqs.source if requests is None else f"{reqs.source}[:{len(reqs)}]"
+    store_name = None if trace is None else reqs.source + ("" if requests is None else f"[:{len(reqs)}]") + (
+        "" if rate_scale is None else f" x{rate_scale:g}")
     return PlanWorkload(reqs, name, store_name, float(np.mean(reqs.input_tokens)),
                         mean_out, req_s, req_s * mean_out, _uncached(reqs), window)
