@@ -370,3 +370,9 @@ app.command(name="query")(fails_cleanly(_query))
 from infersim.cli.frontier_cmd import frontier as _frontier  # noqa: E402
 
 app.command(name="frontier")(fails_cleanly(_frontier))
+
+
+# `infersim plan`: its own module (infersim/planner/plan.py does the work).
+from infersim.cli.plan_cmd import plan as _plan  # noqa: E402
+
+app.command(name="plan")(fails_cleanly(_plan))

@@ -78,7 +78,8 @@ def print_tables(s: dict, console) -> None:
         for c in ("target", "value (ms)", "limit (ms)", "status"):
             st.add_column(c, justify="right" if "ms" in c else "left")
         for key, v in s["slo"].items():
-            st.add_row(key, _ms(v["value_s"]), _ms(v["target_s"]), "met" if v["met"] else "MISSED")
+            st.add_row(key + (" (as TPOT)" if "target_tok_s" in v else ""), _ms(v["value_s"]), _ms(v["target_s"]),
+                       "met" if v["met"] else "MISSED")
         console.print(st)
 
 

@@ -4,5 +4,8 @@ evaluation and economics, below the CLI.
 - `families.py`: the deployment families enumerated for one model;
 - `pareto.py`: Pareto frontiers;
 - `verdict.py`: the winner per interactivity band, its margin and what moves it;
-- `frontier.py`: the screen (`run_frontier`) and its JSON (`to_json`).
+- `frontier.py`: the screen (`run_frontier`) and its JSON (`to_json`);
+- `plan.py` (`run_plan`): the best deployment for a workload under SLOs, a budget and an objective,
+  with `candidates.py` (enumeration, sizing), `budget.py`, `bounds.py` (prune checks),
+  `plan_workload.py` and `plan_report.py` (ranking, reasons, JSON).
 """

@@ -202,3 +202,14 @@ def _spec_family(model, catalog, calibration) -> Family:
             "spec": {"method": "draft", "draft_model": draft, "draft_on": "lpu"}, "engine": ENGINE}
     f.deployments = grid(f.name, base, {"spec.k": list(SPEC_K)})
     return f
+
+
+def only_families(fams: list[Family], only: Optional[list[str]]) -> list[Family]:
+    """The families named in `only` (all of them when it is empty or None); an unknown name is an
+    InputError listing the known ones."""
+    if not only:
+        return fams
+    unknown = sorted(set(only) - {f.name for f in fams})
+    if unknown:
+        raise InputError(f"unknown family '{unknown[0]}'; choose from {', '.join(f.name for f in fams)}")
+    return [f for f in fams if f.name in only]

@@ -154,24 +154,44 @@ SLO_METRICS: tuple[str, ...] = ("ttft", "tpot", "itl", "e2e")
 SLO_PERCENTILES: dict[str, float | None] = {
     "p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9, "mean": None,
 }
+# Per-user decode speed, tokens/s = 1 / TPOT per request: a floor, not a ceiling, so its percentiles
+# count from the slow end (tok_s_per_user_p10 >= X is the TPOT p90 <= 1/X). No mean: the mean of 1/TPOT
+# is not 1 / mean TPOT.
+RATE_METRIC = "tok_s_per_user"
+RATE_PERCENTILES: dict[str, float] = {"p50": 50.0, "p10": 10.0, "p5": 5.0, "p1": 1.0}
 _UNIT_S = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
-_SLO_EXAMPLE = "write e.g. ttft_p99=2s,tpot_p99=100ms"
-_DURATION_RE = re.compile(r"^\s*((?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(s|ms|us)?\s*$")
+_SLO_EXAMPLE = "write e.g. ttft_p99=2s,tpot_p99=100ms,tok_s_per_user_p50=500tok/s"
+_NUMBER = r"((?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)"
+_DURATION_RE = re.compile(r"^\s*" + _NUMBER + r"\s*(s|ms|us)?\s*$")
+_RATE_RE = re.compile(r"^\s*" + _NUMBER + r"\s*(tok/s)?\s*$")
 
 
 @dataclass(frozen=True)
 class SLOTarget:
     """One latency target: `metric` (ttft, tpot, itl, e2e) at `percentile` (p50..p999 or mean)
-    must be <= `seconds`."""
+    must be <= `seconds`. A per-user speed target (metric tok_s_per_user) is a floor: its
+    `percentile` (p50, p10, p5, p1) of 1 / TPOT must be >= `tok_s`; `seconds` is then the TPOT
+    ceiling it is per request (1 / tok_s)."""
 
     metric: str
     percentile: str
     seconds: float
+    tok_s: float | None = None  # tok_s_per_user targets only: tokens/s per user
 
     @property
     def key(self) -> str:
         """The target's name as written, e.g. ``"ttft_p99"``."""
         return f"{self.metric}_{self.percentile}"
+
+    @property
+    def is_rate(self) -> bool:
+        """True for a per-user speed floor (tok_s_per_user), False for a latency ceiling."""
+        return self.metric == RATE_METRIC
+
+    @property
+    def text(self) -> str:
+        """The target as one would write it, e.g. ``"ttft_p99=2s"``, ``"tok_s_per_user_p50=500tok/s"``."""
+        return f"{self.key}={self.tok_s:g}tok/s" if self.is_rate else f"{self.key}={self.seconds:g}s"
 
 
 @dataclass(frozen=True)
@@ -181,7 +201,7 @@ class SLO:
     targets: tuple[SLOTarget, ...] = field(default_factory=tuple)
 
     def __str__(self) -> str:
-        return ",".join(f"{t.key}={t.seconds:g}s" for t in self.targets)
+        return ",".join(t.text for t in self.targets)
 
 
 def _parse_duration_s(text: str) -> float | None:
@@ -197,7 +217,9 @@ def parse_slo(text: str | None) -> SLO | None:
 
     Metrics: ttft, tpot, itl, e2e. Percentiles: p50, p90, p95, p99, p999, mean. Durations: a
     positive number with unit s, ms or us (a bare number is seconds), e.g. ``"ttft_p99=2s,tpot_p99=100ms"``
-    or ``"e2e_p90=30,itl_p50=500us"``. Raises `InputError` naming the bad part."""
+    or ``"e2e_p90=30,itl_p50=500us"``. Per-user decode speed, a floor: ``tok_s_per_user_p50=500tok/s``
+    (percentiles p50, p10, p5, p1 from the slow end; unit tok/s, a bare number is tok/s). Raises
+    `InputError` naming the bad part."""
     if text is None or not text.strip():
         return None
     targets: list[SLOTarget] = []
@@ -210,6 +232,9 @@ def parse_slo(text: str | None) -> SLO | None:
         if "=" not in part:
             raise InputError(f"{where}: expected metric_percentile=duration; {_SLO_EXAMPLE}")
         key, _, value = (s.strip() for s in part.partition("="))
+        if key.lower().startswith(RATE_METRIC):
+            targets.append(_rate_target(key, value, where, seen))
+            continue
         metric, sep, pct = key.lower().partition("_")
         if not sep:
             raise InputError(f"{where}: '{key}' is not metric_percentile (e.g. ttft_p99); {_SLO_EXAMPLE}")
@@ -234,6 +259,26 @@ def parse_slo(text: str | None) -> SLO | None:
     if not targets:
         raise InputError(f"--slo '{text}': no targets; {_SLO_EXAMPLE}")
     return SLO(tuple(targets))
+
+
+def _rate_target(key: str, value: str, where: str, seen: set[str]) -> SLOTarget:
+    """A tok_s_per_user_pNN=X[tok/s] target (parse_slo's per-user speed floor)."""
+    pct = key.lower()[len(RATE_METRIC):].lstrip("_")
+    if pct not in RATE_PERCENTILES:
+        raise InputError(f"{where}: '{pct or key}' is not a percentile of {RATE_METRIC} (one of "
+                         f"{', '.join(RATE_PERCENTILES)}: counted from the slowest user up); {_SLO_EXAMPLE}")
+    m = _RATE_RE.match(value)
+    tok_s = float(m.group(1)) if m else math.nan
+    if not math.isfinite(tok_s):
+        raise InputError(f"{where}: '{value}' is not a speed (number with unit tok/s); {_SLO_EXAMPLE}")
+    if tok_s <= 0.0:
+        raise InputError(f"{where}: the speed must be > 0 tok/s; {_SLO_EXAMPLE}")
+    check_in_range(f"{where}: the TPOT it implies", 1.0 / tok_s, DURATION_RANGE_S, "s")
+    canonical = f"{RATE_METRIC}_{pct}"
+    if canonical in seen:
+        raise InputError(f"{where}: {canonical} is given twice; give each target once, {_SLO_EXAMPLE}")
+    seen.add(canonical)
+    return SLOTarget(RATE_METRIC, pct, 1.0 / tok_s, tok_s)
 
 
 # ----------------------------------------------------------------------------- per-request records
@@ -367,7 +412,10 @@ def summarize(records: RequestRecords, *, duration_s: float, itl: LatencyHistogr
     has no TPOT and meets TPOT/ITL targets); without an SLO it is the completed share.
     ``slo`` maps each target (e.g. ``"ttft_p99"``) to ``{"target_s", "value_s", "met"}`` where value_s is
     that percentile (or mean) over completed requests (ITL from the histogram); no data -> value None,
-    met False. `extra` (engine counters) is merged at top level; a key clash raises ValueError."""
+    met False; a tok_s_per_user target also has ``"target_tok_s", "value_tok_s"`` (the percentile of
+    1 / TPOT over completed multi-token requests; its target_s / value_s are their inverses, the TPOT
+    equivalents; a request is good when its TPOT <= 1 / target).
+    `extra` (engine counters) is merged at top level; a key clash raises ValueError."""
     duration_s = float(duration_s)
     if not (math.isfinite(duration_s) and duration_s > 0.0):
         raise ValueError(f"duration_s={duration_s} must be a positive number of seconds")
@@ -382,8 +430,15 @@ def summarize(records: RequestRecords, *, duration_s: float, itl: LatencyHistogr
     good = np.ones(n_done, dtype=bool)
     slo_out: dict[str, Any] = {}
     for t in slo.targets if slo is not None else ():
-        v = per_request[t.metric]
+        v = per_request["tpot" if t.is_rate else t.metric]
         good &= np.isnan(v) | (v <= t.seconds)
+        if t.is_rate:  # per-user speed: the percentile of 1 / TPOT, a floor
+            vv = 1.0 / v[~np.isnan(v)]
+            rate = None if vv.size == 0 else _num(np.percentile(vv, RATE_PERCENTILES[t.percentile]))
+            slo_out[t.key] = {"target_tok_s": float(t.tok_s), "value_tok_s": rate,
+                              "target_s": float(t.seconds), "value_s": None if not rate else 1.0 / rate,
+                              "met": bool(rate is not None and rate >= t.tok_s)}
+            continue
         pct = SLO_PERCENTILES[t.percentile]
         value: float | None
         if t.metric == "itl":
