@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from cli_checks import assert_fails_cleanly
 from infersim.cli.main import app
 from infersim.planner.budget import Budget
+from infersim.planner.families import RACK_LAYOUTS
 from infersim.planner.plan import run_plan
 from infersim.planner.plan_report import OBJECTIVES, TIE, objective_value
 from infersim.planner.plan_workload import plan_workload
@@ -34,7 +35,8 @@ def planned(light):
 
 
 def test_counts_and_stages(planned):
-    assert planned.screened == 12 * 2 * 2  # 12 grid points per family, 1 and 2 racks
+    # each family's grid points (rack layouts x 2 precisions) at 1 and 2 racks
+    assert planned.screened == len(FAMS) * len(RACK_LAYOUTS) * 2 * 2
     assert planned.simulated == 4
     assert set(planned.stages_s) == {"enumerate_s", "screen_s", "simulate_s", "rank_s", "total_s"}
     assert planned.stages_s["total_s"] >= planned.stages_s["simulate_s"] > 0
@@ -98,10 +100,11 @@ def test_cli_json_schema_and_store(tmp_path):
     for k in ("tok_s_per_user", "output_tok_s", "cost_per_mtok_usd", "tok_s_per_mw", "deployment"):
         assert k in j["best"]
     assert len(j["runners_up"]) == 1 and j["runners_up"][0]["reason"]
-    assert j["screened"] == 12 and j["simulated"] == 2 and "simulate_s" in j["stages_s"]
+    points = len(RACK_LAYOUTS) * 2  # one family's layouts x 2 precisions, one rack
+    assert j["screened"] == points and j["simulated"] == 2 and "simulate_s" in j["stages_s"]
     import duckdb
     con = duckdb.connect(str(out), read_only=True)
-    assert con.execute("select count(*), min(sweep) from results").fetchone() == (12, "plan")
+    assert con.execute("select count(*), min(sweep) from results").fetchone() == (points, "plan")
 
 
 @pytest.mark.parametrize("args, says", [
