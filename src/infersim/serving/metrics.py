@@ -239,8 +239,8 @@ def parse_slo(text: str | None) -> SLO | None:
         if not sep:
             raise InputError(f"{where}: '{key}' is not metric_percentile (e.g. ttft_p99); {_SLO_EXAMPLE}")
         if metric not in SLO_METRICS:
-            raise InputError(f"{where}: '{metric}' is not a metric (one of {', '.join(SLO_METRICS)}); "
-                             f"{_SLO_EXAMPLE}")
+            raise InputError(f"{where}: '{metric}' is not a metric (one of {', '.join(SLO_METRICS)}, "
+                             f"{RATE_METRIC}); {_SLO_EXAMPLE}")
         if pct not in SLO_PERCENTILES:
             raise InputError(f"{where}: '{pct}' is not a percentile (one of {', '.join(SLO_PERCENTILES)}); "
                              f"{_SLO_EXAMPLE}")
