@@ -370,3 +370,9 @@ app.command(name="query")(fails_cleanly(_query))
 from infersim.cli.frontier_cmd import frontier as _frontier  # noqa: E402
 
 app.command(name="frontier")(fails_cleanly(_frontier))
+
+
+# `infersim report`: its own module (infersim/reports/ does the work).
+from infersim.cli.report_cmd import report as _report  # noqa: E402
+
+app.command(name="report")(fails_cleanly(_report))
