@@ -86,6 +86,13 @@ def _finite(v) -> Optional[float]:
 def load_report_data(path: str | Path, model: Optional[str] = None) -> ReportData:
     """Read `path` (read-only) and pick the model (`model`, needed when the file holds several) and
     its workload with the most rows. Bad files are an InputError (sweep.store.check_results_file)."""
+    path = Path(path)
+    return select_report_data(path, read_results(path), model)
+
+
+def read_results(path: str | Path) -> list[dict]:
+    """Every row of the results file at `path` (read-only), checked as load_report_data says; the
+    dashboard reads a file once and selects from it (select_report_data)."""
     from infersim.sweep.store import META, TABLE, check_results_file, duckdb_module
     path = Path(path)
     if not check_results_file(path, OPTION):
@@ -106,10 +113,13 @@ def load_report_data(path: str | Path, model: Optional[str] = None) -> ReportDat
     if not rows:
         raise InputError(f"{OPTION} '{shown(path)}' has no results rows (an empty sweep); run `infersim frontier "
                          "--out FILE` or `infersim sweep` into it first")
-    return _select(path, rows, model)
+    return rows
 
 
-def _select(path: Path, rows: list[dict], model: Optional[str]) -> ReportData:
+def select_report_data(path: Path, rows: list[dict], model: Optional[str],
+                       workload: Optional[tuple[int, int, Optional[str]]] = None) -> ReportData:
+    """The ReportData of `model` and `workload` ((input_len, output_len, trace); None: the model's
+    workload with the most rows) among `rows` (read_results)."""
     models = list(dict.fromkeys(r["model"] for r in rows))
     if model is None:
         if len(models) > 1:
@@ -121,7 +131,9 @@ def _select(path: Path, rows: list[dict], model: Optional[str]) -> ReportData:
                          f"{', '.join(models)}")
     mine = [r for r in rows if r["model"] == model]
     workloads = Counter((r["input_len"], r["output_len"], r["trace"]) for r in mine)
-    (inp, out, trace), _ = workloads.most_common(1)[0]
+    if workload is not None and tuple(workload) not in workloads:
+        raise InputError(f"{OPTION} '{shown(path)}' has no rows of model '{shown(model)}' at workload {workload}")
+    (inp, out, trace) = tuple(workload) if workload is not None else workloads.most_common(1)[0][0]
     chosen = []
     for r in mine:
         if (r["input_len"], r["output_len"], r["trace"]) == (inp, out, trace):
