@@ -376,3 +376,15 @@ app.command(name="frontier")(fails_cleanly(_frontier))
 from infersim.cli.plan_cmd import plan as _plan  # noqa: E402
 
 app.command(name="plan")(fails_cleanly(_plan))
+
+
+# `infersim report`: its own module (infersim/reports/ does the work).
+from infersim.cli.report_cmd import report as _report  # noqa: E402
+
+app.command(name="report")(fails_cleanly(_report))
+
+
+# `infersim serve`: the local dashboard, its own module (infersim/dashboard/ does the work).
+from infersim.cli.serve_cmd import serve as _serve  # noqa: E402
+
+app.command(name="serve")(fails_cleanly(_serve))
