@@ -274,6 +274,27 @@ def throughput_of_plan_estimate(d: dict) -> Throughput:
     return Throughput(out, out * d["input_len"] / d["output_len"], 1.0, float(d["prefill_share"]))
 
 
+def splits_prefill(plan: Plan) -> bool:
+    """Whether a simulation of `plan` can charge prefill to input tokens honestly: only when prefill
+    runs on chips of its own (disaggregated); an aggregated replica's steps mix prefill chunks and
+    decodes, and the simulator does not split its time between them."""
+    return plan.prefill_pool.role == "prefill"
+
+
+def throughput_of_simulation(summary: dict, plan: Plan) -> Throughput:
+    """The throughput of a simulation summary (deployments.run.simulate_plan): its output and input
+    tokens/s over the run; utilisation = the serving replicas' mean busy share (a plan's FFN / draft
+    pools are not tracked apart: they count as busy as the replicas; 1, full draw, where a summary
+    of SLO classes has none); prefill_share = the prefill pool's share of the serving chips when
+    disaggregated (`splits_prefill`), else 0: all the hardware is charged to output tokens."""
+    share = 0.0
+    if splits_prefill(plan):
+        chips = {p.role: p.deployment.n_chips for p in plan.serving_pools()}
+        share = chips["prefill"] / sum(chips.values())
+    return Throughput(float(summary["output_tok_s"]), float(summary["input_tok_s"]),
+                      min(1.0, float(summary.get("utilisation", 1.0))), share)
+
+
 def throughput_of_static(e) -> Throughput:
     """The throughput of an `estimate_static` Estimate: one batch's lifecycle, prefill (TTFT) then
     output_len - 1 decode steps; prefill_share = TTFT / the whole lifecycle."""

@@ -4,5 +4,6 @@ evaluation and economics, below the CLI.
 - `families.py`: the deployment families enumerated for one model;
 - `pareto.py`: Pareto frontiers;
 - `verdict.py`: the winner per interactivity band, its margin and what moves it;
-- `frontier.py`: the screen (`run_frontier`) and its JSON (`to_json`).
+- `frontier.py`: the screen (`run_frontier`) and its JSON (`to_json`);
+- `confirm.py`: with a trace, the frontier points replayed through the simulator.
 """
