@@ -148,3 +148,12 @@ def test_bad_trace_input_is_one_line_exit_2(extra, tmp_path, monkeypatch):
     (tmp_path / "empty.csv").write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n")
     line = assert_fails_cleanly(runner.invoke(app, ["frontier", "--model", "llama-3.1-8b", *extra]))
     assert any(w in line for w in ("--trace", "--power-basis", "--max-simulated", "workload", "trace"))
+
+
+def test_replays_in_worker_processes_match_replays_in_this_one(confirmed):
+    doc, _, _, trace = confirmed
+    serial = json.loads(_run([*FAST, "--trace", str(trace), "--json", "--jobs", "1"]).stdout)
+    pooled = json.loads(_run([*FAST, "--trace", str(trace), "--json", "--jobs", "2"]).stdout)
+    for other in (serial, pooled):
+        assert other["families"] == doc["families"] and other["verdicts"] == doc["verdicts"]
+    assert pooled["stages"]["jobs"] == 2 and pooled["stages"]["simulated"] >= 8  # enough replays to use the pool

@@ -184,8 +184,8 @@ def footprint(plan: Plan, catalog: HardwareCatalog, pricing: Pricing) -> tuple[l
     for owner, count in things:
         price = _price(catalog, owner, field_name, uses)
         if price is None:
-            how = ("--set NAME.capex_usd=USD, or --pricing cloud" if pricing == "capex"
-                   else "--set NAME.cloud_usd_per_hour=USD, or --pricing capex")
+            how = (f"--set {owner.name}.capex_usd=USD, or --pricing cloud" if pricing == "capex"
+                   else f"--set {owner.name}.cloud_usd_per_hour=USD, or --pricing capex")
             raise InputError(f"no {field_name} for {owner.name} (nor its chip) in the catalog: give one with {how}")
         power_q = getattr(owner, "power_w", None)
         if power_q is not None and power_q.value is not None:
