@@ -141,13 +141,14 @@ def test_facility_basis_on_confirmed_points(confirmed):
     ["--input-len", "8", "--output-len", "8", "--power-basis", "wall"],
     ["--trace", "tiny.csv", "--max-simulated", "0"],
     ["--trace", "empty.csv"],
+    ["--trace", "tiny.csv", "--jobs", "0"],
 ])
 def test_bad_trace_input_is_one_line_exit_2(extra, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _trace(tmp_path / "tiny.csv", n=10)
     (tmp_path / "empty.csv").write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n")
     line = assert_fails_cleanly(runner.invoke(app, ["frontier", "--model", "llama-3.1-8b", *extra]))
-    assert any(w in line for w in ("--trace", "--power-basis", "--max-simulated", "workload", "trace"))
+    assert any(w in line for w in ("--trace", "--power-basis", "--max-simulated", "--jobs", "workload", "trace"))
 
 
 def test_replays_in_worker_processes_match_replays_in_this_one(confirmed):
@@ -157,3 +158,16 @@ def test_replays_in_worker_processes_match_replays_in_this_one(confirmed):
     for other in (serial, pooled):
         assert other["families"] == doc["families"] and other["verdicts"] == doc["verdicts"]
     assert pooled["stages"]["jobs"] == 2 and pooled["stages"]["simulated"] >= 8  # enough replays to use the pool
+
+
+def test_sending_window_rate_by_hand():
+    from types import SimpleNamespace
+    from infersim.planner.confirm import sending_window_tok_s
+    a = np.array
+    rec = SimpleNamespace(arrival_s=a([0.0, 0.0, 1.0, 2.0]), first_token_s=a([0.5, 0.5, 1.5, 2.5]),
+                          completion_s=a([1.0, 2.0, 2.5, 3.5]), output_tokens=a([11, 11, 11, 11]))
+    # window [0, 2]: the first two complete in it (11 + 11), the third is half way (1 + 10 x 0.5),
+    # the fourth has not started its output: 28 tokens in 2 s
+    assert sending_window_tok_s(rec) == pytest.approx(14.0)
+    burst = SimpleNamespace(**{**vars(rec), "arrival_s": np.zeros(4)})
+    assert sending_window_tok_s(burst) is None  # every request sent at once: no window

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from infersim.cli.common import emit_json, err, fmt_g, fmt_ms, out
 from infersim.errors import InputError, shown
+from infersim.planner.confirm import MAX_SIMULATED_PER_FAMILY
 
 
 def _ints(text: str, flag: str) -> list[int]:
@@ -33,7 +34,7 @@ def frontier(model: str = typer.Option(..., "--model", help="catalog model (infe
              power_basis: str = typer.Option("rated", "--power-basis", help="tok/s per MW of rated power (the "
                                              "systems' power_w) or facility power (utilisation-dependent draw x PUE, "
                                              "infersim.economics)"),
-             max_simulated: int = typer.Option(16, "--max-simulated", help="--trace: replay at most this many "
+             max_simulated: int = typer.Option(MAX_SIMULATED_PER_FAMILY, "--max-simulated", help="--trace: replay at most this many "
                                                "frontier points per family (evenly spread over tok/s per user)"),
              jobs: Optional[int] = typer.Option(None, "--jobs", help="--trace: processes replaying the frontier "
                                                 "points (default min(4, CPUs), as `sweep`)"),
