@@ -87,12 +87,13 @@ def test_json_schema_on_a_small_grid_and_the_store(tmp_path):
     r = runner.invoke(app, ["frontier", *SMALL, "--json", "--out", str(db)])
     assert r.exit_code == 0, (r.stdout, r.stderr)
     doc = json.loads(r.stdout)
-    assert set(doc) == {"families", "verdicts"}
+    assert set(doc) >= {"families", "verdicts"} and doc["power_basis"] == "rated"
     assert [f["family"] for f in doc["families"]] == ["gpu-vr-nvl72", "pd-vr-nvl72", "lpu-lpx"]
     for f in doc["families"]:
         assert set(f) == {"family", "points"} and f["points"]
         for p in f["points"]:
-            assert set(p) == {"deployment", "tok_s_per_user", "tok_s_per_mw", "cost_per_mtok_usd", "output_tok_s"}
+            assert set(p) >= {"deployment", "tok_s_per_user", "tok_s_per_mw", "cost_per_mtok_usd", "output_tok_s"}
+            assert p["evaluation"] == "analytical"
             assert p["tok_s_per_user"] > 0 and p["output_tok_s"] > 0
     assert len(doc["verdicts"]) == 8  # 4 bands x (tok/s per MW, cost per Mtok)
     for v in doc["verdicts"]:

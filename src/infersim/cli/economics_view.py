@@ -61,9 +61,10 @@ def print_economics(econ: Optional[Economics], why: Optional[str], say) -> None:
         say(f"cost (cloud): rent {_usd(e.cloud_usd_per_hour)}/h (power included; {power})")
     cin = "—" if e.cost_per_mtok_input_usd is None else _usd(e.cost_per_mtok_input_usd)
     per_mw = "—" if e.output_tok_s_per_facility_mw is None else _g(e.output_tok_s_per_facility_mw)
-    say(f"  {_usd(e.cost_per_mtok_output_usd)} per million output tokens, {cin} per million input tokens (prefill "
-        f"takes {t.prefill_share:.1%} of the hardware, charged to input); {per_mw} output tok/s per facility MW; "
-        f"{_g(e.output_tok_per_usd)} output tokens per $")
+    split = (f"{cin} per million input tokens (prefill takes {t.prefill_share:.1%} of the hardware, charged to input)"
+             if e.cost_per_mtok_input_usd is not None else "input tokens not charged separately (see the note)")
+    say(f"  {_usd(e.cost_per_mtok_output_usd)} per million output tokens, {split}; {per_mw} output tok/s per facility "
+        f"MW; {_g(e.output_tok_per_usd)} output tokens per $")
     for r in e.tiers:
         pay = "never" if r.payback_years is None else f"{r.payback_years:.3g} years"
         roi = (f"ROI over the lifetime {r.roi:+.0%}" if e.pricing == "capex" else f"margin on the rent {r.roi:+.0%}")

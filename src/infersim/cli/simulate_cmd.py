@@ -16,7 +16,9 @@ import typer
 
 from infersim.capacity import check_request_memory
 from infersim.cli.common import ENGINE_HELP
+from infersim.cli.economics_view import PRICING_HELP, add_json, check_pricing
 from infersim.cli.deployment_view import load_plan, print_simulation
+from infersim.cli.simulation_view import print_costs, simulation_economics
 from infersim.errors import InputError, shown
 from infersim.inputs import BLOCK_TOKENS_RANGE, CV_RANGE, RATE_RANGE_PER_S, RATE_SCALE_RANGE, check_in_range, os_problem, path_kind
 from infersim.mapping.engine import BLOCK_TOKENS as DEFAULT_BLOCK_TOKENS, MAX_BATCH as DEFAULT_MAX_BATCH
@@ -239,6 +241,7 @@ def simulate(
                                                      "(priority 0, the rest 1; drawn with --seed) for --queue-order "
                                                      "priority, --preemption lowest-priority, --router slo-class"),
     slo: Optional[str] = typer.Option(None, help="latency targets, e.g. ttft_p99=2s,tpot_p99=100ms"),
+    pricing: str = typer.Option("capex", "--pricing", help=PRICING_HELP),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="write requests.parquet and summary.json here"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the results an earlier run left in --out"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON instead of tables"),
@@ -266,6 +269,7 @@ def simulate(
             if v is None:
                 raise missing_option(name)
     slo_spec = parse_slo(slo)
+    check_pricing(pricing)
     if router is not None and router not in ROUTERS:
         raise InputError(f"--router '{router}' is unknown; choose one of {', '.join(ROUTERS)}")
     for label, v in (("--max-batch", max_batch), ("--max-tokens-per-step", max_tokens_per_step),
@@ -327,6 +331,8 @@ def simulate(
         res = go()
     wall = time.perf_counter() - started
 
+    econ, why = simulation_economics(plan, res.summary, catalog, set_, pricing)
+    add_json(res.summary, econ, why)
     if out_dir is not None:  # before any printing, so the results survive a failing terminal or pipe
         try:
             pq_path, js_path = write_results(out_dir, res.records, res.summary)
@@ -344,5 +350,6 @@ def simulate(
         sys.stdout.write(json_text(res.summary, indent=2, sort_keys=True))
         return
     print_simulation(res.summary, plan, catalog, workload, out)
+    print_costs(econ, why, out)
     if out_dir is not None:
         out.print(f"wrote {pq_path} and {js_path}", markup=False, highlight=False)

@@ -91,3 +91,32 @@ def print_summary(s: dict, console) -> None:
     print_tables(s, console)
 
 
+# ------------------------------------------------------------------------------------------------ cost
+
+UNSPLIT_NOTE = ("the simulator does not split an aggregated replica's time between prefill and decode: all the "
+                "hardware is charged to output tokens (no cost per input token)")
+
+
+def simulation_economics(plan, summary: dict, catalog, set_, pricing: str):
+    """(economics, why-not-priced) of a simulated run (economics_view.economics_of at the run's
+    throughput and utilisation: economics.throughput_of_simulation). Where the simulator cannot
+    split the hardware between prefill and decode (aggregated replicas) the input tokens carry no
+    cost of their own and a note says so."""
+    from infersim.cli.economics_view import economics_of
+    from infersim.economics import splits_prefill, throughput_of_simulation
+    if not summary.get("output_tok_s"):
+        return None, "no output tokens were produced, so there is nothing to charge them"
+    econ, why = economics_of(plan, throughput_of_simulation(summary, plan), catalog, set_, pricing)
+    if econ is not None and not splits_prefill(plan):
+        econ.cost_per_mtok_input_usd = None
+        econ.notes.append(UNSPLIT_NOTE)
+    return econ, why
+
+
+def print_costs(econ, why, console) -> None:
+    """The cost lines (economics_view.print_economics) under a heading saying what they are of."""
+    from infersim.cli.economics_view import print_economics
+    say = lambda x: console.print(x, markup=False, highlight=False)  # noqa: E731
+    say("cost at the simulated throughput and utilisation (infersim.economics):")
+    print_economics(econ, why, lambda x: say("  " + x))
+

@@ -184,8 +184,8 @@ def footprint(plan: Plan, catalog: HardwareCatalog, pricing: Pricing) -> tuple[l
     for owner, count in things:
         price = _price(catalog, owner, field_name, uses)
         if price is None:
-            how = ("--set NAME.capex_usd=USD, or --pricing cloud" if pricing == "capex"
-                   else "--set NAME.cloud_usd_per_hour=USD, or --pricing capex")
+            how = (f"--set {owner.name}.capex_usd=USD, or --pricing cloud" if pricing == "capex"
+                   else f"--set {owner.name}.cloud_usd_per_hour=USD, or --pricing capex")
             raise InputError(f"no {field_name} for {owner.name} (nor its chip) in the catalog: give one with {how}")
         power_q = getattr(owner, "power_w", None)
         if power_q is not None and power_q.value is not None:
@@ -272,6 +272,27 @@ def throughput_of_plan_estimate(d: dict) -> Throughput:
     input tokens at the request's input/output ratio; its `prefill_share`."""
     out = float(d["output_tok_s"])
     return Throughput(out, out * d["input_len"] / d["output_len"], 1.0, float(d["prefill_share"]))
+
+
+def splits_prefill(plan: Plan) -> bool:
+    """Whether a simulation of `plan` can charge prefill to input tokens honestly: only when prefill
+    runs on chips of its own (disaggregated); an aggregated replica's steps mix prefill chunks and
+    decodes, and the simulator does not split its time between them."""
+    return plan.prefill_pool.role == "prefill"
+
+
+def throughput_of_simulation(summary: dict, plan: Plan) -> Throughput:
+    """The throughput of a simulation summary (deployments.run.simulate_plan): its output and input
+    tokens/s over the run; utilisation = the serving replicas' mean busy share (a plan's FFN / draft
+    pools are not tracked apart: they count as busy as the replicas; 1, full draw, where a summary
+    of SLO classes has none); prefill_share = the prefill pool's share of the serving chips when
+    disaggregated (`splits_prefill`), else 0: all the hardware is charged to output tokens."""
+    share = 0.0
+    if splits_prefill(plan):
+        chips = {p.role: p.deployment.n_chips for p in plan.serving_pools()}
+        share = chips["prefill"] / sum(chips.values())
+    return Throughput(float(summary["output_tok_s"]), float(summary["input_tok_s"]),
+                      min(1.0, float(summary.get("utilisation", 1.0))), share)
 
 
 def throughput_of_static(e) -> Throughput:

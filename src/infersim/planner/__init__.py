@@ -8,4 +8,5 @@ evaluation and economics, below the CLI.
 - `plan.py` (`run_plan`): the best deployment for a workload under SLOs, a budget and an objective,
   with `candidates.py` (enumeration, sizing), `budget.py`, `bounds.py` (prune checks),
   `plan_workload.py` and `plan_report.py` (ranking, reasons, JSON).
+- `confirm.py`: with a trace, the frontier points replayed through the simulator.
 """
