@@ -41,6 +41,7 @@ class ReportData:
     rows: list[dict]
     code_versions: list[str]
     others: int = 0
+    options: dict = field(default_factory=dict)  # report choices (band: the headline band)
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -83,9 +84,11 @@ def _finite(v) -> Optional[float]:
     return float(v) if v is not None and math.isfinite(float(v)) else None
 
 
-def load_report_data(path: str | Path, model: Optional[str] = None) -> ReportData:
+def load_report_data(path: str | Path, model: Optional[str] = None,
+                     lengths: Optional[tuple[int, int]] = None) -> ReportData:
     """Read `path` (read-only) and pick the model (`model`, needed when the file holds several) and
-    its workload with the most rows. Bad files are an InputError (sweep.store.check_results_file)."""
+    its workload: the one of `lengths` (input, output tokens) when given, else the one with the
+    most rows. Bad files are an InputError (sweep.store.check_results_file)."""
     from infersim.sweep.store import META, TABLE, check_results_file, duckdb_module
     path = Path(path)
     if not check_results_file(path, OPTION):
@@ -106,10 +109,10 @@ def load_report_data(path: str | Path, model: Optional[str] = None) -> ReportDat
     if not rows:
         raise InputError(f"{OPTION} '{shown(path)}' has no results rows (an empty sweep); run `infersim frontier "
                          "--out FILE` or `infersim sweep` into it first")
-    return _select(path, rows, model)
+    return _select(path, rows, model, lengths)
 
 
-def _select(path: Path, rows: list[dict], model: Optional[str]) -> ReportData:
+def _select(path: Path, rows: list[dict], model: Optional[str], lengths: Optional[tuple[int, int]]) -> ReportData:
     models = list(dict.fromkeys(r["model"] for r in rows))
     if model is None:
         if len(models) > 1:
@@ -120,7 +123,10 @@ def _select(path: Path, rows: list[dict], model: Optional[str]) -> ReportData:
         raise InputError(f"{OPTION} '{shown(path)}' has no rows of model '{shown(model)}'; it holds "
                          f"{', '.join(models)}")
     mine = [r for r in rows if r["model"] == model]
-    workloads = Counter((r["input_len"], r["output_len"], r["trace"]) for r in mine)
+    workloads = Counter((r["input_len"], r["output_len"], r["trace"]) for r in mine
+                        if lengths is None or (r["input_len"], r["output_len"]) == tuple(lengths))
+    if not workloads:
+        raise InputError(f"{OPTION} '{shown(path)}' has no rows of {model} at {lengths[0]} in / {lengths[1]} out tokens")
     (inp, out, trace), _ = workloads.most_common(1)[0]
     chosen = []
     for r in mine:

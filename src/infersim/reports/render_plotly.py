@@ -21,7 +21,7 @@ def _trace(s: Series, colour: str, show_legend: bool):
     mode = "markers" if s.kind == "scatter" else "lines+markers"
     line = {"color": colour, "dash": "dash" if s.dash else "solid"}
     if s.kind == "step":
-        line["shape"] = "hv"
+        line["shape"] = "hv" if s.step_where == "post" else "vh"
         mode = "lines"
     marker = {"color": colour, "size": 5 if s.kind == "scatter" else 7, "opacity": 0.35 if s.kind == "scatter" else 1}
     return go.Scatter(x=s.x, y=s.y, mode=mode, line=line, marker=marker, **common)
