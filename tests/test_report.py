@@ -215,3 +215,39 @@ def test_unknown_model_and_existing_output(results, tmp_path):
     r = runner.invoke(app, ["report", str(results[0]), "--out", str(tmp_path / "new.html"), "--png", str(png)])
     assert "--overwrite" in assert_fails_cleanly(r)
     assert (png / "frontier-mw.png").read_bytes() == b"old" and not (tmp_path / "new.html").exists()
+
+
+# -- from nothing: report --model M --trace T runs (then resumes) the frontier --
+
+def _tiny_trace(path: Path) -> None:
+    """Three requests of one session copied from the shipped coding-agent trace, lengths set by hand."""
+    import json
+    from infersim.workload.traces import resolve_trace_path
+    first = json.loads(resolve_trace_path("exgentic_swebench_claude_code_shard12.jsonl").open().readline())
+    lines = []
+    for i, (inp, out) in enumerate(((1000, 10), (2000, 20), (3001, 31))):
+        row = dict(first, input_tokens=inp, output_tokens=out)
+        for key in ("start_time_s", "end_time_s"):
+            if key in row:
+                row[key] = row[key] + 60.0 * i
+        lines.append(json.dumps(row))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_report_from_a_trace_runs_then_resumes_the_frontier(tmp_path, monkeypatch):
+    import infersim.planner.families as fams
+    real = fams.families
+    monkeypatch.setattr(fams, "families", lambda *a: [f for f in real(*a) if f.name == "gpu-vr-nvl72"])
+    trace = tmp_path / "tiny.jsonl"
+    _tiny_trace(trace)
+    from infersim.reports.frontier_run import trace_lengths
+    assert trace_lengths(str(trace)) == (2000, 20)  # means of 1000/2000/3001 and 10/20/31, rounded
+    db, html = tmp_path / "res.duckdb", tmp_path / "r.html"
+    args = ["report", str(db), "--model", MODEL, "--trace", str(trace), "--out", str(html)]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, (r.stdout, r.stderr)
+    assert "1 families run" in r.stderr and html.exists() and "tiny.jsonl" in html.read_text()
+    r = runner.invoke(app, [*args, "--overwrite"])
+    assert r.exit_code == 0 and "0 families run, 1 already in" in r.stderr, r.stderr
+    r = runner.invoke(app, ["report", "--trace", str(trace), "--out", str(tmp_path / "x.html")])
+    assert "--model" in assert_fails_cleanly(r)

@@ -40,7 +40,7 @@ def to_plotly(spec: FigureSpec, colours: Optional[dict[str, str]] = None):
         seen.add(key)
     for a in spec.annotations:
         fig.add_annotation(x=_axis_value(a.x, spec.x.log), y=_axis_value(a.y, spec.y.log), text=html.escape(a.text),
-                           showarrow=False, font={"size": 10, "color": "#555555"}, xanchor="left", yanchor="top")
+                           showarrow=False, font={"size": 10, "color": "#555555"}, xanchor="left", yanchor="bottom")
     fig.update_layout(title=spec.title, barmode=spec.barmode, template="plotly_white", height=480,
                       margin={"l": 70, "r": 20, "t": 50, "b": 60}, legend={"groupclick": "togglegroup"})
     fig.update_xaxes(title=spec.x.title, type=_axis_type(spec.x))

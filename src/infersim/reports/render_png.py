@@ -93,7 +93,7 @@ def _draw(ax, spec: FigureSpec, colours: dict[str, str]) -> None:
     ax.set_xlabel(spec.x.title)
     ax.set_ylabel(spec.y.title)
     for a in spec.annotations:
-        ax.annotate(a.text, (a.x, a.y), fontsize=7, color="#555555", va="top")
+        ax.annotate(a.text, (a.x, a.y), fontsize=7, color="#555555", va="bottom")
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="best", ncol=2 if len(labelled) > 6 else 1)

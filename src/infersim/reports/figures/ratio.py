@@ -82,4 +82,8 @@ def lpx_ratio(data: ReportData) -> FigureSpec:
             [f"{best[x].get('deployment')} batch {best[x]['batch']}: {best[x]['tok_s_per_user']:.0f} tok/s/user, "
              f"{best[x]['tok_s_per_mw']:,.0f} tok/s/MW ({family_of(best[x].get('deployment', ''))})" for x in xs],
             group=f"band {band}"))
+    same = [a.name for i, a in enumerate(fig.series) for b in fig.series[:i] if a.x == b.x and a.y == b.y]
+    if same:
+        fig.notes.append("lines drawn on top of one another (the same best tok/s per MW at every ratio, e.g. when "
+                         "the prefill pool caps throughput whatever the decode batch): " + ", ".join(sorted(set(same))))
     return fig
