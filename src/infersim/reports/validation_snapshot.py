@@ -34,6 +34,18 @@ def trim(doc: dict, code_version: str, taken_at: str) -> dict:
             "calibration": doc.get("calibration"), "rows": rows}
 
 
+def _short(v):
+    """Floats to 6 significant digits: the figure draws percent errors, not the 16th digit."""
+    return float(f"{v:.6g}") if isinstance(v, float) else v
+
+
+def dumps(snap: dict) -> str:
+    """The snapshot as JSON, one row per line (small, and diffs show which rows moved)."""
+    head = {k: v for k, v in snap.items() if k != "rows"}
+    rows = ",\n".join(json.dumps({k: _short(v) for k, v in r.items()}, sort_keys=True) for r in snap["rows"])
+    return json.dumps(head, sort_keys=True)[:-1] + ', "rows": [\n' + rows + "\n]}\n"
+
+
 def load_snapshot(path: Path = SNAPSHOT) -> dict | None:
     """The shipped snapshot, or None when there is none."""
     if not path.is_file():
@@ -42,13 +54,14 @@ def load_snapshot(path: Path = SNAPSHOT) -> dict | None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m infersim.reports.validation_snapshot VALIDATE.json", file=sys.stderr)
+    if len(argv) not in (1, 2):
+        print("usage: python -m infersim.reports.validation_snapshot VALIDATE.json [CODE_VERSION of the validate run; "
+              "default: this checkout's]", file=sys.stderr)
         return 2
     from infersim.sweep.store import code_version
     doc = json.loads(Path(argv[0]).read_text())
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    SNAPSHOT.write_text(json.dumps(trim(doc, code_version(), now), indent=0, sort_keys=True) + "\n")
+    SNAPSHOT.write_text(dumps(trim(doc, argv[1] if len(argv) == 2 else code_version(), now)))
     print(f"wrote {SNAPSHOT} ({len(doc.get('rows', []))} rows)")
     return 0
 
