@@ -41,6 +41,7 @@ class ReportData:
     rows: list[dict]
     code_versions: list[str]
     others: int = 0
+    options: dict = field(default_factory=dict)  # report choices (band: the headline band)
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -83,11 +84,13 @@ def _finite(v) -> Optional[float]:
     return float(v) if v is not None and math.isfinite(float(v)) else None
 
 
-def load_report_data(path: str | Path, model: Optional[str] = None) -> ReportData:
+def load_report_data(path: str | Path, model: Optional[str] = None,
+                     lengths: Optional[tuple[int, int]] = None) -> ReportData:
     """Read `path` (read-only) and pick the model (`model`, needed when the file holds several) and
-    its workload with the most rows. Bad files are an InputError (sweep.store.check_results_file)."""
+    its workload: the one of `lengths` (input, output tokens) when given, else the one with the
+    most rows. Bad files are an InputError (sweep.store.check_results_file)."""
     path = Path(path)
-    return select_report_data(path, read_results(path), model)
+    return select_report_data(path, read_results(path), model, lengths=lengths)
 
 
 def read_results(path: str | Path) -> list[dict]:
@@ -117,9 +120,11 @@ def read_results(path: str | Path) -> list[dict]:
 
 
 def select_report_data(path: Path, rows: list[dict], model: Optional[str],
-                       workload: Optional[tuple[int, int, Optional[str]]] = None) -> ReportData:
-    """The ReportData of `model` and `workload` ((input_len, output_len, trace); None: the model's
-    workload with the most rows) among `rows` (read_results)."""
+                       workload: Optional[tuple[int, int, Optional[str]]] = None,
+                       lengths: Optional[tuple[int, int]] = None) -> ReportData:
+    """The ReportData of `model` and `workload` ((input_len, output_len, trace)) among `rows`
+    (read_results); without `workload`, the model's workload with the most rows (of those at
+    `lengths`, (input, output tokens), when given)."""
     models = list(dict.fromkeys(r["model"] for r in rows))
     if model is None:
         if len(models) > 1:
@@ -130,9 +135,12 @@ def select_report_data(path: Path, rows: list[dict], model: Optional[str],
         raise InputError(f"{OPTION} '{shown(path)}' has no rows of model '{shown(model)}'; it holds "
                          f"{', '.join(models)}")
     mine = [r for r in rows if r["model"] == model]
-    workloads = Counter((r["input_len"], r["output_len"], r["trace"]) for r in mine)
+    workloads = Counter((r["input_len"], r["output_len"], r["trace"]) for r in mine
+                        if lengths is None or (r["input_len"], r["output_len"]) == tuple(lengths))
     if workload is not None and tuple(workload) not in workloads:
         raise InputError(f"{OPTION} '{shown(path)}' has no rows of model '{shown(model)}' at workload {workload}")
+    if not workloads:
+        raise InputError(f"{OPTION} '{shown(path)}' has no rows of {model} at {lengths[0]} in / {lengths[1]} out tokens")
     (inp, out, trace) = tuple(workload) if workload is not None else workloads.most_common(1)[0][0]
     chosen = []
     for r in mine:

@@ -21,7 +21,7 @@ def _trace(s: Series, colour: str, show_legend: bool):
     mode = "markers" if s.kind == "scatter" else "lines+markers"
     line = {"color": colour, "dash": "dash" if s.dash else "solid"}
     if s.kind == "step":
-        line["shape"] = "hv"
+        line["shape"] = "hv" if s.step_where == "post" else "vh"
         mode = "lines"
     marker = {"color": colour, "size": 5 if s.kind == "scatter" else 7, "opacity": 0.35 if s.kind == "scatter" else 1}
     return go.Scatter(x=s.x, y=s.y, mode=mode, line=line, marker=marker, **common)
@@ -40,12 +40,29 @@ def to_plotly(spec: FigureSpec, colours: Optional[dict[str, str]] = None):
         seen.add(key)
     for a in spec.annotations:
         fig.add_annotation(x=_axis_value(a.x, spec.x.log), y=_axis_value(a.y, spec.y.log), text=html.escape(a.text),
-                           showarrow=False, font={"size": 10, "color": "#555555"}, xanchor="left", yanchor="top")
+                           showarrow=False, font={"size": 10, "color": "#555555"}, xanchor="left", yanchor="bottom")
     fig.update_layout(title=spec.title, barmode=spec.barmode, template="plotly_white", height=480,
                       margin={"l": 70, "r": 20, "t": 50, "b": 60}, legend={"groupclick": "togglegroup"})
-    fig.update_xaxes(title=spec.x.title, type=_axis_type(spec.x))
-    fig.update_yaxes(title=spec.y.title, type=_axis_type(spec.y))
+    fig.update_xaxes(title=spec.x.title, type=_axis_type(spec.x), range=_single_value_range(spec, "x"))
+    fig.update_yaxes(title=spec.y.title, type=_axis_type(spec.y), range=_single_value_range(spec, "y"))
     return fig
+
+
+def _single_value_range(spec: FigureSpec, which: str):
+    """An explicit range of a decade around the values when a log axis's data hold one value, up
+    to float rounding (all requests with the same TPOT, say): plotly's autorange of a (near)
+    zero-width log span draws ticks at -Infinity (a console error and no axis); None (autorange)
+    otherwise."""
+    import math
+    axis = spec.x if which == "x" else spec.y
+    if not axis.log:
+        return None
+    values = {float(v) for s in spec.series for v in (s.x if which == "x" else s.y)
+              if isinstance(v, (int, float)) and math.isfinite(v) and v > 0}
+    if not values or math.log10(max(values)) - math.log10(min(values)) > 1e-6:
+        return None
+    centre = math.log10(min(values))
+    return [centre - 0.5, centre + 0.5]
 
 
 def _axis_type(axis) -> str:

@@ -36,7 +36,8 @@ class Series:
     """One trace: `x`, `y` of equal length; `kind` line / scatter / bar / step; `hover` one text
     per point (None: the values alone); `group` the legend group it toggles with (a family);
     `orientation` "h" draws bars along x (tornado); `base` where each bar starts (None: zero);
-    `dash` a dashed line (a reference or an assumption, not a result)."""
+    `dash` a dashed line (a reference or an assumption, not a result); `step_where` for a step
+    series: "post" holds each y until the next x, "pre" takes the next y right after each x."""
     name: str
     x: list[Value]
     y: list[Value]
@@ -46,6 +47,7 @@ class Series:
     orientation: Literal["v", "h"] = "v"
     base: Optional[list[float]] = None
     dash: bool = False
+    step_where: Literal["post", "pre"] = "post"
 
     def __post_init__(self):
         if len(self.x) != len(self.y):

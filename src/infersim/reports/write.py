@@ -55,3 +55,29 @@ def write_html(data: ReportData, specs: list[FigureSpec], path: Path, overwrite:
     check_target(path, overwrite)
     atomic_write(path, report_html(header(data), specs).encode("utf-8"))
     return path
+
+
+def check_png_targets(keys: list[str], folder: Path, overwrite: bool) -> list[Path]:
+    """The PNG paths (`folder/<key>.png`), refused before anything is written: `folder` a file, its
+    parent missing, or a PNG there already without `overwrite`."""
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--png '{shown(folder)}' is a file; give a folder")
+    if not folder.exists() and not folder.parent.exists():
+        raise InputError(f"--png '{shown(folder)}': folder {shown(folder.parent)} does not exist")
+    paths = [folder / f"{k}.png" for k in keys]
+    if folder.exists():
+        for p in paths:
+            check_target(p, overwrite, "--png")
+    return paths
+
+
+def write_pngs(specs: list[FigureSpec], folder: Path, overwrite: bool = False) -> list[Path]:
+    """Each figure as `folder/<key>.png` (the folder is made if missing)."""
+    from infersim.reports.render_png import render_png
+    from infersim.reports.style import group_colours
+    paths = check_png_targets([s.key for s in specs], folder, overwrite)
+    folder.mkdir(exist_ok=True)
+    colours = group_colours(specs)
+    for s, p in zip(specs, paths):
+        atomic_write(p, render_png(s, colours))
+    return paths

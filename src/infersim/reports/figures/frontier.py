@@ -65,14 +65,20 @@ def frontier_figure(data: ReportData, objective: str) -> FigureSpec:
             continue
         front = sorted(pareto_front(mine, [(lambda p: p.tok_s_per_user, "max"), (lambda p: getattr(p, attr), sense)]),
                        key=lambda p: p.tok_s_per_user)
-        fig.series.append(Series(f"{fam} (all)", [p.tok_s_per_user for p in mine], [getattr(p, attr) for p in mine],
-                                 "scatter", [hover(p) for p in mine], group=fam))
+        # the front first: the legend entry of a family (one per group) is its frontier
         fig.series.append(Series(fam, [p.tok_s_per_user for p in front], [getattr(p, attr) for p in front], "line",
                                  [hover(p) for p in front], group=fam))
+        fig.series.append(Series(f"{fam} (all)", [p.tok_s_per_user for p in mine], [getattr(p, attr) for p in mine],
+                                 "scatter", [hover(p) for p in mine], group=fam))
     ys = [y for s in fig.series for y in s.y]
     if ys:
         for name, low in BANDS[1:]:
-            fig.annotations.append(Annotation(low, max(ys), f"{name} tok/s/user ->"))
+            fig.annotations.append(Annotation(low, min(ys), f"{name} tok/s/user ->"))
+    without = [f for f in data.families if not any(p.family == f and getattr(p, attr) is not None for p in points)
+               and any(p.family == f for p in points)]
+    if without:
+        fig.notes.append(f"families that run but have no {label} figure (a system without a price or power figure), "
+                         "so are not drawn: " + ", ".join(without))
     dropped = data.dropped()
     if dropped:
         fig.notes.append("configurations that do not run (left out): "

@@ -1,0 +1,69 @@
+"""What several figures share: the headline band and points, plans rebuilt from stored
+configurations (catalog and calibration loaded once per report)."""
+from __future__ import annotations
+
+from typing import Optional
+
+from infersim.planner.verdict import best_per_family, decide
+from infersim.reports.data import ReportData
+
+HEADLINE_BAND = "50-150"  # tok/s per user: a reader's default; `infersim report --band` changes it
+HEADLINE_OBJECTIVE = "tok_s_per_mw"
+
+
+def band_of_report(data: ReportData) -> str:
+    return data.options.get("band", HEADLINE_BAND)
+
+
+def headline_point(data: ReportData):
+    """The headline: the winning point of the headline band on tok/s per MW (None: no point there)."""
+    return decide(data.points(), band_of_report(data), HEADLINE_OBJECTIVE).winner_point
+
+
+def family_bests(data: ReportData, objective: str = HEADLINE_OBJECTIVE) -> dict[str, object]:
+    """{family: its best point in the headline band on `objective`}, in the file's family order."""
+    best = best_per_family(data.points(), band_of_report(data), objective)
+    return {f: best[f] for f in data.families if f in best}
+
+
+def inputs(data: ReportData):
+    """(catalog, calibration, model architecture), loaded once per report."""
+    if "inputs" not in data._cache:
+        from infersim.calibration.efficiency import load_calibration
+        from infersim.catalog.hardware import load_catalog
+        from infersim.catalog.models import load_model
+        data._cache["inputs"] = (load_catalog(), load_calibration(None), load_model(data.model))
+    return data._cache["inputs"]
+
+
+def spec_of(point):
+    from infersim.deployments.spec import DeploymentSpec
+    return DeploymentSpec.model_validate({"name": point.deployment, **point.body["deployment"]})
+
+
+def plan_of(data: ReportData, point):
+    """The point's plan (modes.build_plan of its stored deployment), cached per deployment."""
+    key = ("plan", point.deployment)
+    if key not in data._cache:
+        from infersim.modes import build_plan
+        catalog, calibration, arch = inputs(data)
+        data._cache[key] = build_plan(spec_of(point), arch, catalog, calibration)
+    return data._cache[key]
+
+
+def estimate_of(data: ReportData, point) -> dict:
+    """estimate_plan of the point at its batch and the report's lengths, cached."""
+    key = ("estimate", point.deployment, point.batch)
+    if key not in data._cache:
+        from infersim.estimate import estimate_plan
+        data._cache[key] = estimate_plan(plan_of(data, point), point.batch, data.input_len, data.output_len)
+    return data._cache[key]
+
+
+def no_band_point(data: ReportData, what: str) -> str:
+    return (f"no configuration of {data.path.name} runs in the {band_of_report(data)} tok/s/user band, so there "
+            f"is no {what}; choose another band with --band")
+
+
+def fmt(v: Optional[float], unit: str = "") -> str:
+    return "n/a" if v is None else f"{v:,.3g}{unit}"
