@@ -4,5 +4,7 @@ evaluation and economics, below the CLI.
 - `families.py`: the deployment families enumerated for one model;
 - `pareto.py`: Pareto frontiers;
 - `verdict.py`: the winner per interactivity band, its margin and what moves it;
-- `frontier.py`: the screen (`run_frontier`) and its JSON (`to_json`).
+- `frontier.py`: the screen (`run_frontier`) and its JSON (`to_json`);
+- `screen.py` (+ `screen_floor.py`): bounds for a whole (plan x batch x input x output) grid at once,
+  the prune step before estimating or simulating.
 """
