@@ -197,7 +197,7 @@ def estimate_plan(plan: Plan, batch: int = 1, input_len: int = 1024, output_len:
                  "input_len": inp, "output_len": out, "racks": dict(plan.racks), "power_w": plan.power_w,
                  "notes": list(plan.notes)}
     prefill, decode = plan.prefill_pool, plan.decode_pool
-    step = decode.timer.decode_step(batch, inp, max(out - 1, 1))
+    step = decode.timer.decode_step(batch, inp, decode_span(out))
     tokens_per_step = decode.timer.tokens_per_decode_step
     tpot = step.seconds / tokens_per_step
     res.update(step.details)
@@ -205,13 +205,12 @@ def estimate_plan(plan: Plan, batch: int = 1, input_len: int = 1024, output_len:
     alone, batched = prefill_times(prefill.deployment, inp)
     ttft, per_prompt = float(alone), float(batched)
     decode_reps = decode.replicas
-    if prefill.role == "prefill":   # disaggregated: the slower pool sets the rate
-        req_s = min(prefill.replicas / per_prompt, decode_reps * batch / (max(out - 1, 1) * tpot))
+    disaggregated = prefill.role == "prefill"
+    req_s = float(request_rate(prefill.replicas if disaggregated else None, decode_reps, per_prompt, tpot, batch, out))
+    if disaggregated:
         res["prefill_replicas"] = prefill.replicas
         res["kv_transfer_s"] = float(kv_transfer_seconds(prefill.deployment, decode.deployment, plan.kv_link, inp))
         # reported, not added to TTFT: the simulator too counts the first token at the end of prefill
-    else:                           # aggregated: each replica alternates prefill and decode
-        req_s = decode_reps / (per_prompt + out * tpot / batch)
     tok_s = req_s * out
     # the share of the serving hardware prefill takes (economics charges it to input tokens): its
     # chips when disaggregated, its share of each replica's time when prefill and decode alternate
@@ -237,6 +236,27 @@ def estimate_plan(plan: Plan, batch: int = 1, input_len: int = 1024, output_len:
     res["tok_s_per_rack"] = tok_s / plan.total_racks if plan.total_racks else None
     res["tok_s_per_mw"] = tok_s / (plan.power_w / 1e6) if plan.power_w else None
     return res
+
+
+def decode_span(output_len):
+    """Decode steps a request's TPOT is averaged over: output_len - 1 (the first output token comes
+    with prefill), at least 1; an int for an int, arrays broadcast."""
+    if np.ndim(output_len):
+        return np.maximum(np.asarray(output_len) - 1, 1)
+    return max(output_len - 1, 1)
+
+
+def request_rate(prefill_replicas, decode_replicas, per_prompt, tpot, batch, output_len):
+    """Requests/s of a plan's steady state (arrays broadcast), from the engine seconds per prompt
+    of prefill (`per_prompt`, prefill_times' batched figure), seconds per output token (`tpot`) and
+    `batch` sequences per decode replica: disaggregated (`prefill_replicas` given) the slower of the
+    prefill pool and the decode pool sets it; aggregated (None) each of the `decode_replicas`
+    alternates prefilling a request and its share of the decode steps. Decreasing in per_prompt
+    and tpot."""
+    if prefill_replicas is not None:
+        return np.minimum(prefill_replicas / per_prompt,
+                          decode_replicas * batch / (decode_span(output_len) * tpot))
+    return decode_replicas / (per_prompt + output_len * tpot / batch)
 
 
 def _check_batch(dep: Deployment, batch: int, context: int, res: dict) -> None:

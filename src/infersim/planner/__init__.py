@@ -9,4 +9,6 @@ evaluation and economics, below the CLI.
   with `candidates.py` (enumeration, sizing), `budget.py`, `bounds.py` (prune checks),
   `plan_workload.py` and `plan_report.py` (ranking, reasons, JSON).
 - `confirm.py`: with a trace, the frontier points replayed through the simulator.
+- `screen.py` (+ `screen_floor.py`): bounds for a whole (plan x batch x input x output) grid at once,
+  the prune step before estimating or simulating.
 """
