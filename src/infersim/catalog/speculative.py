@@ -33,6 +33,9 @@ class AcceptanceEntry(BaseModel):
     basis: Literal["measurement", "paper", "estimate", "assumption"]
     source: str = Field(min_length=1)
     note: str = ""
+    # the published spread of mean tokens per verification at draft length k: {k: (low, high)}
+    mean_tokens_range_by_k: dict[int, tuple[float, float]] = Field(default_factory=dict)
+    range_source: str = ""
 
     @model_validator(mode="after")
     def _one_form(self) -> "AcceptanceEntry":
@@ -44,7 +47,18 @@ class AcceptanceEntry(BaseModel):
                              "(position i is accepted only if i-1 was)")
         if self.default_k > len(shares):
             raise ValueError(f"default_k {self.default_k} exceeds the {len(shares)} published positions")
+        for k, (low, high) in self.mean_tokens_range_by_k.items():
+            if not 1 <= k <= len(shares) or not 1.0 <= low <= high <= k + 1:
+                raise ValueError(f"mean_tokens_range_by_k {k}: [{low}, {high}] needs 1 <= k <= {len(shares)} and "
+                                 f"1 <= low <= high <= k + 1 (tokens per verification)")
+        if self.mean_tokens_range_by_k and not self.range_source:
+            raise ValueError("mean_tokens_range_by_k needs a range_source")
         return self
+
+    @property
+    def measured(self) -> bool:
+        """Published figures for the entry's own models (not a stand-in for any model)."""
+        return self.basis == "measurement" and "*" not in self.models
 
     def shares(self) -> list[float]:
         """Unconditional share of verifications accepting each drafted position."""
@@ -69,6 +83,11 @@ def acceptance_entries() -> tuple[AcceptanceEntry, ...]:
         return tuple(AcceptanceEntry.model_validate(e) for e in raw["entries"])
     except ValidationError as e:  # a packaged-data bug, not user input
         raise ValueError(f"{SPEC_FILE.name}: {e}") from None
+
+
+def measured_entries() -> tuple[AcceptanceEntry, ...]:
+    """The entries measured on their own model: what a generic entry's range spans (spec_acceptance)."""
+    return tuple(e for e in acceptance_entries() if e.measured)
 
 
 def default_acceptance(method: str, model_name: str) -> AcceptanceEntry:

@@ -40,6 +40,7 @@ TOKEN_ID_BYTES = 4.0  # a token id crosses the link as an int32 (vocabularies ex
 # per-token acceptance 0.7, mid-range of Leviathan et al. 2023 (0.6-0.8 for same-family drafts).
 DRAFT_DEFAULT_K = 4
 DRAFT_DEFAULT_ACCEPTANCE = 0.7
+DRAFT_ACCEPTANCE_RANGE = (0.6, 0.8)  # Leviathan et al. 2023, same-family drafts: what `sensitivity` sweeps
 
 
 def acceptance_vector(acceptance, k: int) -> tuple[float, ...]:

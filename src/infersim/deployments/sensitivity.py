@@ -33,6 +33,9 @@ What is swept:
   * ``calibration.<lpu/wafer family>.layer_s``, the per-layer pipeline latency of a dataflow chip
     (C2C hop plus synchronisation), from half to double the value in use: it is an assumption, or
     a fit to very few published LPU/wafer results.
+- speculative acceptance (a plan with a `spec:` section and no `spec.acceptance` of its own): one
+  multiplier on the default per-position acceptance, ``spec.ENTRY.acceptance_scale``, over the
+  published spread or, for an assumed one, the span of the measured drafters (spec_acceptance.py).
 
 A sweep point that makes the deployment impossible (an InputError: the model no longer fits,
 the batch's KV cache no longer fits, ...) is kept in its row as "does not fit" with the reason;
@@ -55,6 +58,8 @@ from infersim.deployments.plan import Plan
 from infersim.estimate import estimate_plan
 from infersim.modes import build_plan
 from infersim.deployments.spec import DeploymentSpec
+from infersim.deployments.spec_acceptance import NOTE as ACCEPTANCE_NOTE, AcceptanceRange, acceptance_input, \
+    with_acceptance
 from infersim.economics import Prices, load_prices, plan_economics, throughput_of_plan_estimate
 from infersim.errors import InputError
 
@@ -171,6 +176,7 @@ class _Input(_Range):
     note: str
     override: Optional[str] = None                     # NAME.FIELD  (catalog)
     calib: Optional[tuple[str, str, str]] = None       # (kind, family, field)  (calibration)
+    acceptance: Optional[AcceptanceRange] = None       # the spec's acceptance, scaled (spec_acceptance)
 
 
 def _deployments(plan: Plan) -> list:
@@ -288,6 +294,9 @@ def sweep_inputs(plan: Plan, catalog: HardwareCatalog, calibration: Calibration,
     _used_entries(plan, catalog, chips, links, systems)
     out = (_catalog_inputs([*chips.values(), *links.values(), *systems.values()])
            + _calibration_inputs(plan, calibration))
+    acc = acceptance_input(plan.spec, plan.model)
+    if acc is not None:
+        out.append(_Input(acc.name, acc.basis, acc.source, acc.low, 1.0, acc.high, ACCEPTANCE_NOTE, acceptance=acc))
     if economics is not None:
         have = {i.override for i in out}
         out += [_Input(u.name, u.basis, u.source, float(u.low), u.value, float(u.high), u.note, override=u.name)
@@ -315,7 +324,9 @@ def _metric(spec: DeploymentSpec, model: ModelArch, catalog, calibration, metric
 
 def _point(spec, model, catalog, calibration, item: _Input, value: float, args) -> tuple[Optional[float], Optional[str]]:
     try:
-        if item.override is not None and item.override.startswith("economics."):
+        if item.acceptance is not None:
+            cat, cal, spec = catalog, calibration, with_acceptance(spec, item.acceptance, value)
+        elif item.override is not None and item.override.startswith("economics."):
             cat, cal = catalog, calibration
             args = (*args[:4], args[4].with_overrides([f"{item.override}={value!r}"]), args[5])
         elif item.override is not None:
