@@ -383,7 +383,9 @@ def to_json(res: FrontierResult) -> dict:
             "workload": workload, "stages": {**res.stages, "total_s": res.seconds},
             "families": [{"family": f.name, "points": [_point_json(p) for p in f.frontier]} for f in res.families],
             "verdicts": [{"band": band_label(v), "winner": v.winner, "margin": v.margin,
-                          "sensitive_to": v.sensitive_to} for v in res.verdicts]}
+                          "sensitive_to": v.sensitive_to, "runner_up": v.runner_up, "flips": v.flips,
+                          "winner_deployment": getattr(v.winner_point, "deployment", None),
+                          "winner_batch": getattr(v.winner_point, "batch", None)} for v in res.verdicts]}
 
 
 def band_label(v: Verdict) -> str:
