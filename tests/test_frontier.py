@@ -97,7 +97,7 @@ def test_json_schema_on_a_small_grid_and_the_store(tmp_path):
             assert p["tok_s_per_user"] > 0 and p["output_tok_s"] > 0
     assert len(doc["verdicts"]) == 8  # 4 bands x (tok/s per MW, cost per Mtok)
     for v in doc["verdicts"]:
-        assert set(v) == {"band", "winner", "margin", "sensitive_to"}
+        assert set(v) >= {"band", "winner", "margin", "sensitive_to"}  # the keys, and more
         assert v["margin"] is None or v["margin"] >= 1.0
         assert len(v["sensitive_to"]) <= 3
     assert any(v["sensitive_to"] for v in doc["verdicts"])
