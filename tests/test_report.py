@@ -240,15 +240,20 @@ def test_report_from_a_trace_runs_then_resumes_the_frontier(tmp_path, monkeypatc
     monkeypatch.setattr(fams, "families", lambda *a: [f for f in real(*a) if f.name == "gpu-vr-nvl72"])
     trace = tmp_path / "tiny.jsonl"
     _tiny_trace(trace)
-    from infersim.reports.frontier_run import trace_lengths
-    assert trace_lengths(str(trace)) == (2000, 20)  # means of 1000/2000/3001 and 10/20/31, rounded
     db, html = tmp_path / "res.duckdb", tmp_path / "r.html"
     args = ["report", str(db), "--model", MODEL, "--trace", str(trace), "--out", str(html)]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, (r.stdout, r.stderr)
     assert "1 families run" in r.stderr and html.exists() and "tiny.jsonl" in html.read_text()
+    # the rows carry the trace and its mean lengths (1000/2000/3001 and 10/20/31, rounded), and
+    # the frontier points were replayed: the report draws the simulated ones
+    data = load_report_data(db)
+    assert (data.trace, data.input_len, data.output_len) == ("tiny.jsonl", 2000, 20)
+    assert data.simulated and all(p.evaluation == "trace-simulation" for p in data.points())
+    n_rows = len(data.rows)
     r = runner.invoke(app, [*args, "--overwrite"])
     assert r.exit_code == 0 and "0 families run, 1 already in" in r.stderr, r.stderr
+    assert len(load_report_data(db).rows) == n_rows  # resumed: nothing run again, nothing replaced
     r = runner.invoke(app, ["report", "--trace", str(trace), "--out", str(tmp_path / "x.html")])
     assert "--model" in assert_fails_cleanly(r)
 
@@ -265,3 +270,57 @@ def test_a_log_axis_whose_values_are_all_equal_gets_a_range_plotly_can_draw():
     spread = FigureSpec("t", "t", "c", Axis("TPOT", "s", log=True), Axis("share"),
                         [Series("a", [0.001, 0.01], [0.5, 1.0])])
     assert to_plotly(spread).layout.xaxis.range is None  # autorange when the values differ
+
+
+# -- a trace: the report's fronts and verdicts are frontier --trace's confirmed ones --
+
+@pytest.fixture(scope="module")
+def traced(tmp_path_factory):
+    """Two families on the shipped coding-agent trace, 3 batches, at most 2 replays per family."""
+    db = tmp_path_factory.mktemp("traced") / "results.duckdb"
+    res = run_frontier(MODEL, trace="exgentic_swebench_claude_code_shard12.jsonl", batches=(1, 8, 64),
+                       only=["gpu-vr-nvl72", "lpu-lpx"], out=db, sensitivity=False, max_simulated=2)
+    return db, res
+
+
+def test_simulated_figures_agree_with_run_frontier_on_a_trace(traced):
+    db, res = traced
+    data = load_report_data(db)
+    assert data.simulated and data.trace == "exgentic_swebench_claude_code_shard12.jsonl"
+    specs = {s.key: s for s in build_figures(data, ["frontier-mw", "frontier-cost", "cost-vs-speed-target",
+                                                     "cost-vs-ttft-target", "roi-payback", "lpx-ratio"])}
+    confirmed = [p for f in res.families for p in f.confirmed]
+    assert sorted(p.config_id for p in data.points()) == sorted(p.config_id for p in confirmed)
+    for key, objective in (("frontier-mw", "tok_s_per_mw"), ("frontier-cost", "cost_per_mtok_usd")):
+        spec = specs[key]
+        assert "Simulated" in spec.caption
+        table = {row[0]: row[1] for row in spec.table.rows}
+        for v in res.verdicts:
+            if v.objective == objective:
+                assert table[v.band] == (v.winner or "no point in this band"), (key, v.band)
+        fronts = {s.name: s for s in spec.series if s.kind == "line"}
+        for f in res.families:
+            front = f.mw_front if objective == "tok_s_per_mw" else f.cost_front
+            if front:
+                assert sorted(fronts[f.name].x) == pytest.approx(sorted(p.tok_s_per_user for p in front))
+        screen = [s for s in spec.series if s.group == "analytical screen"]
+        assert len(screen) == 1 and sorted(screen[0].x) == pytest.approx(sorted(
+            p.tok_s_per_user for f in res.families for p in f.points if getattr(p, objective) is not None))
+    # the other figures say which evaluation they show
+    for key in ("cost-vs-speed-target", "cost-vs-ttft-target", "roi-payback"):
+        assert "Simulated" in specs[key].caption, key
+    assert not specs["roi-payback"].is_empty or "band" in specs["roi-payback"].empty_reason
+
+
+@pytest.mark.parametrize("model, trace, needle", [
+    ("no-such-model", "exgentic_swebench_claude_code_shard12.jsonl", "unknown model"),
+    (MODEL, "no-such-trace.jsonl", "trace file not found"),
+    (MODEL, "exgentic_swebench_claude_code_shard12.jsonl", "--overwrite"),  # --out exists
+])
+def test_report_from_a_trace_refuses_bad_input_before_any_work(tmp_path, model, trace, needle):
+    html, db = tmp_path / "r.html", tmp_path / "res.duckdb"
+    if needle == "--overwrite":
+        html.write_text("keep me")
+    r = runner.invoke(app, ["report", str(db), "--model", model, "--trace", trace, "--out", str(html)])
+    assert needle in assert_fails_cleanly(r)
+    assert not db.exists() and (not html.exists() or html.read_text() == "keep me")

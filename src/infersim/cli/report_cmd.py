@@ -34,7 +34,7 @@ def report(results: Optional[Path] = typer.Argument(None, help="results DuckDB f
     the latency target, ROI, TTFT/TPOT CDFs, time per chip kind, LPX:NVL72 ratio, sensitivity,
     validation) as one self-contained interactive HTML file that opens offline, and as PNGs."""
     from infersim.interactivity import BAND_NAMES
-    from infersim.reports.data import load_report_data
+    from infersim.reports.data import load_report_data, read_results, select_report_data
     from infersim.reports.figures import FIGURES, build_figures
     from infersim.reports.write import check_png_targets, check_target, write_html, write_pngs
     if band not in BAND_NAMES:
@@ -42,14 +42,15 @@ def report(results: Optional[Path] = typer.Argument(None, help="results DuckDB f
     check_target(out_file, overwrite)  # every refusal before any work, so nothing is half written
     if png_dir is not None:
         check_png_targets([k for k, _, _ in FIGURES], png_dir, overwrite)
-    lengths = None
     if trace is not None:
-        results, lengths = _frontier_for_trace(results or Path(DEFAULT_RESULTS), model, trace)
+        results = results or Path(DEFAULT_RESULTS)
+        run = _frontier_for_trace(results, model, trace)
+        data = select_report_data(results, read_results(results), run.model, run.workload)
+        data.options["trace_path"] = str(run.trace.path)  # the rows name the file; the CDFs read it here
     elif results is None:
         raise InputError("give a results file (infersim report RESULTS.duckdb) or --model and --trace to make one")
-    data = load_report_data(results, model, lengths)
-    if trace is not None and data.trace is None:
-        data.trace = trace  # TODO(frontier --trace): the rows will carry the trace name themselves
+    else:
+        data = load_report_data(results, model)
     data.options["band"] = band
     specs = build_figures(data)
     path = write_html(data, specs, out_file, overwrite)
@@ -61,11 +62,11 @@ def report(results: Optional[Path] = typer.Argument(None, help="results DuckDB f
         out.print(f"PNG: {len(paths)} figures in {png_dir.resolve()}", markup=False, highlight=False)
 
 
-def _frontier_for_trace(results: Path, model: Optional[str], trace: str) -> tuple[Path, tuple[int, int]]:
-    """Run (or resume) the frontier for `model` at the trace's mean lengths into `results`."""
+def _frontier_for_trace(results: Path, model: Optional[str], trace: str):
+    """Run (or resume) the frontier for `model` on the trace into `results` (reports.frontier_run)."""
     from infersim.reports.frontier_run import frontier_into
     if model is None:
         raise InputError("--trace needs --model: the model whose frontier to run on the trace (infersim models)")
     got = frontier_into(results, model, trace)
     err.print(got.message, markup=False, highlight=False)
-    return results, got.lengths
+    return got

@@ -6,6 +6,12 @@ planner.pareto's and planner.verdict's, not a second implementation. A row's fam
 deployment label before the grid brackets (`gpu-vr-nvl72[tp=8,...]` -> `gpu-vr-nvl72`), the name
 `frontier` gives its families; AFD+MTP rows, labelled per ratio (`afd-mtp-2lpx-per-nvl72`), are
 the one `afd-mtp` family as in frontier. A sweep's own deployment names are their own families.
+
+A workload whose rows include trace replays (`frontier --trace`: sweep `frontier-simulated`, one
+row per confirmed frontier point) is reported as frontier reports it: `points()` are the confirmed
+(simulated) points only, the fronts and verdicts theirs; the analytical screen's rows stay
+available (`screen_points()`, `screen_rows`) for figures that draw them faintly or need the screen
+(the LPX ratio sweep).
 """
 from __future__ import annotations
 
@@ -49,6 +55,16 @@ class ReportData:
         return [r for r in self.rows if r["status"] == "ok"]
 
     @property
+    def simulated(self) -> bool:
+        """True when the workload's rows include confirmed (trace-simulated) frontier points."""
+        return any(_is_replay(r) for r in self.ok)
+
+    @property
+    def screen_rows(self) -> list[dict]:
+        """The ok rows of analytical evaluations (every ok row but the trace replays)."""
+        return [r for r in self.ok if not _is_replay(r)]
+
+    @property
     def families(self) -> list[str]:
         """Families in the order they first appear in the file (frontier's fixed order)."""
         return list(dict.fromkeys(r["family"] for r in self.rows))
@@ -59,25 +75,48 @@ class ReportData:
         return f"trace {self.trace} (mean lengths: {lengths})" if self.trace else lengths
 
     def points(self):
-        """Every ok row as a planner.frontier.Point (pareto / verdict input), cached."""
+        """The points the report's fronts and verdicts are drawn from, as planner.frontier.Points
+        (pareto / verdict input), cached: the confirmed (trace-simulated) ones when the workload
+        has any, as `frontier --trace` decides; else every ok row."""
         if "points" not in self._cache:
-            from infersim.planner.frontier import Point
-            self._cache["points"] = [
-                Point(r["family"], r["deployment"], r["batch"], r["tok_s_per_user"], r["output_tok_s"],
-                      _finite(r["tok_s_per_mw"]), _finite(r["cost_per_mtok_output_usd"]), r["body"])
-                for r in self.ok if _finite(r["tok_s_per_user"]) is not None]
+            rows = [r for r in self.ok if _is_replay(r)] if self.simulated else self.ok
+            self._cache["points"] = _points(rows)
         return self._cache["points"]
+
+    def screen_points(self):
+        """The analytical screen's points when `points()` are the simulated ones, else [] (the
+        analytical points are `points()` themselves)."""
+        if "screen_points" not in self._cache:
+            self._cache["screen_points"] = _points(self.screen_rows) if self.simulated else []
+        return self._cache["screen_points"]
 
     def row_of(self, point) -> dict:
         """The results row a Point came from."""
         for r in self.ok:
-            if r["deployment"] == point.deployment and r["batch"] == point.batch:
+            if r["config_id"] == point.config_id:
                 return r
         raise KeyError(point.deployment)
 
     def dropped(self) -> Counter:
         """Rows that do not run, per family."""
         return Counter(r["family"] for r in self.rows if r["status"] != "ok")
+
+
+def _is_replay(row: dict) -> bool:
+    from infersim.planner.frontier import CONFIRM_SWEEP_NAME
+    return row["sweep"] == CONFIRM_SWEEP_NAME
+
+
+def _points(rows: list[dict]) -> list:
+    """planner.frontier.Points of results rows (those with a finite tok/s per user); a replay's
+    TTFT is its simulated p50, an analytical row's one prompt's prefill."""
+    from infersim.planner.frontier import Point
+    from infersim.planner.confirm import EVALUATION
+    return [Point(r["family"], r["deployment"], r["batch"], r["tok_s_per_user"], r["output_tok_s"],
+                  _finite(r["tok_s_per_mw"]), _finite(r["cost_per_mtok_output_usd"]), r["body"],
+                  config_id=r["config_id"], ttft_s=_finite(r["ttft_s"]),
+                  evaluation=EVALUATION if _is_replay(r) else "analytical")
+            for r in rows if _finite(r["tok_s_per_user"]) is not None]
 
 
 def _finite(v) -> Optional[float]:

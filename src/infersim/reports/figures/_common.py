@@ -9,6 +9,20 @@ from infersim.reports.data import ReportData
 
 HEADLINE_BAND = "50-150"  # tok/s per user: a reader's default; `infersim report --band` changes it
 HEADLINE_OBJECTIVE = "tok_s_per_mw"
+# what confirmed points are, in captions and assumptions (planner/confirm.py's method)
+REPLAY_ASSUMPTION = ("simulated points: each family's analytical Pareto points replayed through the serving "
+                     "simulator (planner/confirm.py: closed loop at batch x decode replicas users, the trace's first "
+                     "requests; tok/s per user = 1 / median TPOT, output tok/s while every user still sends, TTFT "
+                     "p50; all hardware charged to output tokens)")
+ANALYTICAL_FIGURE = "Analytical: steady-state estimates (estimate_plan), not simulated."
+
+
+def basis_of(data: ReportData) -> str:
+    """Which evaluation the report's fronts, verdicts and costs come from (a caption sentence)."""
+    if data.simulated:
+        return ("Simulated: the points are the trace replays of each family's analytical frontier (`frontier "
+                "--trace`); the analytical screen is drawn faintly where shown.")
+    return ANALYTICAL_FIGURE
 
 
 def band_of_report(data: ReportData) -> str:
@@ -67,3 +81,14 @@ def no_band_point(data: ReportData, what: str) -> str:
 
 def fmt(v: Optional[float], unit: str = "") -> str:
     return "n/a" if v is None else f"{v:,.3g}{unit}"
+
+
+def throughput_of_point(data: ReportData, point):
+    """economics.Throughput of a point: estimate_plan's steady state for an analytical one; for a
+    simulated one its replayed output tok/s, input tokens at the workload's mean input/output ratio
+    (an approximation: the replay's prefix of the trace), utilisation 1 and all hardware charged
+    to output tokens, as the confirmed point's cost (planner/confirm.py)."""
+    from infersim.economics import Throughput, throughput_of_plan_estimate
+    if point.evaluation == "analytical":
+        return throughput_of_plan_estimate(estimate_of(data, point))
+    return Throughput(point.output_tok_s, point.output_tok_s * data.input_len / data.output_len, 1.0, 0.0)

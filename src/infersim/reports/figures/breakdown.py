@@ -5,7 +5,7 @@ idle; the link's own busy share)."""
 from __future__ import annotations
 
 from infersim.reports.data import ReportData
-from infersim.reports.figures._common import band_of_report, estimate_of, family_bests, no_band_point
+from infersim.reports.figures._common import ANALYTICAL_FIGURE, band_of_report, estimate_of, family_bests, no_band_point
 from infersim.reports.spec import Axis, FigureSpec, Series
 
 # (chip kind, activity) -> legend label; activities not listed use their own name
@@ -20,7 +20,7 @@ def time_breakdown(data: ReportData) -> FigureSpec:
         caption=(f"One decode step of each mode's best configuration (tok/s per MW) in the {band} tok/s/user band, "
                  "split into the share of the step each chip kind spends computing, moving memory, on its "
                  "interconnect, on host overhead, waiting on the GPU<->LPU link, or idle. "
-                 f"{data.model}, {data.workload}."),
+                 f"{data.model}, {data.workload}. {ANALYTICAL_FIGURE}"),
         x=Axis("share of the decode step", "%"), y=Axis("mode: chip kind", categorical=True),
         inputs=["estimate_plan's step timer per configuration: catalog peaks and bandwidths, the calibration fit "
                 "(compute and memory efficiency, host overhead)"],

@@ -5,6 +5,7 @@ T; estimate_plan's prefill of one prompt, no queueing)."""
 from __future__ import annotations
 
 from infersim.reports.data import ReportData
+from infersim.reports.figures._common import REPLAY_ASSUMPTION, basis_of
 from infersim.reports.figures.frontier import ASSUMPTIONS, hover
 from infersim.reports.spec import Axis, FigureSpec, Series
 
@@ -31,11 +32,13 @@ def _figure(data: ReportData, key: str, title: str, x: Axis, value, larger: bool
     fig = FigureSpec(
         key, title,
         caption=(f"For each family, the cheapest configuration that meets the target ({target_text}), {data.model}, "
-                 f"{data.workload}. A step down is a configuration that is cheaper and still meets the target."),
+                 f"{data.workload}. A step down is a configuration that is cheaper and still meets the target. "
+                 + basis_of(data)),
         x=x, y=Y_AXIS,
         inputs=[f"results file {data.path.name}: cost_per_mtok_output_usd, tok_s_per_user, ttft_s per configuration",
                 "economics.yaml prices, catalog specs and the calibration fit behind each estimate"],
-        assumptions=[ASSUMPTIONS["cost_per_mtok_usd"][0], extra_assumption])
+        assumptions=[ASSUMPTIONS["cost_per_mtok_usd"][0],
+                     REPLAY_ASSUMPTION if data.simulated else extra_assumption])
     for fam in data.families:
         mine = [p for p in data.points() if p.family == fam and p.cost_per_mtok_usd is not None
                 and value(p) is not None]
@@ -59,8 +62,8 @@ def cost_vs_speed_target(data: ReportData) -> FigureSpec:
 
 
 def cost_vs_ttft_target(data: ReportData) -> FigureSpec:
-    ttft = {(r["deployment"], r["batch"]): r["ttft_s"] for r in data.ok}
+    what = "TTFT (simulated p50 with queueing)" if data.simulated else "TTFT"
     return _figure(data, "cost-vs-ttft-target", "Cost per Mtok against the time-to-first-token target",
                    Axis("target: time to first token at most", "s", log=True),
-                   lambda p: ttft.get((p.deployment, p.batch)), False, "TTFT at most the target",
+                   lambda p: p.ttft_s, False, f"{what} at most the target",
                    "TTFT is one prompt's prefill alone (estimate_plan), no queueing behind other prompts")

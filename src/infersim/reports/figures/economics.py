@@ -4,22 +4,25 @@ pricing, as the results' cost columns), selling its tokens at each tier's prices
 from __future__ import annotations
 
 from infersim.reports.data import ReportData
-from infersim.reports.figures._common import band_of_report, estimate_of, family_bests, inputs, no_band_point, plan_of
+from infersim.reports.figures._common import (band_of_report, basis_of, family_bests, inputs, no_band_point, plan_of,
+                                              throughput_of_point)
 from infersim.reports.spec import Axis, FigureSpec, Series
 
 
 def roi_payback(data: ReportData) -> FigureSpec:
-    from infersim.economics import load_prices, plan_economics, throughput_of_plan_estimate
+    from infersim.economics import load_prices, plan_economics
     band = band_of_report(data)
     fig = FigureSpec(
         "roi-payback", f"Payback at the token-price tiers, cheapest point per family in the {band} tok/s/user band",
         caption=(f"Years for each family's cheapest configuration in the {band} tok/s/user band to pay back its "
                  "hardware from its margin (revenue at the tier's prices minus power), running flat out; hover for "
                  f"ROI over the hardware's lifetime. {data.model}, {data.workload}. A missing bar never pays back "
-                 "(margin at or below zero)."),
+                 "(margin at or below zero). " + basis_of(data)),
         x=Axis("family", categorical=True), y=Axis("payback", "years", log=True),
         inputs=["economics.yaml: token price tiers, lifetime, PUE, electricity price, idle draw",
-                "catalog capex per system", "estimate_plan throughput of each point (utilisation 1)"],
+                "catalog capex per system", ("each point's simulated output tok/s (input tokens at the workload's "
+                                             "mean ratio), utilisation 1" if data.simulated else
+                                             "estimate_plan throughput of each point (utilisation 1)")],
         assumptions=["token prices of both tiers are assumptions (a listed price of another model, or no published "
                      "price at all for the premium tier): see economics.yaml's sources and ranges",
                      "utilisation 1: every replica busy all the time (an upper bound on revenue)",
@@ -33,8 +36,7 @@ def roi_payback(data: ReportData) -> FigureSpec:
     per_tier: dict[str, tuple[list, list, list]] = {}
     never = []
     for fam, p in bests.items():
-        e = plan_economics(plan_of(data, p), throughput_of_plan_estimate(estimate_of(data, p)), catalog, prices,
-                           "capex")
+        e = plan_economics(plan_of(data, p), throughput_of_point(data, p), catalog, prices, "capex")
         for t in e.tiers:
             xs, ys, hv = per_tier.setdefault(t.tier, ([], [], []))
             if t.payback_years is None:
@@ -44,7 +46,7 @@ def roi_payback(data: ReportData) -> FigureSpec:
             ys.append(t.payback_years)
             hv.append(f"{p.deployment}, batch {p.batch}<br>{t.tier}: payback {t.payback_years:.2g} years, ROI over "
                       f"the lifetime {t.roi:.1f}x, margin ${t.margin_usd_per_hour:,.0f}/h, cost "
-                      f"${e.cost_per_mtok_output_usd:.3g}/Mtok output")
+                      f"${e.cost_per_mtok_output_usd:.3g}/Mtok output at utilisation 1")
     for tier, (xs, ys, hv) in per_tier.items():
         fig.series.append(Series(f"{tier} tier", xs, ys, "bar", hv, group=f"tier {tier}"))
     if never:

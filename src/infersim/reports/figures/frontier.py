@@ -1,13 +1,17 @@
 """The throughput-against-interactivity frontier per family: tok/s per MW and cost per million
 output tokens against tok/s per user, each family's Pareto points (planner.pareto, as `frontier`
-computes them) and the per-band verdicts (planner.verdict.decide) in a table."""
+computes them) and the per-band verdicts (planner.verdict.decide) in a table. With trace replays
+in the file the fronts and verdicts are the confirmed (simulated) points', as `frontier --trace`
+decides them, and the analytical screen's points are drawn faintly in their own legend group."""
 from __future__ import annotations
 
 from infersim.interactivity import BANDS, BAND_NAMES
 from infersim.planner.pareto import pareto_front
 from infersim.planner.verdict import OBJECTIVES, decide
 from infersim.reports.data import ReportData
+from infersim.reports.figures._common import REPLAY_ASSUMPTION, basis_of
 from infersim.reports.spec import Annotation, Axis, FigureSpec, Series, Table
+from infersim.reports.style import SCREEN_GROUP
 
 X_AXIS = Axis("decode speed per user", "tok/s/user", log=True)
 # objective (planner.verdict.OBJECTIVES key) -> (figure key, y axis, higher is better, results column)
@@ -25,10 +29,17 @@ ASSUMPTIONS = {
 }
 
 
+def assumptions_of(data: ReportData, objective: str) -> list[str]:
+    """The objective's assumptions for the report's evaluation (steady state, or the replays)."""
+    first, steady = ASSUMPTIONS[objective]
+    return [first, REPLAY_ASSUMPTION if data.simulated else steady]
+
+
 def hover(p) -> str:
     mw = f"{p.tok_s_per_mw:,.0f} tok/s/MW" if p.tok_s_per_mw is not None else "tok/s/MW n/a"
     cost = f"${p.cost_per_mtok_usd:.3g}/Mtok" if p.cost_per_mtok_usd is not None else "cost n/a (no price)"
-    return f"{p.deployment}<br>batch {p.batch}: {p.tok_s_per_user:.1f} tok/s/user, {mw}, {cost}"
+    how = "" if p.evaluation == "analytical" else " (simulated)"
+    return f"{p.deployment}<br>batch {p.batch}{how}: {p.tok_s_per_user:.1f} tok/s/user, {mw}, {cost}"
 
 
 def verdict_table(points, objective: str) -> Table:
@@ -53,12 +64,21 @@ def frontier_figure(data: ReportData, objective: str) -> FigureSpec:
         key, title,
         caption=(f"Each family's Pareto frontier (line: no other point of the family is both faster per user and "
                  f"better on {label}) over every configuration that runs (dots), {data.model}, {data.workload}. "
-                 "The table gives each interactivity band's winner and its margin over the runner-up."),
+                 "The table gives each interactivity band's winner and its margin over the runner-up. "
+                 + basis_of(data)),
         x=X_AXIS, y=y_axis,
-        inputs=[f"results file {data.path.name}: {len(data.ok)} configurations that run of {len(data.rows)}",
-                "estimate_plan per configuration (catalog specs, calibration fit)", "economics.yaml prices"],
-        assumptions=list(ASSUMPTIONS[objective]),
+        inputs=[f"results file {data.path.name}: {len(data.ok)} configurations that run of {len(data.rows)}"
+                + (f" ({len(points)} of them trace replays)" if data.simulated else ""),
+                "estimate_plan per configuration (catalog specs, calibration fit)", "economics.yaml prices"]
+        + (["serving simulator (deployments.run.simulate_plan) per replayed point"] if data.simulated else []),
+        assumptions=assumptions_of(data, objective),
         table=verdict_table(points, objective))
+    screen = [p for p in data.screen_points() if getattr(p, attr) is not None]
+    if screen:
+        # first, so the families' fronts are drawn over it
+        fig.series.append(Series(f"{SCREEN_GROUP} (all families)", [p.tok_s_per_user for p in screen],
+                                 [getattr(p, attr) for p in screen], "scatter",
+                                 [f"analytical screen, {p.family}: " + hover(p) for p in screen], group=SCREEN_GROUP))
     for fam in data.families:
         mine = [p for p in points if p.family == fam and getattr(p, attr) is not None]
         if not mine:

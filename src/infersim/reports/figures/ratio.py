@@ -8,6 +8,7 @@ import copy
 
 from infersim.interactivity import BAND_NAMES, band_of
 from infersim.reports.data import ReportData, family_of
+from infersim.reports.figures._common import ANALYTICAL_FIGURE
 from infersim.reports.spec import Axis, FigureSpec, Series
 
 MIN_RATIOS = 3
@@ -15,7 +16,8 @@ EXTRA_RATIOS = (1, 2, 3, 4, 6, 8)
 
 
 def _afd_rows(data: ReportData) -> list[dict]:
-    return [r for r in data.ok if r["mode"] == "afd" and r["lpx_per_nvl72"] is not None
+    # the screen's rows: trace replays cover frontier points only, not the ratio grid
+    return [r for r in data.screen_rows if r["mode"] == "afd" and r["lpx_per_nvl72"] is not None
             and r["tok_s_per_mw"] is not None]
 
 
@@ -64,7 +66,8 @@ def lpx_ratio(data: ReportData) -> FigureSpec:
            f"{', '.join(str(x) for x in EXTRA_RATIOS)} LPX per NVL72 for this figure" if extra else
            f"{len(ratios)} ratios from the results file")
     fig.caption = (f"For each interactivity band, the highest tok/s per MW of any AFD configuration at each LPX:NVL72 "
-                   f"ratio ({how}). {data.model}, {data.workload}.")
+                   f"ratio ({how}). {data.model}, {data.workload}. {ANALYTICAL_FIGURE}"
+                   + (" (the analytical screen's AFD rows)" if data.simulated else ""))
     every = rows + extra
     for band in BAND_NAMES:
         best: dict[float, dict] = {}

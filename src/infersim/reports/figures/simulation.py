@@ -22,7 +22,9 @@ def _workload(data: ReportData, plan, point):
     if data.trace:
         from infersim.workload.traces import read_trace
         if "trace_reqs" not in data._cache:
-            data._cache["trace_reqs"] = read_trace(data.trace, max_requests=SIM_REQUESTS)
+            # the stored name is the file's; the report run from a trace file knows its path
+            data._cache["trace_reqs"] = read_trace(data.options.get("trace_path", data.trace),
+                                                   max_requests=SIM_REQUESTS)
         reqs = data._cache["trace_reqs"]
         return reqs, f"the first {len(reqs.arrival_s)} requests of trace {data.trace} (its arrival times and sessions)"
     users = max(1, min(CLOSED_LOOP_USERS, point.batch * plan.decode_pool.replicas))

@@ -4,7 +4,8 @@ time (deployments.sensitivity)."""
 from __future__ import annotations
 
 from infersim.reports.data import ReportData
-from infersim.reports.figures._common import band_of_report, headline_point, inputs, no_band_point, spec_of
+from infersim.reports.figures._common import (ANALYTICAL_FIGURE, band_of_report, headline_point, inputs, no_band_point,
+                                              spec_of)
 from infersim.reports.spec import Axis, FigureSpec, Series
 
 TOP = 12  # inputs shown, by swing
@@ -31,7 +32,9 @@ def sensitivity_tornado(data: ReportData) -> FigureSpec:
                       output_len=data.output_len, catalog=catalog, calibration=calibration)
     fig.caption = (f"The headline point, {p.deployment} at batch {p.batch} ({p.family}, the {band} tok/s/user winner "
                    f"on tok/s per MW: {rep.baseline:,.0f} tok/s/MW), with each uncertain input at the low and the high "
-                   f"end of its range; the {TOP} largest swings, largest on top. {data.model}, {data.workload}.")
+                   f"end of its range; the {TOP} largest swings, largest on top. {data.model}, {data.workload}. "
+                   + ANALYTICAL_FIGURE + (" The point is the simulated band winner; its baseline and swings here are "
+                                          "its analytical estimate's." if data.simulated else ""))
     moving = [r for r in rep.rows
               if (r.metric_low is not None or r.metric_high is not None) and (r.swing is None or r.swing > 0)]
     rows = moving[:TOP][::-1]
