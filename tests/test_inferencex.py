@@ -252,7 +252,7 @@ def test_layouts_follow_the_point(ctx, points):
 
 
 @pytest.mark.parametrize("speed, band", [(None, "unknown"), (0.0, "<50"), (49.99, "<50"), (50.0, "50-150"),
-                                         (149.9, "50-150"), (150.0, "150-400"), (400.0, ">400"), (2000.0, ">400")])
+                                         (149.9, "50-150"), (150.0, "150-400"), (400.0, "400-1000"), (999.9, "400-1000"), (1000.0, ">1000"), (2000.0, ">1000")])
 def test_bands_by_measured_speed(speed, band):
     assert band_of(speed) == band
 

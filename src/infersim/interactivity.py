@@ -4,8 +4,11 @@ against interactivity chart (GPUs win the low end, LPUs and wafers exist for the
 definition for both."""
 from __future__ import annotations
 
-# (label, lowest tok/s per user, inclusive); each band ends where the next begins
-BANDS = (("<50", 0.0), ("50-150", 50.0), ("150-400", 150.0), (">400", 400.0))
+# (label, lowest tok/s per user, inclusive); each band ends where the next begins. The top edge,
+# 1,000 tok/s per user, is the per-user speed NVIDIA targets with Vera Rubin + LPX (vendor claim,
+# ../shared/reference/hardware_and_models.md: "target ~1000 tok/s/user"): above it a verdict
+# compares only what serves that fast (LPX, CS-3), instead of lumping them with GPU + MTP at 500.
+BANDS = (("<50", 0.0), ("50-150", 50.0), ("150-400", 150.0), ("400-1000", 400.0), (">1000", 1000.0))
 BAND_NAMES = tuple(name for name, _ in BANDS)
 
 

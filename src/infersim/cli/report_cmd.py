@@ -27,7 +27,7 @@ def report(results: Optional[Path] = typer.Argument(None, help="results DuckDB f
                                                "mean lengths first (a shipped trace name or a file), then report; "
                                                "its first requests drive the simulated CDFs"),
            band: str = typer.Option("50-150", "--band", help="the headline interactivity band (tok/s per user): "
-                                    "<50, 50-150, 150-400, >400"),
+                                    "<50, 50-150, 150-400, 400-1000, >1000"),
            overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files (the report and "
                                           "PNGs; a results file is only ever added to)")):
     """A report people read: every figure of a results file (frontier per family, cost against
