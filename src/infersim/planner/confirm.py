@@ -58,21 +58,21 @@ class TraceWorkload:
 
 def load_trace(trace: str | Path) -> TraceWorkload:
     """The trace named as `simulate --trace` takes it (a path, or a bare name of a shipped trace),
-    with its mean lengths as a sweep's trace workload computes them (sweep.spec)."""
+    with its mean lengths as a sweep's trace workload computes them (sweep.spec.trace_mean_lengths),
+    the file read once."""
     from infersim.inputs import os_problem, path_kind
-    from infersim.sweep.spec import Workload, _workload
+    from infersim.sweep.spec import trace_mean_lengths
     from infersim.workload.traces import read_trace, resolve_trace_path
     if path_kind(trace, "--trace") == "dir":
         raise InputError(f"--trace '{shown(trace)}' is a directory; give a trace file (.csv or .jsonl) inside it")
     try:
         path = resolve_trace_path(trace)
-        n = len(read_trace(path))
-        w = _workload(Workload(trace=str(path)))
+        reqs = read_trace(path)
     except (OSError, UnicodeDecodeError) as e:
         why = os_problem(e) if isinstance(e, OSError) else "not UTF-8 text"
         raise InputError(f"--trace '{shown(trace)}': cannot read the trace ({why}); check the path and that it is "
                          "a text file") from None
-    return TraceWorkload(w["trace"], path, n, w["input_len"], w["output_len"])
+    return TraceWorkload(path.name, path, len(reqs), *trace_mean_lengths(reqs))
 
 
 def pick(front: list, most: Optional[int]) -> list:

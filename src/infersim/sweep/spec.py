@@ -183,13 +183,19 @@ def _deployments(sweep: SweepFile, folder: Path, where: str) -> list[tuple[str, 
     return out
 
 
-def _workload(w: Workload) -> dict:
+def trace_mean_lengths(reqs) -> tuple[int, int]:
+    """A trace's mean input and output tokens per request, rounded (at least 1): the lengths a
+    trace workload is screened at (sweeps, `frontier --trace`)."""
+    return max(1, round(float(reqs.input_tokens.mean()))), max(1, round(float(reqs.output_tokens.mean())))
+
+
+def workload_body(w: Workload) -> dict:
+    """A configuration's `workload`: the lengths, or a trace's name and mean lengths."""
     if w.trace is None:
         return {"input_len": w.input_len, "output_len": w.output_len, "trace": None}
     from infersim.workload.traces import read_trace
-    reqs = read_trace(w.trace)
-    return {"input_len": max(1, round(float(reqs.input_tokens.mean()))),
-            "output_len": max(1, round(float(reqs.output_tokens.mean()))), "trace": Path(w.trace).name}
+    inp, out = trace_mean_lengths(read_trace(w.trace))
+    return {"input_len": inp, "output_len": out, "trace": Path(w.trace).name}
 
 
 def expand(sweep: SweepFile, folder: Path | str = ".", where: str = "sweep") -> list[SweepConfig]:
@@ -200,7 +206,7 @@ def expand(sweep: SweepFile, folder: Path | str = ".", where: str = "sweep") -> 
     if total > MAX_CONFIGS:
         raise InputError(f"{where}: the grid expands to {total:,} configurations, over the {MAX_CONFIGS:,} a sweep "
                          "takes; split it into several sweep files")
-    workload = _workload(sweep.workload)
+    workload = workload_body(sweep.workload)
     seen: dict[str, SweepConfig] = {}
     for model, (name, dep), load in itertools.product(sweep.models, deps, sweep.load.values):
         body = {"model": model, "deployment": dep, "workload": workload,
