@@ -337,3 +337,24 @@ def test_afd_verify_step_reports_the_bound_that_sets_it():
     assert set(bounds) >= {"chain", "gpu", "link", "lpu"}
     assert bounds[s["verify_binding"]] == max(bounds.values())
     assert s["verify_s"] == pytest.approx(max(bounds.values()), rel=1e-9)
+
+
+@pytest.mark.parametrize("name", ["vr-nvl72-lpx-afd-mtp", "vr-nvl72-lpx-afd-spec", "vr-nvl72-lpx-spec"])
+def test_a_speculative_cycle_splits_the_verify_step_by_chip_kind_and_waits_for_the_draft(name):
+    # each kind's activities cover its whole cycle (the link only its busy part); the verify step's
+    # split, scaled to the verify share, plus the wait for the draft and its link crossing
+    spec = load_spec(EXAMPLES / f"{name}.yaml")
+    plan = build_plan(spec, None if spec.model else load_model("gpt-oss-120b"))  # the example's README model
+    timer = plan.decode_pool.timer
+    step = timer.decode_step(8.0, 2000.0, 1.0)
+    parts = step.details["spec"]
+    cycle = parts["cycle_s"]
+    assert cycle == pytest.approx(parts["draft_s"] + parts["link_s"] + parts["verify_s"])
+    target = timer.target.chip.kind
+    verify = step.shares[target]
+    assert sum(verify.values()) == pytest.approx(1.0)
+    assert verify["waiting_for_draft"] == pytest.approx((parts["draft_s"] + parts["link_s"]) / cycle)
+    assert "verify" not in verify  # the target's own categories (compute, memory, ...), not one lump
+    for kind, acts in step.shares.items():
+        assert all(v >= 0 for v in acts.values())
+        assert sum(acts.values()) == pytest.approx(1.0) if kind != "link" else sum(acts.values()) <= 1.0 + 1e-9

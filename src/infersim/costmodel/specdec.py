@@ -203,18 +203,41 @@ class SpecDecodeCost(ShapeTimer):
         p = self.cycle_seconds(verify, draft, pasts.shape[1])
         return p["draft_s"] + p["link_s"] + p["verify_s"]
 
+    def _verify_shares(self, batch: float, past: float) -> dict[str, dict[str, float]]:
+        """Shares of the verify step per chip kind and activity (summing to 1 per kind): the target
+        timer's own split where it has one (AFD's `time_shares`, a GPU step's roofline categories),
+        else the whole step as `verify`."""
+        shape = self.verify_shape(batch, past)
+        split = getattr(self.target_cost, "time_shares", None)
+        if split is not None:
+            return split(shape)
+        timed = getattr(self.target_cost, "time", None)
+        if timed is not None:
+            from infersim.costmodel.execution import CATEGORIES
+            b = timed(shape)
+            tot = float(np.asarray(b.total).reshape(-1)[0])
+            if tot > 0:
+                return {self.target.chip.kind: {k: float(np.asarray(getattr(b, k)).reshape(-1)[0]) / tot
+                                                for k in CATEGORIES}}
+        return {self.target.chip.kind: {"verify": 1.0}}
+
     def decode_step(self, batch: float, past: float, span: float) -> DecodeStep:
         parts = {k: float(v) for k, v in self.cycle_parts(batch, past, span=max(span, 1.0)).items()}
         cycle = sum(parts.values())
         # drafting and verifying alternate: each side waits while the other works
         # the draft's chips under their own label when they are the target's kind (GPU heads, LPU drafts of LPU targets)
-        same = self.draft.chip.kind == self.target.chip.kind
+        verify, waiting = parts["verify_s"] / cycle, (parts["draft_s"] + parts["link_s"]) / cycle
+        # the verify step's own split per chip kind (compute, memory, ...; AFD: GPU, LPU pools, link),
+        # scaled to its share of the cycle; the rest of the cycle its chips wait for the draft
+        shares = {kind: {**{a: v * verify for a, v in acts.items()},
+                         **({} if kind == "link" else {"waiting_for_draft": waiting})}  # a link only idles
+                  for kind, acts in self._verify_shares(batch, past).items()}
+        same = self.draft.chip.kind in shares
         draft_kind = f"{self.draft.chip.kind} (draft)" if same else self.draft.chip.kind
-        shares = {self.target.chip.kind: {"verify": parts["verify_s"] / cycle,
-                                          "waiting_for_draft": (parts["draft_s"] + parts["link_s"]) / cycle},
-                  draft_kind: {"draft": parts["draft_s"] / cycle, "idle": (parts["verify_s"] + parts["link_s"]) / cycle}}
-        if self.link is not None:
-            shares["link"] = {"busy": parts["link_s"] / cycle}
+        shares[draft_kind] = {"draft": parts["draft_s"] / cycle, "idle": (parts["verify_s"] + parts["link_s"]) / cycle}
+        if self.link is not None:  # the token ids cross the GPU<->LPU link (AFD's own, where there is one)
+            link = shares.setdefault("link", {})
+            link["busy"] = link.get("busy", 0.0) + parts["link_s"] / cycle
         details = {"expected_tokens_per_verify": self.expected, "cycle_s": cycle, **parts}
         bounds = getattr(self.target_cost, "bounds", None)  # a verify step with bounds (AFD): which binds
         if bounds is not None:
