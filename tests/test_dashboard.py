@@ -248,3 +248,15 @@ def test_serve_needs_a_flag_to_listen_beyond_loopback(results_file):
     line = assert_fails_cleanly(runner.invoke(cli, ["serve", str(results_file), "--host", "0.0.0.0"]))
     assert "--allow-remote" in line
     assert "from 0 to 65535" in assert_fails_cleanly(runner.invoke(cli, ["serve", str(results_file), "--port", "70000"]))
+
+
+def test_rows_written_after_start_appear_without_a_restart(tmp_path, results_file):
+    import shutil
+    path = tmp_path / "growing.duckdb"
+    shutil.copy(results_file, path)
+    res = Results(path)
+    before = {(w["input_len"], w["output_len"]) for m in res.index() for w in m["workloads"]}
+    assert res.refresh() is False  # unchanged file: nothing re-read
+    run_frontier(MODEL, 1024, 128, batches=[1], only=["gpu-vr-nvl72"], out=path, sensitivity=False)
+    after = {(w["input_len"], w["output_len"]) for m in res.index() for w in m["workloads"]}
+    assert after == before | {(1024, 128)}

@@ -1,6 +1,8 @@
-"""The dashboard's view of one results file: every row read once at start, read-only
-(reports.data.read_results, which refuses a missing, foreign, old-schema or empty file), the models
-and workloads it holds, and the figures of a `Selection`.
+"""The dashboard's view of one results file: every row read at start, read-only
+(reports.data.read_results, which refuses a missing, foreign, old-schema or empty file), and again
+when the file changes (a sweep or frontier still writing into it: its rows appear without a
+restart; while a writer holds the file locked, the rows already read are kept), the models and
+workloads it holds, and the figures of a `Selection`.
 
 A selection narrows the rows before the report's figure builders run, so its Pareto fronts and
 per-band verdicts are those of the rows left: families not chosen are left out, and so are
@@ -57,14 +59,34 @@ class Results:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.rows = read_results(self.path)
+        self._stamp = _stamp(self.path)
+        self._load(read_results(self.path))
+
+    def _load(self, rows: list[dict]) -> None:
+        self.rows = rows
         self._data: dict[tuple[str, Workload], ReportData] = {}
         self._colours: dict[tuple[str, Workload], dict[str, str]] = {}
         self._index = self._make_index()
 
+    def refresh(self) -> bool:
+        """Re-read the file when its size or modification time changed since the last read; True
+        when it did. A file that cannot be read now (a writer holds its lock, it is mid-write) keeps
+        the rows already read, and is tried again on the next call."""
+        stamp = _stamp(self.path)
+        if stamp == self._stamp:
+            return False
+        try:
+            rows = read_results(self.path)
+        except InputError:
+            return False
+        self._stamp = stamp
+        self._load(rows)
+        return True
+
     def index(self) -> list[dict]:
         """[{model, workloads: [{input_len, output_len, trace, label, rows, families}]}], in file order,
-        each model's workloads most rows first."""
+        each model's workloads most rows first (the file re-read first if it changed)."""
+        self.refresh()
         return self._index
 
     def _make_index(self) -> list[dict]:
@@ -116,6 +138,7 @@ class Results:
         spec as data (FigureSpec.to_dict) and its plotly figure (None when empty)."""
         from infersim.reports.figures import build_figures
         from infersim.reports.write import header
+        self.refresh()
         data, missed = self.narrowed(sel)
         specs = build_figures(data)
         note = slo_note(sel, missed)
@@ -126,6 +149,15 @@ class Results:
                 spec.notes.append(note)
             out.append(figure_payload(spec, colours))
         return {"header": header(data), "slo_left_out": sum(missed.values()), "figures": out}
+
+
+def _stamp(path: Path) -> Optional[tuple[int, int]]:
+    """(size, mtime in ns) of the file, None when it cannot be stat'ed."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 def figure_payload(spec, colours: dict[str, str]) -> dict:
