@@ -32,8 +32,18 @@ def pytest_configure(config):
     reported; hypothesis's pytest plugin then seeds every test with it."""
     if settings.default.derandomize or not hasattr(config.option, "hypothesis_seed"):
         return
+    worker = getattr(config, "workerinput", None)  # a pytest-xdist worker: the controller's seed
+    if worker is not None and worker.get("hypothesis_seed") is not None:
+        config.option.hypothesis_seed = worker["hypothesis_seed"]
     if config.option.hypothesis_seed is None:
         config.option.hypothesis_seed = str(random.SystemRandom().randrange(2 ** 32))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """pytest-xdist (the tests run in two processes): every worker takes the seed the controller
+    drew and prints, so `--hypothesis-seed=SEED` replays the examples each worker ran."""
+    node.workerinput["hypothesis_seed"] = getattr(node.config.option, "hypothesis_seed", None)
 
 
 def _describe(config) -> str:
