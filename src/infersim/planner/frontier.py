@@ -35,7 +35,6 @@ DEFAULT_BATCHES = tuple(2 ** i for i in range(10))  # 1 .. 512 sequences per dec
 POWER_BASES = {"rated": "rated power (the systems' catalog power_w; no PUE, full draw)",
                "facility": "facility power (infersim.economics: utilisation-dependent draw x PUE; analytical "
                            "points at full load, confirmed points at their simulated utilisation)"}
-POWER_BASIS = POWER_BASES["rated"]
 SENSITIVE_TOP = 3
 SWEEP_NAME = "frontier"
 CONFIRM_SWEEP_NAME = "frontier-simulated"  # the `sweep` column of confirmed points' rows

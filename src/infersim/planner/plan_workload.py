@@ -33,11 +33,13 @@ class PlanWorkload:
 
     @property
     def input_len(self) -> int:
-        return max(1, round(self.mean_input))
+        from infersim.sweep.spec import whole_tokens
+        return whole_tokens(self.mean_input)
 
     @property
     def output_len(self) -> int:
-        return max(1, round(self.mean_output))
+        from infersim.sweep.spec import whole_tokens
+        return whole_tokens(self.mean_output)
 
     def input_quantile(self, pct: float, *, uncached: bool = False) -> int:
         """The `pct`-th percentile (0-100) of prompt tokens (whole prompts, or only the uncached part)."""

@@ -183,10 +183,15 @@ def _deployments(sweep: SweepFile, folder: Path, where: str) -> list[tuple[str, 
     return out
 
 
+def whole_tokens(mean: float) -> int:
+    """A mean length in tokens as the whole number a workload is screened at: rounded, at least 1."""
+    return max(1, round(float(mean)))
+
+
 def trace_mean_lengths(reqs) -> tuple[int, int]:
     """A trace's mean input and output tokens per request, rounded (at least 1): the lengths a
-    trace workload is screened at (sweeps, `frontier --trace`)."""
-    return max(1, round(float(reqs.input_tokens.mean()))), max(1, round(float(reqs.output_tokens.mean())))
+    trace workload is screened at (sweeps, `frontier --trace`, `plan`)."""
+    return whole_tokens(reqs.input_tokens.mean()), whole_tokens(reqs.output_tokens.mean())
 
 
 def workload_body(w: Workload) -> dict:
